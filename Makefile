@@ -1,0 +1,65 @@
+# The two commands: `make run` and `make test`. Each does all of its own setup.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# A stamp per requirements file: reinstall only when the pins change.
+$(VENV)/.deps: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+## make run: migrate (SQLite unless DATABASE_URL is set), seed demo data, start
+## the web server, one call worker and the django-q2 cluster. Ctrl-C stops all.
+run: export DJANGO_DEBUG ?= true
+run: export PYTHONUNBUFFERED = 1
+run: deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
+
+## make test: ruff, then pytest against PostgreSQL (DATABASE_URL, or the local
+## server at 127.0.0.1:5432).
+test: dev-deps check-postgres browser
+	$(BIN)/ruff check .
+	$(PY) manage.py makemigrations --check --dry-run --settings=callcenter.settings_test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+check-postgres: dev-deps
+	@DJANGO_SETTINGS_MODULE=callcenter.settings_test $(PY) -m callcenter.checkdb
+
+# The admin browser test drives Debian's Chromium through Playwright.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser tests..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else \
+	    echo "WARNING: /usr/bin/chromium is missing; browser tests will be skipped."; \
+	  fi; \
+	fi
+
+bench: dev-deps check-postgres
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

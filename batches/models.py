@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.actor import Source
+
+
+def generate_batch_id() -> str:
+    """A public id in the original system's form: batch-2025-10-25-144129-862530."""
+    return timezone.now().strftime("batch-%Y-%m-%d-%H%M%S-%f")
+
+
+class BatchQuerySet(models.QuerySet["Batch"]):
+    def claimable(self) -> BatchQuerySet:
+        """Batches whose jobs workers may take."""
+        return self.filter(is_active=True, completed_at__isnull=True)
+
+    def for_account(self, account_id: int) -> BatchQuerySet:
+        return self.filter(account_id=account_id)
+
+
+class LiveBatchManager(models.Manager["Batch"]):
+    """The default manager hides deleted batches everywhere: API, admin, selectors."""
+
+    def get_queryset(self) -> BatchQuerySet:
+        return BatchQuerySet(self.model, using=self._db).filter(deleted_at__isnull=True)
+
+
+class Batch(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed"
+        DELETED = "deleted", "Deleted"
+
+    batch_id = models.CharField(
+        max_length=64, unique=True, default=generate_batch_id, editable=False
+    )
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="batches"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    is_active = models.BooleanField(default=True)
+
+    # Why the batch is paused, so that a person (or the credit logic) can tell
+    # a manual pause from an automatic one and resume only what it paused.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    pause_source = models.CharField(
+        max_length=16, choices=Source.choices, blank=True, default=""
+    )
+    pause_reason = models.CharField(max_length=255, blank=True, default="")
+
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LiveBatchManager.from_queryset(BatchQuerySet)()
+    all_objects = BatchQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "batch"
+        verbose_name_plural = "batches"
+        ordering = ["-created_at"]
+        base_manager_name = "all_objects"
+        indexes = [
+            models.Index(fields=["is_active", "batch_id"], name="batch_active_id_idx"),
+            # The claim walks active batches by priority; paused, cancelled,
+            # completed and deleted batches are not in this index at all.
+            models.Index(
+                models.F("priority").desc(),
+                "id",
+                name="batch_claim_idx",
+                condition=models.Q(is_active=True, completed_at__isnull=True),
+            ),
+            models.Index(fields=["account", "-created_at"], name="batch_account_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cancelled_at__isnull=True)
+                | models.Q(is_active=False),
+                name="batch_cancelled_is_inactive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(deleted_at__isnull=True) | models.Q(is_active=False),
+                name="batch_deleted_is_inactive",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(batch_id=""), name="batch_id_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.batch_id})"
+
+    @property
+    def state(self) -> str:
+        if self.deleted_at:
+            return self.State.DELETED
+        if self.cancelled_at:
+            return self.State.CANCELLED
+        if self.completed_at:
+            return self.State.COMPLETED
+        return self.State.ACTIVE if self.is_active else self.State.PAUSED
+
+
+class BatchEvent(models.Model):
+    """The audit trail: one row per batch transition. It outlives its batch."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        UPDATED = "updated", "Updated"
+        CANCELLED = "cancelled", "Cancelled"
+        DELETED = "deleted", "Deleted"
+        COMPLETED = "completed", "Completed"
+        JOBS_CANCELLED = "jobs_cancelled", "Jobs cancelled"
+
+    # SET_NULL and the copied public id keep the record after the batch row
+    # itself is removed (a hard delete from a shell, or retention).
+    batch = models.ForeignKey(
+        Batch, null=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    batch_public_id = models.CharField(max_length=64, db_index=True)
+    account = models.ForeignKey(
+        "accounts.Account", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["batch", "-created_at"], name="event_batch_idx")
+        ]
+
+    def __str__(self) -> str:
+        who = self.actor_label or (str(self.actor) if self.actor_id else self.source)
+        return f"{self.batch_public_id} {self.action} by {who}"

@@ -1,0 +1,403 @@
+"""Batch transitions. The API, admin, worker, tasks and commands all call these.
+
+Each transition locks the batch row (SELECT … FOR UPDATE), checks the current
+state, writes the change with ``update_fields`` and records a ``BatchEvent``.
+
+Why the row lock makes pause exact: a worker's claim takes ``FOR SHARE`` on the
+batch row of every job it claims, in the same statement. The pause's
+``FOR UPDATE`` waits for claims already in flight to commit, and claims that
+start later skip the batch (or re-check it and see it paused). So once
+``batch_pause`` has returned, no job of the batch can move to ``in_progress``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.actor import Actor
+from accounts.models import Account
+from batches.exceptions import BatchCancelledError, BatchDeletedError
+from batches.models import Batch, BatchEvent
+from batches.signals import batch_transitioned
+from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+BATCH_CANCELLED_REASON = "Batch cancelled"
+BATCH_DELETED_REASON = "Batch deleted"
+UPDATABLE_FIELDS = ("is_active", "name", "description", "priority")
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    cancelled_jobs: int
+    deleted_jobs: int
+
+
+def _lock(batch: Batch) -> Batch:
+    locked = Batch.all_objects.select_for_update().get(pk=batch.pk)
+    if locked.deleted_at is not None:
+        raise BatchDeletedError(f"Batch {locked.batch_id} has been deleted.")
+    return locked
+
+
+def _sync(target: Batch, source: Batch) -> None:
+    """Copy the committed state back onto the caller's instance."""
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+
+
+def _record(
+    batch: Batch,
+    *,
+    action: str,
+    actor: Actor,
+    changes: dict[str, Any] | None = None,
+    reason: str = "",
+) -> BatchEvent:
+    event = BatchEvent.objects.create(
+        batch=batch,
+        batch_public_id=batch.batch_id,
+        account_id=batch.account_id,
+        action=action,
+        source=actor.source,
+        actor=actor.user,
+        actor_label=actor.label or (actor.user.get_username() if actor.user else ""),
+        remote_addr=actor.remote_addr,
+        changes=changes or {},
+        reason=reason[:255],
+    )
+    logger.info(
+        "batch %s",
+        action,
+        extra={
+            "action": f"batch.{action}",
+            "batch_id": batch.batch_id,
+            "source": actor.source,
+            "actor": event.actor_label or "-",
+            "changes": list((changes or {}).keys()),
+        },
+    )
+    transaction.on_commit(
+        lambda: batch_transitioned.send(
+            sender=Batch, batch=batch, event=event, action=action
+        )
+    )
+    return event
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    return {
+        k: [_jsonable(before[k]), _jsonable(after[k])]
+        for k in after
+        if before.get(k) != after[k]
+    }
+
+
+def batch_create(
+    *,
+    account: Account,
+    name: str,
+    actor: Actor,
+    description: str = "",
+    priority: int = 0,
+    is_active: bool = True,
+    batch_id: str | None = None,
+) -> Batch:
+    with transaction.atomic():
+        batch = Batch(
+            account=account,
+            name=name,
+            description=description,
+            priority=priority,
+            is_active=is_active,
+        )
+        if batch_id:
+            batch.batch_id = batch_id
+        if not is_active:
+            batch.paused_at = timezone.now()
+            batch.paused_by = actor.user
+            batch.pause_source = actor.source
+        batch.full_clean(exclude=["account"])
+        batch.save()
+        _record(
+            batch,
+            action=BatchEvent.Action.CREATED,
+            actor=actor,
+            changes={
+                "name": [None, name],
+                "priority": [None, priority],
+                "is_active": [None, is_active],
+            },
+        )
+    return batch
+
+
+def _apply_pause(locked: Batch, *, actor: Actor, reason: str) -> None:
+    locked.is_active = False
+    locked.paused_at = timezone.now()
+    locked.paused_by = actor.user
+    locked.pause_source = actor.source
+    locked.pause_reason = reason[:255]
+
+
+def _apply_resume(locked: Batch) -> None:
+    if locked.cancelled_at is not None:
+        raise BatchCancelledError(
+            f"Batch {locked.batch_id} is cancelled and cannot be resumed."
+        )
+    locked.is_active = True
+    locked.paused_at = None
+    locked.paused_by = None
+    locked.pause_source = ""
+    locked.pause_reason = ""
+
+
+_PAUSE_FIELDS = ["is_active", "paused_at", "paused_by", "pause_source", "pause_reason"]
+
+
+def batch_pause(*, batch: Batch, actor: Actor, reason: str = "") -> bool:
+    """Pause the batch. Idempotent: returns False if it was already paused.
+
+    A single-row update, whatever the size of the batch: pending jobs stay as
+    they are, ready for a resume, and calls in progress finish.
+    """
+    with transaction.atomic():
+        locked = _lock(batch)
+        if not locked.is_active:
+            _sync(batch, locked)
+            return False
+        _apply_pause(locked, actor=actor, reason=reason)
+        locked.save(update_fields=[*_PAUSE_FIELDS, "updated_at"])
+        _record(
+            locked,
+            action=BatchEvent.Action.PAUSED,
+            actor=actor,
+            changes={"is_active": [True, False]},
+            reason=reason,
+        )
+    _sync(batch, locked)
+    return True
+
+
+def batch_resume(*, batch: Batch, actor: Actor) -> bool:
+    """Resume the batch. Idempotent; refused for a cancelled batch."""
+    with transaction.atomic():
+        locked = _lock(batch)
+        if locked.is_active:
+            _sync(batch, locked)
+            return False
+        _apply_resume(locked)
+        locked.save(update_fields=[*_PAUSE_FIELDS, "updated_at"])
+        _record(
+            locked,
+            action=BatchEvent.Action.RESUMED,
+            actor=actor,
+            changes={"is_active": [False, True]},
+        )
+    _sync(batch, locked)
+    return True
+
+
+def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
+    """Change any of is_active, name, description and priority.
+
+    Returns the names of the fields whose value really changed; an empty list
+    means the request changed nothing (and nothing is written or audited).
+    """
+    unknown = set(fields) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"batch_update() got unexpected fields: {sorted(unknown)}")
+    with transaction.atomic():
+        locked = _lock(batch)
+        before = {k: getattr(locked, k) for k in fields}
+        changed = [k for k, v in fields.items() if before[k] != v]
+        if not changed:
+            _sync(batch, locked)
+            return []
+        save_fields = set(changed)
+        if "is_active" in changed:
+            if fields["is_active"]:
+                _apply_resume(locked)
+            else:
+                _apply_pause(locked, actor=actor, reason="")
+            save_fields.update(_PAUSE_FIELDS)
+        for k in changed:
+            setattr(locked, k, fields[k])
+        locked.full_clean(exclude=["account"])
+        locked.save(update_fields=[*sorted(save_fields), "updated_at"])
+        action = BatchEvent.Action.UPDATED
+        if "is_active" in changed:
+            action = (
+                BatchEvent.Action.RESUMED
+                if fields["is_active"]
+                else BatchEvent.Action.PAUSED
+            )
+        _record(
+            locked,
+            action=action,
+            actor=actor,
+            changes=_diff(before, {k: fields[k] for k in changed}),
+        )
+    _sync(batch, locked)
+    return changed
+
+
+def batch_cancel_jobs(
+    *,
+    batch: Batch,
+    reason: str,
+    statuses: Iterable[str] = CANCELLABLE_STATUSES,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Cancel the batch's jobs in the given statuses, one committed chunk at a time.
+
+    Chunks keep each statement short, so a million-job sweep never locks out
+    the claims of other batches. Callers make the batch unclaimable first, so
+    no new job of it can start while the sweep runs. Idempotent: run it again
+    and it cancels only what is left.
+    """
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    statuses = list(statuses)
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Job.objects.filter(batch_id=batch.pk, status__in=statuses)
+                .order_by()
+                .values_list("id", flat=True)[:chunk]
+            )
+            if not ids:
+                break
+            total += Job.objects.filter(id__in=ids, status__in=statuses).update(
+                status=JobStatus.CANCELLED,
+                cancel_reason=reason[:255],
+                finished_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+        if progress:
+            progress(total)
+    return total
+
+
+def _delete_jobs(*, batch: Batch, chunk_size: int, progress: Progress | None) -> int:
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Job.objects.filter(batch_id=batch.pk)
+                .order_by()
+                .values_list("id", flat=True)[:chunk_size]
+            )
+            if not ids:
+                break
+            deleted, _ = Job.objects.filter(id__in=ids).delete()
+            total += deleted
+        if progress:
+            progress(total)
+    return total
+
+
+def batch_cancel(
+    *,
+    batch: Batch,
+    actor: Actor,
+    reason: str = BATCH_CANCELLED_REASON,
+    progress: Progress | None = None,
+) -> int:
+    """Cancel the batch permanently; every non-terminal job becomes cancelled.
+
+    The batch is flipped first, in its own short transaction, so no claim can
+    take its jobs; then the jobs are cancelled in chunks. Cancelling an already
+    cancelled batch only finishes an interrupted sweep. Returns the number of
+    jobs cancelled now.
+    """
+    with transaction.atomic():
+        locked = _lock(batch)
+        if locked.cancelled_at is None:
+            before = {"is_active": locked.is_active, "cancelled_at": None}
+            locked.is_active = False
+            locked.cancelled_at = timezone.now()
+            locked.save(update_fields=["is_active", "cancelled_at", "updated_at"])
+            _record(
+                locked,
+                action=BatchEvent.Action.CANCELLED,
+                actor=actor,
+                changes=_diff(
+                    before, {"is_active": False, "cancelled_at": locked.cancelled_at}
+                ),
+                reason=reason,
+            )
+    _sync(batch, locked)
+    cancelled = batch_cancel_jobs(batch=locked, reason=reason, progress=progress)
+    if cancelled:
+        with transaction.atomic():
+            _record(
+                locked,
+                action=BatchEvent.Action.JOBS_CANCELLED,
+                actor=actor,
+                changes={"jobs_cancelled": cancelled},
+                reason=reason,
+            )
+    return cancelled
+
+
+def batch_delete(
+    *,
+    batch: Batch,
+    actor: Actor,
+    delete_jobs: bool = False,
+    progress: Progress | None = None,
+) -> DeleteResult:
+    """Delete the batch: it disappears from every default queryset.
+
+    Its pending, scheduled, suspended and in-progress jobs become cancelled
+    with the reason "Batch deleted"; completed and failed jobs stay as history.
+    With ``delete_jobs=True`` all of its jobs are removed as well. The audit
+    trail is kept either way.
+    """
+    with transaction.atomic():
+        locked = _lock(batch)
+        before = {"is_active": locked.is_active, "deleted_at": None}
+        locked.is_active = False
+        locked.deleted_at = timezone.now()
+        locked.save(update_fields=["is_active", "deleted_at", "updated_at"])
+        _record(
+            locked,
+            action=BatchEvent.Action.DELETED,
+            actor=actor,
+            changes={
+                **_diff(before, {"is_active": False, "deleted_at": locked.deleted_at}),
+                "delete_jobs": delete_jobs,
+            },
+        )
+    _sync(batch, locked)
+    chunk = settings.JOB_SWEEP_CHUNK_SIZE
+    if delete_jobs:
+        # Cancel first so that a call in progress is told to hang up, then
+        # remove the rows.
+        cancelled = batch_cancel_jobs(
+            batch=locked, reason=BATCH_DELETED_REASON, progress=progress
+        )
+        deleted = _delete_jobs(batch=locked, chunk_size=chunk, progress=progress)
+        return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=deleted)
+    cancelled = batch_cancel_jobs(
+        batch=locked, reason=BATCH_DELETED_REASON, progress=progress
+    )
+    return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=0)

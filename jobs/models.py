@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
+validate_e164 = RegexValidator(
+    E164_REGEX, "Enter a phone number in E.164 form, e.g. +14155550123."
+)
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SCHEDULED = "scheduled", "Scheduled"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    DONE = "done", "Done (legacy alias of completed)"
+    FAILED = "failed", "Failed"
+    SUSPENDED = "suspended", "Suspended (no credits)"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# `done` is the original system's name for `completed`; everywhere a job's
+# outcome matters the two are one.
+COMPLETED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.DONE})
+TERMINAL_STATUSES = COMPLETED_STATUSES | {JobStatus.FAILED, JobStatus.CANCELLED}
+NON_TERMINAL_STATUSES = frozenset(set(JobStatus) - TERMINAL_STATUSES)
+# What a batch delete or cancel turns into `cancelled`.
+CANCELLABLE_STATUSES = frozenset(
+    {
+        JobStatus.PENDING,
+        JobStatus.SCHEDULED,
+        JobStatus.IN_PROGRESS,
+        JobStatus.SUSPENDED,
+    }
+)
+
+
+def normalize_status(value: str) -> str:
+    """Map the legacy alias onto its canonical status."""
+    return JobStatus.COMPLETED if value == JobStatus.DONE else value
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def completed(self) -> JobQuerySet:
+        return self.filter(status__in=COMPLETED_STATUSES)
+
+    def terminal(self) -> JobQuerySet:
+        return self.filter(status__in=TERMINAL_STATUSES)
+
+    def non_terminal(self) -> JobQuerySet:
+        return self.exclude(status__in=TERMINAL_STATUSES)
+
+    def with_status(self, status: str) -> JobQuerySet:
+        """Filter by status; asking for `completed` or `done` returns both."""
+        if normalize_status(status) == JobStatus.COMPLETED:
+            return self.completed()
+        return self.filter(status=status)
+
+
+class Job(models.Model):
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="jobs"
+    )
+    # Nullable: a job with no batch is valid and workers take it. PROTECT,
+    # because a job silently losing its batch would become claimable.
+    batch = models.ForeignKey(
+        "batches.Batch",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
+    phone_number = models.CharField(max_length=16, validators=[validate_e164])
+    variables = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING
+    )
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+
+    # Owned by workers.
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    dialed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set just before the dialer is asked to call."
+    )
+    call_id = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    attempt_log = models.JSONField(default=list, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    cancel_reason = models.CharField(max_length=255, blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["batch", "status"], name="job_batch_status_idx"),
+            # The claim index. Only claimable rows are in it: finished jobs
+            # never are, and the claim reaches it through active batches only,
+            # so a paused batch's backlog is never walked.
+            models.Index(
+                "batch",
+                models.F("priority").desc(),
+                "id",
+                name="job_claim_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                models.F("priority").desc(),
+                "id",
+                name="job_claim_nobatch_idx",
+                condition=models.Q(status="pending", batch__isnull=True),
+            ),
+            models.Index(
+                fields=["scheduled_at"],
+                name="job_due_idx",
+                condition=models.Q(status="scheduled"),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="job_lease_idx",
+                condition=models.Q(status="in_progress"),
+            ),
+            models.Index(fields=["account", "status"], name="job_account_status_idx"),
+            models.Index(fields=["phone_number"], name="job_phone_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(phone_number__regex=E164_REGEX),
+                name="job_phone_e164",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_attempts__gte=1),
+                name="job_max_attempts_positive",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="scheduled")
+                | models.Q(scheduled_at__isnull=False),
+                name="job_scheduled_has_time",
+            ),
+            # The same number twice in one batch would be called twice.
+            models.UniqueConstraint(
+                fields=["batch", "phone_number"],
+                condition=models.Q(batch__isnull=False),
+                name="job_unique_phone_per_batch",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} {self.phone_number} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status in COMPLETED_STATUSES
