@@ -27,6 +27,7 @@ from batches.exceptions import BatchCancelledError, BatchDeletedError
 from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
+from jobs.notify import notify_jobs_available
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ def batch_resume(*, batch: Batch, actor: Actor) -> bool:
             actor=actor,
             changes={"is_active": [False, True]},
         )
+        notify_jobs_available()
     _sync(batch, locked)
     return True
 
@@ -234,6 +236,7 @@ def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
         if "is_active" in changed:
             if fields["is_active"]:
                 _apply_resume(locked)
+                notify_jobs_available()
             else:
                 _apply_pause(locked, actor=actor, reason="")
             save_fields.update(_PAUSE_FIELDS)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -169,3 +170,37 @@ class Job(models.Model):
     @property
     def is_completed(self) -> bool:
         return self.status in COMPLETED_STATUSES
+
+
+class JobEvent(models.Model):
+    """Audit of transitions that people trigger on single jobs (cancel,
+    requeue). Worker transitions are recorded on the job itself: claimed_by,
+    claimed_at and the attempt log."""
+
+    job = models.ForeignKey(
+        Job, null=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    job_pk = models.BigIntegerField(db_index=True)
+    account = models.ForeignKey(
+        "accounts.Account", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=32)
+    source = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.job_pk} {self.action}"

@@ -1,0 +1,134 @@
+"""Job transitions that people trigger (cancel, requeue).
+
+The worker's own transitions (claim, dial, finish, lease recovery) live next
+to the claim in jobs/worker code; they follow the same rules: conditional
+updates that check the current status, and an audit of who did what.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.actor import Actor
+from batches.exceptions import DomainError
+from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
+from jobs.notify import notify_jobs_available
+from jobs.signals import job_finished
+
+logger = logging.getLogger(__name__)
+
+MANUAL_CANCEL_REASON = "Cancelled by hand"
+REQUEUEABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.SUSPENDED})
+
+
+class JobNotCancellableError(DomainError):
+    code = "job_not_cancellable"
+
+
+class JobNotRequeueableError(DomainError):
+    code = "job_not_requeueable"
+
+
+def job_record(
+    job: Job,
+    *,
+    action: str,
+    actor: Actor,
+    changes: dict[str, Any] | None = None,
+    reason: str = "",
+) -> JobEvent:
+    event = JobEvent.objects.create(
+        job=job,
+        job_pk=job.pk,
+        account_id=job.account_id,
+        action=action,
+        source=actor.source,
+        actor=actor.user,
+        actor_label=actor.label or (actor.user.get_username() if actor.user else ""),
+        remote_addr=actor.remote_addr,
+        changes=changes or {},
+        reason=reason[:255],
+    )
+    logger.info(
+        "job %s",
+        action,
+        extra={
+            "action": f"job.{action}",
+            "job_id": job.pk,
+            "source": actor.source,
+            "actor": event.actor_label or "-",
+        },
+    )
+    return event
+
+
+def job_cancel(*, job: Job, actor: Actor, reason: str = MANUAL_CANCEL_REASON) -> Job:
+    """Cancel one job. A call in progress is hung up at the worker's next
+    lease renewal; its outcome is still recorded in ``result``."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status in TERMINAL_STATUSES:
+            raise JobNotCancellableError(
+                f"Job {locked.pk} is already {locked.status} and cannot be cancelled."
+            )
+        before = locked.status
+        locked.status = JobStatus.CANCELLED
+        locked.cancel_reason = reason[:255]
+        locked.finished_at = timezone.now()
+        locked.save(
+            update_fields=["status", "cancel_reason", "finished_at", "updated_at"]
+        )
+        job_record(
+            locked,
+            action="cancelled",
+            actor=actor,
+            changes={"status": [before, JobStatus.CANCELLED]},
+            reason=reason,
+        )
+        transaction.on_commit(
+            lambda: job_finished.send(sender=Job, job=locked, outcome=None)
+        )
+    return locked
+
+
+def job_requeue(*, job: Job, actor: Actor) -> Job:
+    """Put a failed or suspended job back in the queue with a fresh budget."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in REQUEUEABLE_STATUSES:
+            raise JobNotRequeueableError(
+                f"Only failed or suspended jobs can be requeued; job {locked.pk} "
+                f"is {locked.status}."
+            )
+        if locked.batch_id and locked.batch.cancelled_at:
+            raise JobNotRequeueableError(
+                f"Job {locked.pk} belongs to a cancelled batch."
+            )
+        before = locked.status
+        locked.status = JobStatus.PENDING
+        if before == JobStatus.FAILED:
+            locked.max_attempts = locked.attempts + max(1, locked.max_attempts)
+        locked.finished_at = None
+        locked.last_error = ""
+        locked.claimed_by = ""
+        locked.claimed_at = None
+        locked.lease_expires_at = None
+        locked.dialed_at = None
+        locked.save()
+        if locked.batch_id:
+            # A batch marked completed must be claimable again.
+            type(locked.batch).all_objects.filter(
+                pk=locked.batch_id, completed_at__isnull=False
+            ).update(completed_at=None)
+        job_record(
+            locked,
+            action="requeued",
+            actor=actor,
+            changes={"status": [before, JobStatus.PENDING]},
+        )
+        notify_jobs_available()
+    return locked
