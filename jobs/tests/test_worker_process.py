@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from accounts.actor import Actor
@@ -23,6 +23,7 @@ from batches.tests.factories import BatchFactory
 from jobs.claim import claim_jobs
 from jobs.lifecycle import WORKER_LOST, WORKER_STOPPED
 from jobs.models import Job, JobStatus
+from jobs.notify import notify_jobs_available
 from jobs.services import job_cancel
 from jobs.tests.factories import JobFactory
 
@@ -142,9 +143,7 @@ def test_run_call_worker__kill_9_mid_call_is_resolved_by_the_crash_policy(
     assert "job.lease_recovered" in rescuer.output
 
 
-def test_run_call_worker__sigterm_lets_calls_finish_and_exits_0(
-    account, start_worker
-):
+def test_run_call_worker__sigterm_lets_calls_finish_and_exits_0(account, start_worker):
     batch = BatchFactory(account=account)
     JobFactory.create_batch(5, batch=batch)
     worker = start_worker(
@@ -255,3 +254,34 @@ def test_run_call_worker__survives_its_connections_being_terminated(
         # Each contact was called exactly once.
         assert job.attempts == 1, job.attempt_log
         assert len(job.attempt_log) == 1, job.attempt_log
+
+
+def test_run_call_worker__idle_worker_wakes_on_notify_not_on_polling(
+    account, start_worker
+):
+    batch = BatchFactory(account=account)
+    worker = start_worker("--worker-id=w", WORKER_POLL_SECONDS="60")
+    wait_until(lambda: "claim.empty" in worker.output, worker, "the worker idle")
+    wait_until(lambda: "LISTEN" in listening_queries(), worker, "the LISTEN")
+
+    with transaction.atomic():
+        job = JobFactory(batch=batch)
+        notify_jobs_available()
+
+    # Far sooner than the 60 s poll: only the notification can explain it.
+    wait_until(
+        lambda: Job.objects.filter(pk=job.pk, dialed_at__isnull=False).exists(),
+        worker,
+        "the job to be dialled",
+        timeout=10,
+    )
+
+
+def listening_queries() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT string_agg(query, ' ') FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            ["callcenter-worker-listen"],
+        )
+        return cursor.fetchone()[0] or ""
