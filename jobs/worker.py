@@ -19,7 +19,6 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -147,9 +146,6 @@ class CallWorker:
 
         self.calls: dict[int, Call] = {}
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="call"
-        )
         self.listener: Listener | None = None
         self.started = 0
         self.stopping = False
@@ -362,7 +358,14 @@ class CallWorker:
                 batch_id=job.batch_id,
                 attempt=job.attempts,
             )
-            self.executor.submit(self._call_thread, call)
+            # Daemon threads: a call stuck in a provider must not keep a
+            # stopped worker alive; its lease then expires and policy applies.
+            threading.Thread(
+                target=self._call_thread,
+                args=(call,),
+                name=f"call-{job.pk}",
+                daemon=True,
+            ).start()
         return True
 
     def reconcile(self) -> bool:
@@ -465,6 +468,9 @@ class CallWorker:
                 conn.close()
         # A claim or dial mark may or may not have committed.
         self.needs_reconcile = True
+        # Renew before anything else once back, so that a long outage does
+        # not let this worker's own recovery pass take its live calls.
+        self.next_renew = 0.0
         self.wake = True
         self.sleep(delay)
 
@@ -548,7 +554,6 @@ class CallWorker:
             lifecycle.release_orphans(
                 worker_id=self.worker_id, keep_ids=list(self.calls)
             )
-        self.executor.shutdown(wait=False, cancel_futures=True)
         self.dialer.close()
         self._log(
             logging.INFO,
