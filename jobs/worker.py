@@ -347,6 +347,7 @@ class CallWorker:
             else:
                 billing.suspend_job(job, worker_id=self.worker_id)
         for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
+            assert job.dialed_at is not None  # set by mark_dialed
             call = Call(job=job, dialed_at=job.dialed_at)
             self.calls[job.pk] = call
             self.started += 1
@@ -550,7 +551,7 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
-        with contextlib.suppress(DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             lifecycle.release_orphans(
                 worker_id=self.worker_id, keep_ids=list(self.calls)
             )

@@ -50,6 +50,7 @@ def dialled_job(account, **fields) -> Job:
 
 
 def record(job: Job, outcome: str, **kwargs) -> str:
+    assert job.dialed_at is not None
     return record_call(
         job_id=job.pk,
         worker_id="w1",
