@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +45,15 @@ HANGUP_NOT_HELD = "job no longer held (cancelled, deleted or recovered)"
 # worker then waits for them to report before leaving them to lease expiry.
 HANGUP_GRACE_SECONDS = 10.0
 SLICE = 0.2
+
+
+def database_now() -> datetime:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite returns text, in UTC
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value
 
 
 def default_worker_id() -> str:
@@ -153,6 +162,9 @@ class CallWorker:
         self.claiming_done = False
         self.db_failures = 0
         self.needs_reconcile = False
+        # Database time at start: jobs this process claimed are those claimed
+        # under its id since then (an earlier process may have used the id).
+        self.epoch: datetime | None = None
         self.wake = True
         self.idle = False
         self.last_claim_empty = False
@@ -372,8 +384,13 @@ class CallWorker:
     def reconcile(self) -> bool:
         if not self.needs_reconcile:
             return False
+        if self.epoch is None:
+            self.needs_reconcile = False  # nothing claimed yet
+            return False
         released = lifecycle.release_orphans(
-            worker_id=self.worker_id, keep_ids=list(self.calls)
+            worker_id=self.worker_id,
+            keep_ids=list(self.calls),
+            claimed_since=self.epoch,
         )
         self.needs_reconcile = False
         return bool(released)
@@ -381,6 +398,8 @@ class CallWorker:
     def tick(self) -> bool:
         """One round of every unit; True if any found work."""
         close_old_connections()
+        if self.epoch is None:
+            self.epoch = database_now()
         found = self.reconcile()
         found |= self.save_call_ids()
         found |= self.finish_calls()
@@ -551,10 +570,13 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
-        with contextlib.suppress(*DB_ERRORS):
-            lifecycle.release_orphans(
-                worker_id=self.worker_id, keep_ids=list(self.calls)
-            )
+        if self.epoch is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                lifecycle.release_orphans(
+                    worker_id=self.worker_id,
+                    keep_ids=list(self.calls),
+                    claimed_since=self.epoch,
+                )
         self.dialer.close()
         self._log(
             logging.INFO,
