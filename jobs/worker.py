@@ -45,6 +45,10 @@ HANGUP_NOT_HELD = "job no longer held (cancelled, deleted or recovered)"
 # worker then waits for them to report before leaving them to lease expiry.
 HANGUP_GRACE_SECONDS = 10.0
 SLICE = 0.2
+# Connection options the LISTEN connection copies from DATABASES["OPTIONS"].
+LIBPQ_OPTIONS = frozenset(
+    {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options"}
+)
 
 
 def database_now() -> datetime:
@@ -82,6 +86,9 @@ def listen_params() -> dict[str, Any]:
     for key, name in (("HOST", "host"), ("PORT", "port")):
         if s.get(key):
             params[name] = str(s[key])
+    for key, value in (s.get("OPTIONS") or {}).items():
+        if key in LIBPQ_OPTIONS:
+            params[key] = value
     params["application_name"] = "callcenter-worker-listen"
     return params
 
