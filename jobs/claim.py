@@ -124,6 +124,10 @@ def claim_jobs(
 ) -> list[Job]:
     """Claim up to ``limit`` pending jobs for ``worker_id``, in one statement.
 
+    Equivalent to ``Job.objects.select_for_update(skip_locked=True)`` filtered
+    on ``batch__is_active`` (or no batch) plus a conditional update, except
+    that it also share-locks the batch rows, which is what makes pause exact.
+
     The claim commits on return (autocommit), before any call is dialled.
     Returned jobs are ``in_progress``, with ``claimed_by``, ``claimed_at`` and
     ``lease_expires_at`` set and ``dialed_at`` cleared.
