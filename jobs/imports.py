@@ -452,8 +452,8 @@ def jobs_import(
         extra={
             "action": "jobs.imported",
             "batch_id": batch.batch_id,
-            "created": result.created,
-            "scheduled": result.scheduled,
+            "jobs_created": result.created,
+            "jobs_scheduled": result.scheduled,
             "source": actor.source,
             "actor": actor.label or (actor.user.get_username() if actor.user else "-"),
         },
