@@ -76,7 +76,9 @@ def test_batches_api__other_accounts_batch_is_404_for_every_route(other_client, 
     )
     assert other_client.get(BASE).json()["count"] == 0
     batch.refresh_from_db()
-    assert batch.is_active and batch.name == "Renewals" and batch.deleted_at is None
+    assert batch.is_active
+    assert batch.name == "Renewals"
+    assert batch.deleted_at is None
 
 
 def test_batches_api__viewer_reads_but_cannot_write(viewer_client, batch):
