@@ -14,13 +14,15 @@ is written and every bad row is reported with its row number and reasons.
   is ``pending``.
 
 Speed matters (100k-row CSVs): one phonenumbers parse per row, no per-row
-queries, no ``full_clean``; rows are inserted with ``bulk_create`` in chunks.
+queries, no ``full_clean``; rows are inserted with COPY (``bulk_create`` in
+chunks on SQLite).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -30,7 +32,7 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from phonenumbers.phonenumberutil import _extract_country_code
@@ -50,12 +52,17 @@ MAX_VARIABLES = 100
 MAX_VARIABLE_KEY = 100
 MAX_VARIABLE_VALUE = 5000
 INSERT_CHUNK = 5000
+NULL = "\\N"  # COPY's text-format NULL
 _PUNCTUATION = str.maketrans("", "", " -().\u00a0")
 
 
 class ImportTooLargeError(DomainError):
     code = "too_many_rows"
     status_code = 413
+
+
+class ImportConflictError(DomainError):
+    code = "import_conflict"
 
 
 class ImportFormatError(DomainError):
@@ -102,8 +109,16 @@ class ImportRow:
 # --- Phone numbers ---------------------------------------------------------
 
 
-def normalize_phone(raw: str, region: str) -> str | None:
-    """The number in E.164, or None if it is not a valid phone number."""
+def normalize_phone(
+    raw: str, region: str, regions: dict[tuple[int, str], str | None] | None = None
+) -> str | None:
+    """The number in E.164, or None if it is not a valid phone number.
+
+    ``regions`` is an optional cache of the region of a number's first digits,
+    for bulk use: finding the region is half the cost of validation for +1
+    numbers (25 NANP regions are tried in turn). A cached region is only a
+    shortcut: if the number is not valid there, the full check decides.
+    """
     text = raw.strip()
     if not text:
         return None
@@ -127,7 +142,17 @@ def normalize_phone(raw: str, region: str) -> str | None:
             number = phonenumbers.parse(text, region)
     except (phonenumbers.NumberParseException, ValueError):
         return None
-    if not phonenumbers.is_valid_number(number):
+    if regions is not None:
+        key = (number.country_code, str(number.national_number)[:6])
+        if key not in regions:
+            regions[key] = phonenumbers.region_code_for_number(number)
+        cached = regions[key]
+        valid = bool(
+            cached and phonenumbers.is_valid_number_for_region(number, cached)
+        ) or phonenumbers.is_valid_number(number)
+    else:
+        valid = phonenumbers.is_valid_number(number)
+    if not valid:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -231,7 +256,11 @@ class _Valid:
 
 
 def _validate(
-    row: ImportRow, *, region: str, from_text: bool
+    row: ImportRow,
+    *,
+    region: str,
+    from_text: bool,
+    regions: dict[tuple[int, str], str | None],
 ) -> tuple[_Valid | None, RowError | None]:
     data = row.data
     errors: list[str] = []
@@ -258,7 +287,7 @@ def _validate(
     elif len(raw_phone) > 40 or _check_text(raw_phone):
         errors.append("phone_number: not a valid phone number.")
     else:
-        phone = normalize_phone(raw_phone, region)
+        phone = normalize_phone(raw_phone, region, regions)
         if phone is None:
             errors.append(f"phone_number: {raw_phone!r} is not a valid phone number.")
     errors.extend(_check_variables(variables))
@@ -374,13 +403,16 @@ def jobs_import(
     result = ImportResult()
     valid: list[tuple[int, _Valid]] = []
     first_seen: dict[str, int] = {}
+    regions: dict[tuple[int, str], str | None] = {}
     for row in rows:
         if "__width__" in row.data:
             result.errors.append(
                 RowError(row.row, None, [f"Row {row.data['__width__']}."])
             )
             continue
-        item, error = _validate(row, region=region, from_text=from_text)
+        item, error = _validate(
+            row, region=region, from_text=from_text, regions=regions
+        )
         if error:
             result.errors.append(error)
             continue
@@ -400,7 +432,6 @@ def jobs_import(
         first_seen[item.phone] = row.row
         valid.append((row.row, item))
     now = timezone.now()
-    max_attempts = settings.JOB_DEFAULT_MAX_ATTEMPTS
     with transaction.atomic():
         current = _lock_batch_for_import(batch)
         existing = _existing_numbers(current, list(first_seen))
@@ -416,30 +447,38 @@ def jobs_import(
         if result.errors:
             result.errors.sort(key=lambda e: e.row)
             return result
-        jobs = []
+        values = []
         for _, item in valid:
             scheduled = item.scheduled_at is not None and item.scheduled_at > now
-            jobs.append(
-                Job(
-                    account_id=current.account_id,
-                    batch_id=current.pk,
-                    phone_number=item.phone,
-                    variables=item.variables,
-                    status=JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
-                    priority=item.priority,
-                    scheduled_at=item.scheduled_at,
-                    max_attempts=max_attempts,
-                    created_at=now,
-                    updated_at=now,
-                )
+            values.append(
+                {
+                    "phone_number": item.phone,
+                    "variables": item.variables,
+                    "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+                    "priority": item.priority,
+                    "scheduled_at": item.scheduled_at,
+                }
             )
             if scheduled:
                 result.scheduled += 1
             else:
                 result.pending += 1
-        for start in range(0, len(jobs), INSERT_CHUNK):
-            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
-        result.created = len(jobs)
+        common = {
+            "account_id": current.account_id,
+            "batch_id": current.pk,
+            "max_attempts": settings.JOB_DEFAULT_MAX_ATTEMPTS,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            _insert_jobs(values, common)
+        except IntegrityError:
+            # Only a writer that bypasses this service's lock can get here.
+            raise ImportConflictError(
+                "Some of these numbers were added to the batch at the same "
+                "time by another writer; nothing was imported. Retry."
+            ) from None
+        result.created = len(values)
         # New work: a batch marked completed must become claimable again.
         Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
             completed_at=None
@@ -462,11 +501,91 @@ def jobs_import(
 
 
 def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
+    if connection.vendor == "postgresql":
+        # One array parameter instead of 100k placeholders.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT phone_number FROM {Job._meta.db_table} "
+                "WHERE batch_id = %s AND phone_number = ANY(%s)",
+                [batch.pk, phones],
+            )
+            return {row[0] for row in cursor.fetchall()}
     found: set[str] = set()
-    for start in range(0, len(phones), 10000):
+    for start in range(0, len(phones), 500):
         found.update(
             Job.objects.filter(
-                batch_id=batch.pk, phone_number__in=phones[start : start + 10000]
+                batch_id=batch.pk, phone_number__in=phones[start : start + 500]
             ).values_list("phone_number", flat=True)
         )
     return found
+
+
+def _insert_jobs(values: list[dict[str, Any]], common: dict[str, Any]) -> None:
+    """Insert the jobs: COPY on PostgreSQL, bulk_create elsewhere.
+
+    COPY with pre-rendered text lines is several times faster than a
+    multi-row INSERT for 100k rows. Every other column gets its model
+    default, read from the model, so a field added to Job later is filled in
+    here too.
+    """
+    if connection.vendor != "postgresql":
+        jobs = [Job(**common, **v) for v in values]
+        for start in range(0, len(jobs), INSERT_CHUNK):
+            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
+        return
+    fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
+    column_of = {f.attname: f.column for f in fields}
+    per_row = ["phone_number", "variables", "status", "priority", "scheduled_at"]
+    fixed = [f for f in fields if f.attname not in per_row]
+    suffix = "\t".join(
+        _copy_text(
+            f,
+            common[f.attname] if f.attname in common else f.get_default(),
+        )
+        for f in fixed
+    )
+    columns = ", ".join(
+        connection.ops.quote_name(column_of[c])
+        for c in [*per_row, *(f.attname for f in fixed)]
+    )
+    table = connection.ops.quote_name(Job._meta.db_table)
+    dumps = json.dumps
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for start in range(0, len(values), INSERT_CHUNK):
+            lines = []
+            for row in values[start : start + INSERT_CHUNK]:
+                when = row["scheduled_at"]
+                lines.append(
+                    f"{_escape(row['phone_number'])}\t"
+                    f"{_escape(dumps(row['variables']))}\t"
+                    f"{row['status']}\t{int(row['priority'])}\t"
+                    f"{NULL if when is None else when.isoformat()}\t{suffix}\n"
+                )
+            copy.write("".join(lines))
+
+
+def _escape(text: str) -> str:
+    """COPY text format: backslash, tab, newline and carriage return."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _copy_text(field, value: Any) -> str:
+    if value is None:
+        return NULL
+    if field.get_internal_type() == "JSONField":
+        return _escape(json.dumps(value))
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return _escape(str(value))

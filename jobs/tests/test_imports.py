@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from accounts.actor import Actor
+from batches.tests.factories import BatchFactory
+from jobs.imports import (
+    ImportFormatError,
+    jobs_import,
+    normalize_phone,
+    rows_from_csv,
+    rows_from_json,
+)
+from jobs.models import Job, JobStatus
+
+pytestmark = pytest.mark.django_db
+
+ACTOR = Actor.system("tests")
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+14155550100", "US", "+14155550100"),
+        ("+1 (415) 555-0100", "US", "+14155550100"),
+        ("415.555.0100", "US", "+14155550100"),
+        ("612 34 56 78", "ES", "+34612345678"),
+        ("+39 06 1234 5678", "US", "+390612345678"),
+        ("0044 20 7946 0958", "ES", "+442079460958"),
+        ("+1415555010", "US", None),
+        ("+999", "US", None),
+        ("hello", "US", None),
+        ("", "US", None),
+        ("+١٤١٥٥٥٥٠١٠٠", "US", "+14155550100"),  # Arabic-Indic digits
+    ],
+)
+def test_normalize_phone__e164_or_none(raw, region, expected):
+    assert normalize_phone(raw, region) == expected
+    assert normalize_phone(raw, region, {}) == expected
+
+
+def test_normalize_phone__region_cache_never_rejects_a_valid_number():
+    cache: dict = {}
+    # Same first digits, different NANP regions: the cache is only a shortcut.
+    assert normalize_phone("+14165550100", "US", cache) == "+14165550100"  # CA
+    assert normalize_phone("+14155550100", "US", cache) == "+14155550100"  # US
+
+
+def test_jobs_import__copy_keeps_awkward_variables_and_defaults():
+    batch = BatchFactory()
+    tricky = {
+        "quote": 'say "hi"',
+        "backslash": "C:\\temp\\new",
+        "tab": "a\tb",
+        "lines": "one\ntwo\r\n",
+        "unicode": "Lucía 📞",
+        "nested": {"list": [1, 2.5, None, True]},
+    }
+    when = datetime(2099, 1, 1, 9, 0, tzinfo=UTC)
+    result = jobs_import(
+        batch=batch,
+        rows=rows_from_json(
+            [
+                {"phone_number": "+14155550100", "variables": tricky, "priority": -3},
+                {"phone_number": "+14155550101", "scheduled_at": when.isoformat()},
+            ]
+        ),
+        actor=ACTOR,
+    )
+    assert (result.created, result.pending, result.scheduled) == (2, 1, 1)
+    job = Job.objects.get(phone_number="+14155550100")
+    assert job.variables == tricky
+    assert job.priority == -3
+    assert job.status == JobStatus.PENDING
+    assert job.account_id == batch.account_id
+    assert (job.attempts, job.attempt_log, job.result, job.claimed_by) == (
+        0,
+        [],
+        None,
+        "",
+    )
+    assert job.max_attempts == 3
+    assert job.created_at is not None
+    scheduled = Job.objects.get(phone_number="+14155550101")
+    assert scheduled.status == JobStatus.SCHEDULED
+    assert scheduled.scheduled_at == when
+
+
+def test_jobs_import__past_scheduled_at_is_pending():
+    batch = BatchFactory()
+    jobs_import(
+        batch=batch,
+        rows=rows_from_json(
+            [{"phone_number": "+14155550100", "scheduled_at": "2020-01-01T00:00:00"}]
+        ),
+        actor=ACTOR,
+    )
+    assert Job.objects.get().status == JobStatus.PENDING
+
+
+def test_rows_from_csv__numbers_rows_by_line_and_skips_blank_lines():
+    rows = rows_from_csv(b"phone_number,name\n+14155550100,Ana\n\n+14155550101,Luis\n")
+    assert [r.row for r in rows] == [2, 4]
+    assert rows[0].data == {"phone_number": "+14155550100", "name": "Ana"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"name\nAna\n", b"phone_number,,x\n1,2,3\n", b"phone_number,a,a\n", b"\xff"],
+)
+def test_rows_from_csv__rejects_unreadable_files(content):
+    with pytest.raises(ImportFormatError):
+        rows_from_csv(content)
+
+
+@pytest.mark.slow
+def test_jobs_import__twenty_thousand_csv_rows():
+    batch = BatchFactory()
+    lines = ["phone_number,first_name"] + [
+        f"+1415{2000000 + i:07d},Ana{i}" for i in range(20_000)
+    ]
+    rows = rows_from_csv(("\n".join(lines) + "\n").encode())
+    result = jobs_import(batch=batch, rows=rows, actor=ACTOR, from_text=True)
+    assert result.created == 20_000
+    assert Job.objects.filter(batch=batch).count() == 20_000
+    again = jobs_import(batch=batch, rows=rows[:3], actor=ACTOR, from_text=True)
+    assert [e.row for e in again.errors] == [2, 3, 4]
