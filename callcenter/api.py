@@ -25,6 +25,7 @@ from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, permissions, serializers, throttling
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -219,6 +220,24 @@ class ApiRateThrottle(throttling.UserRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.API_THROTTLE_RATE or None
+
+
+# --- OPTIONS -----------------------------------------------------------------
+
+
+class ApiMetadata(SimpleMetadata):
+    """OPTIONS without DRF's per-action introspection, which calls
+    get_object() on views that look objects up their own way. The OpenAPI
+    schema documents the bodies instead."""
+
+    def determine_metadata(self, request, view) -> dict[str, Any]:
+        metadata = super().determine_metadata(request, view)
+        metadata.pop("actions", None)
+        metadata["schema"] = "/api/v1/schema"
+        return metadata
+
+    def determine_actions(self, request, view) -> dict[str, Any]:
+        return {}
 
 
 # --- Pagination -------------------------------------------------------------

@@ -217,6 +217,7 @@ REST_FRAMEWORK.update(
             "rest_framework.renderers.BrowsableAPIRenderer",
         ],
         "EXCEPTION_HANDLER": "callcenter.api.exception_handler",
+        "DEFAULT_METADATA_CLASS": "callcenter.api.ApiMetadata",
         "TEST_REQUEST_DEFAULT_FORMAT": "json",
     }
 )

@@ -596,3 +596,11 @@ def test_batches_api__unknown_api_url_is_json_404(api_client):
 def test_batches_api__errors_serialise_as_json_even_with_browsable_accept(api_client):
     response = api_client.get(BASE + "/nope", HTTP_ACCEPT="application/json")
     assert json.loads(response.content)["error"]["code"] == "not_found"
+
+
+def test_batches_api__options_answers_on_every_route(api_client, batch):
+    url = f"{BASE}/{batch.batch_id}"
+    for path in (BASE, url, f"{url}/pause", f"{url}/resume", f"{url}/cancel"):
+        response = api_client.options(path)
+        assert response.status_code == 200, path
+        assert "actions" not in response.json()
