@@ -127,3 +127,44 @@ def test_jobs_import__twenty_thousand_csv_rows():
     assert Job.objects.filter(batch=batch).count() == 20_000
     again = jobs_import(batch=batch, rows=rows[:3], actor=ACTOR, from_text=True)
     assert [e.row for e in again.errors] == [2, 3, 4]
+
+
+def test_rows_from_csv__limits_variable_columns():
+    with pytest.raises(ImportFormatError, match="variable columns"):
+        rows_from_csv(
+            ("phone_number," + ",".join(f"v{i}" for i in range(101))).encode()
+        )
+    with pytest.raises(ImportFormatError, match="Column names"):
+        rows_from_csv(("phone_number," + "x" * 101).encode())
+
+
+def test_jobs_import__csv_value_too_long_is_a_bad_row():
+    batch = BatchFactory()
+    rows = rows_from_csv(f"phone_number,note\n+14155550100,{'x' * 5001}\n".encode())
+    result = jobs_import(batch=batch, rows=rows, actor=ACTOR, from_text=True)
+    assert "at most 5000" in result.errors[0].errors[0]
+
+
+def test_normalize_phone__fast_check_agrees_with_the_library():
+    """The bulk path's shortcut must give the library's answer for valid,
+    invalid and near-valid numbers of many regions."""
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(7)
+    cache: dict = {}
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS)[::5]:
+        example = phonenumbers.example_number(region)
+        if example is None:
+            continue
+        base = str(example.national_number)
+        for _ in range(40):
+            digits = list(base)
+            for _ in range(rng.randint(0, 2)):
+                digits[rng.randrange(len(digits))] = str(rng.randint(0, 9))
+            raw = f"+{example.country_code}{''.join(digits)}"
+            assert normalize_phone(raw, "US", cache) == normalize_phone(raw, "US")
+            checked += 1
+    assert checked > 1000
