@@ -127,8 +127,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
             getattr(exc, "default_code", "error"),
         )
-        detail = getattr(exc, "detail", "")
-        message = _first_message(detail) or str(exc)
+        message = _first_message(getattr(exc, "detail", None)) or str(exc)
         response.data = error_body(code, message)
     return response
 
@@ -346,13 +345,13 @@ class RowErrorSerializer(serializers.Serializer):
         help_text="1-based: the Nth JSON item, or the CSV line (header is line 1)."
     )
     phone_number = serializers.CharField(allow_blank=True, allow_null=True)
-    errors = serializers.ListField(child=serializers.CharField())
+    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
 
 
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(),
         help_text="Field name -> list of messages (nested for lists and objects).",
     )

@@ -57,6 +57,8 @@ MAX_VARIABLE_KEY = 100
 MAX_VARIABLE_VALUE = 5000
 INSERT_CHUNK = 5000
 NULL = "\\N"  # COPY's text-format NULL
+# (country code, first digits) -> region, for bulk validation.
+RegionCache = dict[tuple[int | None, str], str | None]
 _PUNCTUATION = str.maketrans("", "", " -().\u00a0")
 
 
@@ -114,7 +116,7 @@ class ImportRow:
 
 
 def normalize_phone(
-    raw: str, region: str, regions: dict[tuple[int, str], str | None] | None = None
+    raw: str, region: str, regions: RegionCache | None = None
 ) -> str | None:
     """The number in E.164, or None if it is not a valid phone number.
 
@@ -296,7 +298,7 @@ def _validate(
     *,
     region: str,
     from_text: bool,
-    regions: dict[tuple[int, str], str | None],
+    regions: RegionCache,
 ) -> tuple[_Valid | None, RowError | None]:
     data = row.data
     errors: list[str] = []
@@ -456,7 +458,7 @@ def jobs_import(
     result = ImportResult()
     valid: list[tuple[int, _Valid]] = []
     first_seen: dict[str, int] = {}
-    regions: dict[tuple[int, str], str | None] = {}
+    regions: RegionCache = {}
     for row in rows:
         if "__width__" in row.data:
             result.errors.append(
@@ -587,7 +589,7 @@ def _insert_jobs(values: list[dict[str, Any]], common: dict[str, Any]) -> None:
             Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
         return
     fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
-    column_of = {f.attname: f.column for f in fields}
+    column_of = {f.attname: str(f.column) for f in fields}
     per_row = ["phone_number", "variables", "status", "priority", "scheduled_at"]
     fixed = [f for f in fields if f.attname not in per_row]
     suffix = "\t".join(
