@@ -70,6 +70,15 @@ class AccountScopedView(GenericAPIView):
         except Batch.DoesNotExist:
             raise exceptions.NotFound("Batch not found.") from None
 
+    # The browsable API's forms call these two.
+    def get_queryset(self):
+        return Batch.objects.filter(account_id=self.account.pk)
+
+    def get_object(self):
+        if "batch_id" not in self.kwargs:
+            raise exceptions.NotFound()
+        return self.get_batch(self.kwargs["batch_id"])
+
     def actor(self) -> Actor:
         return Actor.from_request(self.request, Source.API)
 

@@ -190,6 +190,9 @@ class BatchJobsView(AccountScopedView):
 class JobListView(AccountScopedView):
     """The account's jobs, filtered by batch, status and phone."""
 
+    def get_queryset(self):
+        return Job.objects.filter(account_id=self.account.pk)
+
     serializer_class = JobSerializer
 
     @extend_schema(
@@ -220,6 +223,12 @@ JOB_ID_PARAMETER = OpenApiParameter(
 
 
 class JobView(AccountScopedView):
+    def get_queryset(self):
+        return Job.objects.filter(account_id=self.account.pk)
+
+    def get_object(self):
+        return self.get_job(self.kwargs["job_id"])
+
     def get_job(self, job_id: int) -> Job:
         if job_id > MAX_JOB_PK:
             raise exceptions.NotFound("Job not found.")

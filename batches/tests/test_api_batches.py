@@ -604,3 +604,25 @@ def test_batches_api__options_answers_on_every_route(api_client, batch):
         response = api_client.options(path)
         assert response.status_code == 200, path
         assert "actions" not in response.json()
+
+
+def test_batches_api__browsable_api_renders_every_route(client, member, batch):
+    job = JobFactory(batch=batch)
+    client.force_login(member)
+    url = f"{BASE}/{batch.batch_id}"
+    paths = [
+        BASE,
+        url,
+        f"{url}/pause",
+        f"{url}/resume",
+        f"{url}/cancel",
+        f"{url}/stats",
+        f"{url}/jobs",
+        "/api/v1/jobs",
+        f"/api/v1/jobs/{job.pk}",
+        f"/api/v1/jobs/{job.pk}/cancel",
+    ]
+    for path in paths:
+        response = client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code in (200, 405), path
+        assert response["Content-Type"].startswith("text/html"), path

@@ -123,7 +123,7 @@ def api_world(wsgi_calls, member, account):
 @pytest.mark.slow
 @schema.parametrize()
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     derandomize=True,
     phases=[Phase.explicit, Phase.generate],
