@@ -199,3 +199,15 @@ def test_idempotency__concurrent_batch_creates_create_once(member):
     assert [s for s, _ in statuses] == [201] * 4
     assert len({batch_id for _, batch_id in statuses}) == 1
     assert Batch.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_idempotency_keys_purge__deletes_only_expired_keys(api_client, settings):
+    from accounts.idempotency import idempotency_keys_purge
+
+    settings.API_IDEMPOTENCY_TTL_HOURS = 1
+    api_client.post(BASE, {"name": "old"}, HTTP_IDEMPOTENCY_KEY="old")
+    with time_machine.travel(timezone.now() + timedelta(minutes=90)):
+        api_client.post(BASE, {"name": "new"}, HTTP_IDEMPOTENCY_KEY="new")
+        assert idempotency_keys_purge() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
