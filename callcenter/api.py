@@ -291,10 +291,6 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-# PostgreSQL's integer column.
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
 def priority_field(**kwargs: Any) -> StrictIntegerField:
     return StrictIntegerField(
         min_value=-1000,
@@ -334,10 +330,6 @@ def parse_strict_bool(name: str, raw: str | None, default: bool = False) -> bool
 
 
 # --- Schema helpers ---------------------------------------------------------
-
-
-class FieldErrorsField(serializers.DictField):
-    pass
 
 
 class RowErrorSerializer(serializers.Serializer):
