@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,9 @@ MAX_VARIABLES = 100
 MAX_VARIABLE_KEY = 100
 MAX_VARIABLE_VALUE = 5000
 INSERT_CHUNK = 5000
+# Batches with at most this many jobs have their numbers read up front, which
+# lets validation and COPY overlap.
+IMPORT_PREFETCH_LIMIT = 200_000
 NULL = "\\N"  # COPY's text-format NULL
 # (country code, first digits) -> region, for bulk validation.
 RegionCache = dict[tuple[int | None, str], str | None]
@@ -434,6 +437,10 @@ def _lock_batch_for_import(batch: Batch) -> Batch:
     return current
 
 
+class _RowsInvalid(Exception):
+    """Raised inside the COPY to abandon it: the transaction rolls back."""
+
+
 def jobs_import(
     *,
     batch: Batch,
@@ -442,10 +449,17 @@ def jobs_import(
     from_text: bool = False,
     max_rows: int | None = None,
 ) -> ImportResult:
-    """Validate every row, then insert all of them or none.
+    """Validate every row and insert all of them, or none.
 
     ``from_text`` marks CSV rows: values are strings and free columns are
     variables. Returns the counts, or the row errors (nothing written).
+
+    When the batch holds few jobs (the usual case: a new batch), its numbers
+    are read first and rows are validated while they stream into COPY, so
+    PostgreSQL indexes one chunk while Python validates the next; the first
+    bad row stops the writing, validation goes on to report every bad row,
+    and the transaction is rolled back. A batch with many jobs is checked in
+    two phases instead: validate everything, look the numbers up, then write.
     """
     limit = max_rows or settings.API_IMPORT_MAX_ROWS
     if len(rows) > limit:
@@ -454,9 +468,80 @@ def jobs_import(
         )
     if not rows:
         raise ImportFormatError("There are no rows to import.")
-    region = settings.DEFAULT_PHONE_REGION
     result = ImportResult()
-    valid: list[tuple[int, _Valid]] = []
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            current = _lock_batch_for_import(batch)
+            common = {
+                "account_id": current.account_id,
+                "batch_id": current.pk,
+                "max_attempts": settings.JOB_DEFAULT_MAX_ATTEMPTS,
+                "created_at": now,
+                "updated_at": now,
+            }
+            existing = _existing_numbers_if_few(current)
+            if existing is None:
+                good = list(_checked_rows(rows, from_text, result, existing=set()))
+                taken = _existing_numbers(current, [item.phone for _, item in good])
+                for row_number, item in good:
+                    if item.phone in taken:
+                        result.errors.append(_already_in_batch(row_number, item))
+                if result.errors:
+                    raise _RowsInvalid
+                checked: Iterable[tuple[int, _Valid]] = good
+            else:
+                checked = _checked_rows(rows, from_text, result, existing=existing)
+            try:
+                _insert_jobs(_as_values(checked, now, result), common, result)
+            except IntegrityError:
+                # Only a writer that bypasses this service's lock can get here.
+                raise ImportConflictError(
+                    "Some of these numbers were added to the batch at the same "
+                    "time by another writer; nothing was imported. Retry."
+                ) from None
+            # New work: a batch marked completed must become claimable again.
+            Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
+                completed_at=None
+            )
+            if result.pending:
+                notify_jobs_available()
+    except _RowsInvalid:
+        result.created = result.pending = result.scheduled = 0
+        result.errors.sort(key=lambda e: e.row)
+        return result
+    batch.completed_at = None
+    logger.info(
+        "jobs imported",
+        extra={
+            "action": "jobs.imported",
+            "batch_id": batch.batch_id,
+            "jobs_created": result.created,
+            "jobs_scheduled": result.scheduled,
+            "source": actor.source,
+            "actor": actor.label or (actor.user.get_username() if actor.user else "-"),
+        },
+    )
+    return result
+
+
+def _already_in_batch(row_number: int, item: _Valid) -> RowError:
+    return RowError(
+        row_number,
+        item.phone,
+        [f"phone_number: {item.phone} is already a job of this batch."],
+    )
+
+
+def _checked_rows(
+    rows: list[ImportRow],
+    from_text: bool,
+    result: ImportResult,
+    *,
+    existing: set[str],
+) -> Iterator[tuple[int, _Valid]]:
+    """Yield the good rows; record the bad ones in ``result.errors``."""
+    region = settings.DEFAULT_PHONE_REGION
     first_seen: dict[str, int] = {}
     regions: RegionCache = {}
     for row in rows:
@@ -485,74 +570,42 @@ def jobs_import(
             )
             continue
         first_seen[item.phone] = row.row
-        valid.append((row.row, item))
-    now = timezone.now()
-    with transaction.atomic():
-        current = _lock_batch_for_import(batch)
-        existing = _existing_numbers(current, list(first_seen))
-        for row_number, item in valid:
-            if item.phone in existing:
-                result.errors.append(
-                    RowError(
-                        row_number,
-                        item.phone,
-                        [f"phone_number: {item.phone} is already a job of this batch."],
-                    )
-                )
-        if result.errors:
-            result.errors.sort(key=lambda e: e.row)
-            return result
-        values = []
-        for _, item in valid:
-            scheduled = item.scheduled_at is not None and item.scheduled_at > now
-            values.append(
-                {
-                    "phone_number": item.phone,
-                    "variables": item.variables,
-                    "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
-                    "priority": item.priority,
-                    "scheduled_at": item.scheduled_at,
-                }
-            )
-            if scheduled:
-                result.scheduled += 1
-            else:
-                result.pending += 1
-        common = {
-            "account_id": current.account_id,
-            "batch_id": current.pk,
-            "max_attempts": settings.JOB_DEFAULT_MAX_ATTEMPTS,
-            "created_at": now,
-            "updated_at": now,
+        if item.phone in existing:
+            result.errors.append(_already_in_batch(row.row, item))
+            continue
+        yield row.row, item
+
+
+def _as_values(
+    checked: Iterable[tuple[int, _Valid]], now: datetime, result: ImportResult
+) -> Iterator[dict[str, Any]]:
+    for _, item in checked:
+        scheduled = item.scheduled_at is not None and item.scheduled_at > now
+        if scheduled:
+            result.scheduled += 1
+        else:
+            result.pending += 1
+        result.created += 1
+        yield {
+            "phone_number": item.phone,
+            "variables": item.variables,
+            "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+            "priority": item.priority,
+            "scheduled_at": item.scheduled_at,
         }
-        try:
-            _insert_jobs(values, common)
-        except IntegrityError:
-            # Only a writer that bypasses this service's lock can get here.
-            raise ImportConflictError(
-                "Some of these numbers were added to the batch at the same "
-                "time by another writer; nothing was imported. Retry."
-            ) from None
-        result.created = len(values)
-        # New work: a batch marked completed must become claimable again.
-        Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
-            completed_at=None
-        )
-        if result.pending:
-            notify_jobs_available()
-    batch.completed_at = None
-    logger.info(
-        "jobs imported",
-        extra={
-            "action": "jobs.imported",
-            "batch_id": batch.batch_id,
-            "jobs_created": result.created,
-            "jobs_scheduled": result.scheduled,
-            "source": actor.source,
-            "actor": actor.label or (actor.user.get_username() if actor.user else "-"),
-        },
+
+
+def _existing_numbers_if_few(batch: Batch) -> set[str] | None:
+    """All of the batch's numbers, or None if it has more than
+    IMPORT_PREFETCH_LIMIT jobs (then they are looked up by number)."""
+    numbers = list(
+        Job.objects.filter(batch_id=batch.pk)
+        .order_by()
+        .values_list("phone_number", flat=True)[: IMPORT_PREFETCH_LIMIT + 1]
     )
-    return result
+    if len(numbers) > IMPORT_PREFETCH_LIMIT:
+        return None
+    return set(numbers)
 
 
 def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
@@ -575,8 +628,14 @@ def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
     return found
 
 
-def _insert_jobs(values: list[dict[str, Any]], common: dict[str, Any]) -> None:
+def _insert_jobs(
+    values: Iterable[dict[str, Any]], common: dict[str, Any], result: ImportResult
+) -> None:
     """Insert the jobs: COPY on PostgreSQL, bulk_create elsewhere.
+
+    ``values`` is consumed to the end even after a bad row shows up in
+    ``result.errors`` (so that every bad row is reported), but nothing more is
+    written; then _RowsInvalid abandons the COPY and the transaction.
 
     COPY with pre-rendered text lines is several times faster than a
     multi-row INSERT for 100k rows. Every other column gets its model
@@ -585,6 +644,8 @@ def _insert_jobs(values: list[dict[str, Any]], common: dict[str, Any]) -> None:
     """
     if connection.vendor != "postgresql":
         jobs = [Job(**common, **v) for v in values]
+        if result.errors:
+            raise _RowsInvalid
         for start in range(0, len(jobs), INSERT_CHUNK):
             Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
         return
@@ -609,16 +670,24 @@ def _insert_jobs(values: list[dict[str, Any]], common: dict[str, Any]) -> None:
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
-        for start in range(0, len(values), INSERT_CHUNK):
-            lines = []
-            for row in values[start : start + INSERT_CHUNK]:
-                when = row["scheduled_at"]
-                lines.append(
-                    f"{_escape(row['phone_number'])}\t"
-                    f"{_escape(dumps(row['variables']))}\t"
-                    f"{row['status']}\t{int(row['priority'])}\t"
-                    f"{NULL if when is None else when.isoformat()}\t{suffix}\n"
-                )
+        lines: list[str] = []
+        for row in values:
+            if result.errors:
+                lines.clear()
+                continue
+            when = row["scheduled_at"]
+            lines.append(
+                f"{_escape(row['phone_number'])}\t"
+                f"{_escape(dumps(row['variables']))}\t"
+                f"{row['status']}\t{int(row['priority'])}\t"
+                f"{NULL if when is None else when.isoformat()}\t{suffix}\n"
+            )
+            if len(lines) >= INSERT_CHUNK:
+                copy.write("".join(lines))
+                lines.clear()
+        if result.errors:
+            raise _RowsInvalid
+        if lines:
             copy.write("".join(lines))
 
 

@@ -168,3 +168,48 @@ def test_normalize_phone__fast_check_agrees_with_the_library():
             assert normalize_phone(raw, "US", cache) == normalize_phone(raw, "US")
             checked += 1
     assert checked > 1000
+
+
+def test_jobs_import__late_bad_row_rolls_back_rows_already_copied(monkeypatch):
+    import jobs.imports
+
+    monkeypatch.setattr(jobs.imports, "INSERT_CHUNK", 2)
+    batch = BatchFactory()
+    good = [{"phone_number": f"+1415555010{i}"} for i in range(5)]
+    result = jobs_import(
+        batch=batch,
+        rows=rows_from_json([*good, {"phone_number": "nope"}, good[0]]),
+        actor=ACTOR,
+    )
+    assert [e.row for e in result.errors] == [6, 7]
+    assert (result.created, result.pending) == (0, 0)
+    assert not Job.objects.filter(batch=batch).exists()
+
+
+@pytest.mark.parametrize("limit", [0, 1000], ids=["two-phase", "streaming"])
+def test_jobs_import__both_paths_reject_numbers_already_in_batch(monkeypatch, limit):
+    import jobs.imports
+
+    monkeypatch.setattr(jobs.imports, "IMPORT_PREFETCH_LIMIT", limit)
+    batch = BatchFactory()
+    jobs_import(
+        batch=batch,
+        rows=rows_from_json([{"phone_number": "+14155550100"}]),
+        actor=ACTOR,
+    )
+    result = jobs_import(
+        batch=batch,
+        rows=rows_from_json(
+            [{"phone_number": "+14155550101"}, {"phone_number": "(415) 555-0100"}]
+        ),
+        actor=ACTOR,
+    )
+    assert [e.row for e in result.errors] == [2]
+    assert "already a job of this batch" in result.errors[0].errors[0]
+    ok = jobs_import(
+        batch=batch,
+        rows=rows_from_json([{"phone_number": "+14155550102"}]),
+        actor=ACTOR,
+    )
+    assert ok.created == 1
+    assert Job.objects.filter(batch=batch).count() == 2
