@@ -666,7 +666,10 @@ def _insert_jobs(
     )
     table = connection.ops.quote_name(Job._meta.db_table)
     dumps = json.dumps
+    # wrap_database_errors: the raw psycopg COPY raises psycopg's exceptions;
+    # callers expect Django's (IntegrityError for a duplicate).
     with (
+        connection.wrap_database_errors,
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):

@@ -213,3 +213,28 @@ def test_jobs_import__both_paths_reject_numbers_already_in_batch(monkeypatch, li
     )
     assert ok.created == 1
     assert Job.objects.filter(batch=batch).count() == 2
+
+
+def test_jobs_import__duplicate_written_behind_its_back_is_a_conflict(monkeypatch):
+    """A writer that skips the service (and its lock) can still collide with
+    an import; the unique constraint turns that into ImportConflictError."""
+    import jobs.imports
+    from jobs.imports import ImportConflictError
+
+    batch = BatchFactory()
+    real = jobs.imports._existing_numbers_if_few
+
+    def then_someone_inserts(current):
+        numbers = real(current)
+        Job.objects.create(
+            batch=batch, account=batch.account, phone_number="+14155550100"
+        )
+        return numbers
+
+    monkeypatch.setattr(jobs.imports, "_existing_numbers_if_few", then_someone_inserts)
+    with pytest.raises(ImportConflictError):
+        jobs_import(
+            batch=batch,
+            rows=rows_from_json([{"phone_number": "+14155550100"}]),
+            actor=ACTOR,
+        )
