@@ -626,3 +626,27 @@ def test_batches_api__browsable_api_renders_every_route(client, member, batch):
         response = client.get(path, HTTP_ACCEPT="text/html")
         assert response.status_code in (200, 405), path
         assert response["Content-Type"].startswith("text/html"), path
+
+
+def test_batches_api__detail_and_stats_query_counts(
+    api_client, batch, django_assert_num_queries
+):
+    JobFactory.create_batch(3, batch=batch)
+    url = f"{BASE}/{batch.batch_id}"
+    # token, membership, batch, job counts
+    with django_assert_num_queries(4):
+        assert api_client.get(url).status_code == 200
+    # token, membership, batch, job counts, call times
+    with django_assert_num_queries(5):
+        assert api_client.get(f"{url}/stats").status_code == 200
+
+
+def test_batches_api__audit_records_api_user_and_address(api_client, batch, member):
+    api_client.patch(
+        f"{BASE}/{batch.batch_id}", {"priority": 4}, REMOTE_ADDR="203.0.113.9"
+    )
+    event = batch.events.get(action=BatchEvent.Action.UPDATED)
+    assert event.source == "api"
+    assert event.actor == member
+    assert event.remote_addr == "203.0.113.9"
+    assert event.changes == {"priority": [1, 4]}
