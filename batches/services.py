@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.actor import Actor
@@ -268,6 +268,7 @@ def batch_cancel_jobs(
     statuses: Iterable[str] = CANCELLABLE_STATUSES,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    guard: Callable[[], bool] | None = None,
 ) -> int:
     """Cancel the batch's jobs in the given statuses, one committed chunk at a time.
 
@@ -275,12 +276,17 @@ def batch_cancel_jobs(
     the claims of other batches. Callers make the batch unclaimable first, so
     no new job of it can start while the sweep runs. Idempotent: run it again
     and it cancels only what is left.
+
+    ``guard`` runs inside each chunk's transaction, before the chunk is
+    touched; when it returns False the sweep stops there.
     """
     chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
     statuses = list(statuses)
     total = 0
     while True:
         with transaction.atomic():
+            if guard is not None and not guard():
+                break
             ids = list(
                 Job.objects.filter(batch_id=batch.pk, status__in=statuses)
                 .order_by()
@@ -404,3 +410,70 @@ def batch_delete(
         batch=locked, reason=BATCH_DELETED_REASON, progress=progress
     )
     return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=0)
+
+
+# --- Sweeping the jobs of inactive batches (cancel_inactive_batch_jobs) -----
+
+INACTIVE_SWEEP_REASON = "Batch inactive"
+# A paused batch keeps its suspended jobs: they wait for credits, and the
+# batch resumes by itself when credits are added. A cancelled or deleted batch
+# never runs again, so nothing it holds is worth keeping.
+PAUSED_SWEEP_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED)
+ENDED_SWEEP_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.SUSPENDED)
+
+
+def batch_sweep_statuses(batch: Batch) -> tuple[str, ...]:
+    """The job statuses that cancel_inactive_batch_jobs cancels for this batch."""
+    if batch.cancelled_at is not None or batch.deleted_at is not None:
+        return ENDED_SWEEP_STATUSES
+    return PAUSED_SWEEP_STATUSES
+
+
+def _batch_still_inactive(batch_pk: int) -> bool:
+    # FOR SHARE: a resume (FOR UPDATE) waits for the chunk in flight, and the
+    # next chunk sees it and stops, so the sweep never cancels a job of a
+    # batch that is active again.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT is_active FROM batches_batch WHERE id = %s FOR SHARE", [batch_pk]
+        )
+        row = cursor.fetchone()
+    return row is not None and not row[0]
+
+
+def batch_cancel_inactive_jobs(
+    *,
+    batch: Batch,
+    actor: Actor,
+    reason: str = INACTIVE_SWEEP_REASON,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Cancel the pending and scheduled jobs of an inactive batch, in chunks.
+
+    Calls in progress are left to finish, as a pause promises. Idempotent: a
+    second run cancels nothing. An active batch is left alone (returns 0),
+    and so is one that is resumed while the sweep runs. One JOBS_CANCELLED
+    event records how many jobs were cancelled.
+    """
+    if not Batch.all_objects.filter(pk=batch.pk, is_active=False).exists():
+        return 0
+    statuses = batch_sweep_statuses(batch)
+    cancelled = batch_cancel_jobs(
+        batch=batch,
+        reason=reason,
+        statuses=statuses,
+        chunk_size=chunk_size,
+        progress=progress,
+        guard=lambda: _batch_still_inactive(batch.pk),
+    )
+    if cancelled:
+        with transaction.atomic():
+            _record(
+                batch,
+                action=BatchEvent.Action.JOBS_CANCELLED,
+                actor=actor,
+                changes={"jobs_cancelled": cancelled, "statuses": list(statuses)},
+                reason=reason,
+            )
+    return cancelled
