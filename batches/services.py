@@ -477,3 +477,74 @@ def batch_cancel_inactive_jobs(
                 reason=reason,
             )
     return cancelled
+
+
+# --- Completion: exactly once, however many workers finish at once ----------
+
+_COMPLETE_SQL = """
+    UPDATE batches_batch AS b
+       SET completed_at = %(now)s, updated_at = %(now)s
+     WHERE b.id = %(batch)s
+       AND b.completed_at IS NULL
+       AND b.is_active
+       AND b.deleted_at IS NULL
+       AND EXISTS (SELECT 1 FROM jobs_job j WHERE j.batch_id = b.id)
+       AND NOT EXISTS (
+           SELECT 1 FROM jobs_job j
+            WHERE j.batch_id = b.id AND j.status = ANY(%(open)s))
+    RETURNING b.id
+"""
+
+
+def batch_complete_if_done(*, batch_id: int, actor: Actor | None = None) -> bool:
+    """Mark the batch completed if no job of it is left that is not terminal.
+
+    One conditional UPDATE decides. When many workers finish the last jobs at
+    the same moment, each runs it after its own commit; the row lock makes them
+    take turns and PostgreSQL re-checks ``completed_at IS NULL`` on the row the
+    winner wrote, so exactly one of them gets the row back and records the
+    event (and so fires ``batch.completed``). Whoever commits last sees every
+    job terminal, so the completion is never missed either.
+
+    A paused batch is not completed (its remaining work might be resumed and
+    it has none, but it is the resume that decides); an empty batch neither.
+    Returns True only for the caller that completed the batch.
+    """
+    from jobs.models import NON_TERMINAL_STATUSES
+
+    actor = actor or Actor.system("completion")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _COMPLETE_SQL,
+                {
+                    "now": timezone.now(),
+                    "batch": batch_id,
+                    "open": sorted(str(s) for s in NON_TERMINAL_STATUSES),
+                },
+            )
+            if cursor.fetchone() is None:
+                return False
+        batch = Batch.all_objects.get(pk=batch_id)
+        _record(
+            batch,
+            action=BatchEvent.Action.COMPLETED,
+            actor=actor,
+            changes={"completed_at": [None, _jsonable(batch.completed_at)]},
+        )
+    return True
+
+
+def batches_reconcile_completions() -> int:
+    """Complete the batches whose completion was missed (a worker that died
+    between its commit and the check, jobs finished by a bulk sweep).
+
+    Walks the active, not completed batches (the small set the claim index
+    covers); each check is a few index probes. Returns how many it completed.
+    """
+    candidates = Batch.objects.claimable().order_by("id").values_list("id", flat=True)
+    completed = 0
+    for pk in candidates.iterator():
+        if batch_complete_if_done(batch_id=pk, actor=Actor.system("reconciliation")):
+            completed += 1
+    return completed
