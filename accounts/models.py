@@ -17,6 +17,7 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("add_credits", "Can add credits to an account")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(credits__gte=0), name="account_credits_not_negative"
@@ -57,3 +58,56 @@ class Membership(models.Model):
     @property
     def can_write(self) -> bool:
         return self.role == self.Role.MEMBER
+
+
+class CreditEntry(models.Model):
+    """The credit ledger: every change of an account's balance, signed.
+
+    A call writes a ``reserve`` entry when it starts and a ``settle`` entry
+    when it ends; the unique constraint makes both idempotent per job attempt,
+    so a retried settle can never refund twice.
+    """
+
+    class Kind(models.TextChoices):
+        ADD = "add", "Credits added"
+        RESERVE = "reserve", "Reserved for a call"
+        SETTLE = "settle", "Settled at call end"
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="credit_entries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Positive adds to the balance, negative takes from it.
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    job_pk = models.BigIntegerField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=16, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    note = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "credit entries"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="credit_account_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job_pk", "attempt", "kind"],
+                condition=models.Q(job_pk__isnull=False),
+                name="credit_once_per_job_attempt",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.kind} {self.amount:+d}"
