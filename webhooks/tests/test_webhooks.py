@@ -155,9 +155,13 @@ def test_webhook__nothing_is_sent_for_a_transition_that_rolled_back(receiver):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), transaction.atomic():
-        batch_services.batch_pause(batch=batch, actor=ACTOR)
-        raise Boom
+    def pause_then_fail():
+        with transaction.atomic():
+            batch_services.batch_pause(batch=batch, actor=ACTOR)
+            raise Boom
+
+    with pytest.raises(Boom):
+        pause_then_fail()
 
     assert receiver.requests == []
     assert not WebhookDelivery.objects.exists()
@@ -319,7 +323,7 @@ def test_webhook_events__job_events_are_opt_in(receiver):
         receiver.url + "/jobs",
         event_types=["job.completed", "job.failed"],
     )
-    ok, bad, still_open = (
+    ok, bad, _still_open = (
         JobFactory(batch=batch, status=JobStatus.IN_PROGRESS) for _ in range(3)
     )
 
