@@ -64,8 +64,9 @@ class CreditEntry(models.Model):
     """The credit ledger: every change of an account's balance, signed.
 
     A call writes a ``reserve`` entry when it starts and a ``settle`` entry
-    when it ends; the unique constraint makes both idempotent per job attempt,
-    so a retried settle can never refund twice.
+    when it ends, both keyed by the job and its claim (``claimed_at``); the
+    unique constraint makes them idempotent per claim, so a retried settle
+    can never refund twice.
     """
 
     class Kind(models.TextChoices):
@@ -81,7 +82,7 @@ class CreditEntry(models.Model):
     amount = models.BigIntegerField()
     balance_after = models.BigIntegerField()
     job_pk = models.BigIntegerField(null=True, blank=True)
-    attempt = models.PositiveIntegerField(null=True, blank=True)
+    claim_key = models.CharField(max_length=40, blank=True, default="")
     source = models.CharField(max_length=16, blank=True, default="")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -103,9 +104,9 @@ class CreditEntry(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["job_pk", "attempt", "kind"],
+                fields=["job_pk", "claim_key", "kind"],
                 condition=models.Q(job_pk__isnull=False),
-                name="credit_once_per_job_attempt",
+                name="credit_once_per_claim",
             ),
         ]
 

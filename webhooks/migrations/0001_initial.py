@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('accounts', '0002_credit_ledger'),
+        ('accounts', '0001_initial'),
     ]
 
     operations = [
