@@ -8,9 +8,15 @@ class BatchesConfig(AppConfig):
     verbose_name = "Batches"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from batches.receivers import complete_batch_on_job_finished
+        from callcenter.schedules import ensure_schedules
         from jobs.signals import job_finished
 
+        post_migrate.connect(
+            ensure_schedules, sender=self, dispatch_uid="callcenter.schedules"
+        )
         job_finished.connect(
             complete_batch_on_job_finished, dispatch_uid="batches.complete_on_finish"
         )
