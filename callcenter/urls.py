@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "callcenter"
 admin.site.site_title = "callcenter admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Credits (accounts/urls.py): GET/POST /api/v1/account/credits.
+    path("api/v1/account/", include("accounts.urls")),
 ]
