@@ -124,6 +124,12 @@ def claim_key(claimed_at: datetime | None) -> str:
     return claimed_at.isoformat() if claimed_at else ""
 
 
+def share_lock_clause() -> str:
+    # SQLite (make run) has no row locks: its IMMEDIATE transactions already
+    # serialize every writer.
+    return " FOR SHARE" if connection.vendor == "postgresql" else ""
+
+
 def _execute(sql: str, params: list[object]) -> tuple[object, ...] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -155,9 +161,9 @@ def credits_reserve(
         ):
             return True
         row = _execute(
-            "UPDATE accounts_account SET credits = credits - %s, updated_at = now()"
+            "UPDATE accounts_account SET credits = credits - %s, updated_at = %s"
             " WHERE id = %s AND credits >= %s RETURNING credits",
-            [amount, account_id, amount],
+            [amount, timezone.now(), account_id, amount],
         )
         if row is None:
             return False
@@ -211,8 +217,8 @@ def credits_settle(
         if moved:
             row = _execute(
                 "UPDATE accounts_account SET credits = credits + %s,"
-                " updated_at = now() WHERE id = %s RETURNING credits",
-                [moved, account_id],
+                " updated_at = %s WHERE id = %s RETURNING credits",
+                [moved, timezone.now(), account_id],
             )
             balance = int(row[0])  # type: ignore[index,call-overload]
         if refund < 0 and moved > refund:
@@ -295,7 +301,8 @@ def _move_jobs(
         with transaction.atomic():
             if while_balance_below is not None:
                 row = _execute(
-                    "SELECT credits FROM accounts_account WHERE id = %s FOR SHARE",
+                    "SELECT credits FROM accounts_account WHERE id = %s"
+                    + share_lock_clause(),
                     [account_id],
                 )
                 if row is None or int(row[0]) >= while_balance_below:  # type: ignore[call-overload]
@@ -308,17 +315,15 @@ def _move_jobs(
             if not ids:
                 break
             if restoring:
-                total += _execute_count(
-                    """
-                    UPDATE jobs_job SET
-                        status = CASE WHEN scheduled_at > now() THEN 'scheduled'
-                                      ELSE 'pending' END,
-                        updated_at = now()
-                     WHERE id = ANY(%s) AND status = 'suspended'
-                    """,
-                    [ids],
-                )
                 from jobs.notify import notify_jobs_available
+
+                now = timezone.now()
+                held = Job.objects.filter(id__in=ids, status="suspended")
+                # A job whose time has not come goes back to waiting for it.
+                total += held.filter(scheduled_at__gt=now).update(
+                    status="scheduled", updated_at=now
+                )
+                total += held.update(status="pending", updated_at=now)
 
                 notify_jobs_available()
             else:
@@ -326,12 +331,6 @@ def _move_jobs(
                     id__in=ids, status__in=from_statuses
                 ).update(status="suspended", updated_at=timezone.now())
     return total
-
-
-def _execute_count(sql: str, params: list[object]) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 def credits_add(
@@ -347,9 +346,9 @@ def credits_add(
     with transaction.atomic():
         _lock_account(account.pk)
         row = _execute(
-            "UPDATE accounts_account SET credits = credits + %s, updated_at = now()"
+            "UPDATE accounts_account SET credits = credits + %s, updated_at = %s"
             " WHERE id = %s RETURNING credits",
-            [amount, account.pk],
+            [amount, timezone.now(), account.pk],
         )
         balance = int(row[0])  # type: ignore[index,call-overload]
         _entry(

@@ -434,8 +434,9 @@ def _batch_still_inactive(batch_pk: int) -> bool:
     # next chunk sees it and stops, so the sweep never cancels a job of a
     # batch that is active again.
     with connection.cursor() as cursor:
+        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
         cursor.execute(
-            "SELECT is_active FROM batches_batch WHERE id = %s FOR SHARE", [batch_pk]
+            "SELECT is_active FROM batches_batch WHERE id = %s" + lock, [batch_pk]
         )
         row = cursor.fetchone()
     return row is not None and not row[0]
@@ -481,18 +482,19 @@ def batch_cancel_inactive_jobs(
 
 # --- Completion: exactly once, however many workers finish at once ----------
 
+# Plain SQL that PostgreSQL and SQLite (make run) both accept.
 _COMPLETE_SQL = """
-    UPDATE batches_batch AS b
-       SET completed_at = %(now)s, updated_at = %(now)s
-     WHERE b.id = %(batch)s
-       AND b.completed_at IS NULL
-       AND b.is_active
-       AND b.deleted_at IS NULL
-       AND EXISTS (SELECT 1 FROM jobs_job j WHERE j.batch_id = b.id)
+    UPDATE batches_batch
+       SET completed_at = %s, updated_at = %s
+     WHERE id = %s
+       AND completed_at IS NULL
+       AND is_active
+       AND deleted_at IS NULL
+       AND EXISTS (SELECT 1 FROM jobs_job j WHERE j.batch_id = batches_batch.id)
        AND NOT EXISTS (
            SELECT 1 FROM jobs_job j
-            WHERE j.batch_id = b.id AND j.status = ANY(%(open)s))
-    RETURNING b.id
+            WHERE j.batch_id = batches_batch.id AND j.status IN ({open}))
+    RETURNING id
 """
 
 
@@ -513,16 +515,12 @@ def batch_complete_if_done(*, batch_id: int, actor: Actor | None = None) -> bool
     from jobs.models import NON_TERMINAL_STATUSES
 
     actor = actor or Actor.system("completion")
+    open_statuses = sorted(str(s) for s in NON_TERMINAL_STATUSES)
+    sql = _COMPLETE_SQL.format(open=", ".join(["%s"] * len(open_statuses)))
+    now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(
-                _COMPLETE_SQL,
-                {
-                    "now": timezone.now(),
-                    "batch": batch_id,
-                    "open": sorted(str(s) for s in NON_TERMINAL_STATUSES),
-                },
-            )
+            cursor.execute(sql, [now, now, batch_id, *open_statuses])
             if cursor.fetchone() is None:
                 return False
         batch = Batch.all_objects.get(pk=batch_id)
