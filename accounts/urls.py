@@ -8,5 +8,4 @@ app_name = "accounts"
 
 urlpatterns = [
     path("credits", AccountCreditsView.as_view(), name="credits"),
-    path("credits/", AccountCreditsView.as_view()),
 ]
