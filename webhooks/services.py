@@ -200,8 +200,11 @@ def webhook_deliver(*, delivery_pk: int) -> str | None:
     return str(new_status)
 
 
-def webhooks_deliver_due(*, limit: int = 200) -> int:
-    """Attempt every delivery that is due. Returns how many were attempted."""
+def webhooks_deliver_due(*, limit: int = 200, budget_seconds: float = 40.0) -> int:
+    """Attempt the deliveries that are due, oldest first, for at most
+    ``budget_seconds`` (below the cluster's task timeout, so a row of slow
+    endpoints cannot get the task killed halfway). What is left waits for the
+    next run. Returns how many were attempted."""
     due = list(
         WebhookDelivery.objects.filter(
             status=WebhookDelivery.Status.PENDING,
@@ -211,7 +214,10 @@ def webhooks_deliver_due(*, limit: int = 200) -> int:
         .values_list("pk", flat=True)[:limit]
     )
     attempted = 0
+    stop_at = time.monotonic() + budget_seconds
     for pk in due:
+        if time.monotonic() >= stop_at:
+            break
         if webhook_deliver(delivery_pk=pk) is not None:
             attempted += 1
     return attempted

@@ -414,3 +414,17 @@ def test_delivery_admin__shows_attempts_read_only_and_retries(
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.SUCCEEDED
     assert delivery.attempt_log.count() == 2
+
+
+@pytest.mark.django_db
+def test_webhooks_deliver_due__stops_at_its_time_budget(receiver):
+    endpoint = endpoint_for(AccountFactory(), receiver.url)
+    for _ in range(3):
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event=events.BATCH_PAUSED,
+            payload={},
+            next_attempt_at=timezone.now() - timedelta(seconds=1),
+        )
+    assert webhooks_deliver_due(budget_seconds=0) == 0
+    assert webhooks_deliver_due() == 3
