@@ -28,6 +28,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -130,7 +131,7 @@ def share_lock_clause() -> str:
     return " FOR SHARE" if connection.vendor == "postgresql" else ""
 
 
-def _execute(sql: str, params: list[object]) -> tuple[object, ...] | None:
+def _execute(sql: str, params: list[Any]) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -173,7 +174,7 @@ def credits_reserve(
                     account_id=account_id,
                     kind=CreditEntry.Kind.RESERVE,
                     amount=-amount,
-                    balance_after=int(row[0]),  # type: ignore[call-overload]
+                    balance_after=int(row[0]),
                     job_pk=job_pk,
                     claim_key=key,
                 )
@@ -220,7 +221,7 @@ def credits_settle(
                 " updated_at = %s WHERE id = %s RETURNING credits",
                 [moved, timezone.now(), account_id],
             )
-            balance = int(row[0])  # type: ignore[index,call-overload]
+            balance = int(row[0])
         if refund < 0 and moved > refund:
             note = f"{note} shortfall {moved - refund}".strip()
         _entry(
@@ -305,7 +306,7 @@ def _move_jobs(
                     + share_lock_clause(),
                     [account_id],
                 )
-                if row is None or int(row[0]) >= while_balance_below:  # type: ignore[call-overload]
+                if row is None or int(row[0]) >= while_balance_below:
                     break
             ids = list(
                 Job.objects.filter(account_id=account_id, status__in=from_statuses)
@@ -350,7 +351,7 @@ def credits_add(
             " WHERE id = %s RETURNING credits",
             [amount, timezone.now(), account.pk],
         )
-        balance = int(row[0])  # type: ignore[index,call-overload]
+        balance = int(row[0])
         _entry(
             account_id=account.pk,
             kind=CreditEntry.Kind.ADD,
@@ -491,6 +492,8 @@ def credits_settle_orphans(*, older_than_seconds: float | None = None) -> int:
     )
     count = 0
     for entry in orphans:
+        if entry.job_pk is None:
+            continue
         job = Job.objects.filter(pk=entry.job_pk).first()
         if (
             job is not None
@@ -501,7 +504,7 @@ def credits_settle_orphans(*, older_than_seconds: float | None = None) -> int:
         cost, note = _claim_cost(job, entry.claim_key, -entry.amount)
         credits_settle(
             account_id=entry.account_id,
-            job_pk=entry.job_pk,  # type: ignore[arg-type]
+            job_pk=entry.job_pk,
             key=entry.claim_key,
             cost=cost,
             note=note,

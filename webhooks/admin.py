@@ -26,15 +26,14 @@ class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    fields = [
+    fields = readonly_fields = (
         "number",
         "created_at",
         "status_code",
         "error",
         "duration_ms",
         "response_excerpt",
-    ]
-    readonly_fields = fields
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
