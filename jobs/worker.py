@@ -19,7 +19,6 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -107,7 +106,7 @@ class Listener(threading.Thread):
                     extra={
                         "action": "worker.listen_error",
                         "worker_id": self.worker_id,
-                        "error": str(exc).strip(),
+                        "error": (str(exc).strip().splitlines() or [""])[0],
                     },
                 )
                 self.stopped.wait(backoff)
@@ -147,9 +146,6 @@ class CallWorker:
 
         self.calls: dict[int, Call] = {}
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="call"
-        )
         self.listener: Listener | None = None
         self.started = 0
         self.stopping = False
@@ -351,6 +347,7 @@ class CallWorker:
             else:
                 billing.suspend_job(job, worker_id=self.worker_id)
         for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
+            assert job.dialed_at is not None  # set by mark_dialed
             call = Call(job=job, dialed_at=job.dialed_at)
             self.calls[job.pk] = call
             self.started += 1
@@ -362,7 +359,14 @@ class CallWorker:
                 batch_id=job.batch_id,
                 attempt=job.attempts,
             )
-            self.executor.submit(self._call_thread, call)
+            # Daemon threads: a call stuck in a provider must not keep a
+            # stopped worker alive; its lease then expires and policy applies.
+            threading.Thread(
+                target=self._call_thread,
+                args=(call,),
+                name=f"call-{job.pk}",
+                daemon=True,
+            ).start()
         return True
 
     def reconcile(self) -> bool:
@@ -455,7 +459,7 @@ class CallWorker:
             logging.WARNING,
             "database unavailable; backing off",
             action="worker.db_error",
-            error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+            error=(str(exc).strip().splitlines() or [repr(exc)])[0],
             failures=self.db_failures,
             retry_in=delay,
             calls_in_flight=len(self.calls),
@@ -465,6 +469,9 @@ class CallWorker:
                 conn.close()
         # A claim or dial mark may or may not have committed.
         self.needs_reconcile = True
+        # Renew before anything else once back, so that a long outage does
+        # not let this worker's own recovery pass take its live calls.
+        self.next_renew = 0.0
         self.wake = True
         self.sleep(delay)
 
@@ -544,11 +551,10 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
-        with contextlib.suppress(DB_ERRORS):
+        with contextlib.suppress(*DB_ERRORS):
             lifecycle.release_orphans(
                 worker_id=self.worker_id, keep_ids=list(self.calls)
             )
-        self.executor.shutdown(wait=False, cancel_futures=True)
         self.dialer.close()
         self._log(
             logging.INFO,
