@@ -25,3 +25,20 @@ def complete_batch_on_job_finished(sender: Any, job: Any, **kwargs: Any) -> None
             "batch completion check failed",
             extra={"action": "batch.complete_check", "job_id": job.pk},
         )
+
+
+def complete_batch_on_resume(
+    sender: Any, batch: Any, event: Any, action: str, **kwargs: Any
+) -> None:
+    """A batch resumed with nothing left to run (its jobs finished, or were
+    swept, while it was paused) is complete at once, not at the next
+    reconciliation."""
+    if action != "resumed":
+        return
+    try:
+        batch_complete_if_done(batch_id=batch.pk)
+    except Exception:
+        logger.exception(
+            "batch completion check failed",
+            extra={"action": "batch.complete_check", "batch_id": batch.batch_id},
+        )

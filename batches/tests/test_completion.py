@@ -186,3 +186,19 @@ def test_batches_reconcile_completions__catches_missed_completions():
     assert done.completed_at is not None
     assert busy.completed_at is None
     assert completed_events(done).get().actor_label == "reconciliation"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_resume__a_batch_with_nothing_left_completes_at_once(system_actor):
+    batch = BatchFactory()
+    JobFactory(batch=batch, status=JobStatus.PENDING)
+    services.batch_pause(batch=batch, actor=system_actor)
+    services.batch_cancel_inactive_jobs(batch=batch, actor=Actor.command("t"))
+    batch.refresh_from_db()
+    assert batch.completed_at is None
+
+    services.batch_resume(batch=batch, actor=system_actor)
+
+    batch.refresh_from_db()
+    assert batch.state == Batch.State.COMPLETED
+    assert completed_events(batch).count() == 1
