@@ -32,6 +32,9 @@ class IsAccountMember(permissions.BasePermission):
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
     serializer_class = WebhookEndpointSerializer
     permission_classes = [permissions.IsAuthenticated, IsAccountMember]
+    # An account has a handful of endpoints: a plain list, whatever the
+    # project-wide pagination.
+    pagination_class = None
 
     def get_queryset(self) -> Any:
         account_id = self.request.user.membership.account_id

@@ -265,3 +265,23 @@ def test_command__cancels_200k_jobs_in_chunks_with_progress(admin_actor):
 
     out, _ = run("--yes")
     assert "Nothing to cancel" in out
+
+
+def test_progress_bar__redraws_one_line_at_a_terminal():
+    from django.core.management.base import OutputWrapper
+
+    from batches.management.commands.cancel_inactive_batch_jobs import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = ProgressBar(OutputWrapper(stream), total=200, width=10)
+    bar.update(50)
+    bar.update(200)
+    bar.finish()
+    text = stream.getvalue()
+    assert "\r[##........] 50/200 jobs  25%" in text
+    assert "\r[##########] 200/200 jobs 100%" in text
+    assert text.endswith("\n")
