@@ -8,6 +8,8 @@ admin.site.site_title = "callcenter admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Credits (accounts/urls.py): GET/POST /api/v1/account/credits.
+    path("api/v1/account/", include("accounts.urls")),
     # REST API v1 (batches/urls.py): batches, jobs, stats, schema and docs.
     path("api/v1/", include("batches.urls")),
 ]
