@@ -9,3 +9,11 @@ admin.site.site_title = "callcenter admin"
 urlpatterns = [
     path("admin/", admin.site.urls),
 ]
+
+# --- Staff dashboard (batches/dashboard.py) ---------------------------------
+from batches import dashboard  # noqa: E402
+
+urlpatterns += [
+    path("dashboard/", dashboard.dashboard_view, name="dashboard"),
+    path("dashboard/data.json", dashboard.dashboard_data_view, name="dashboard-data"),
+]
