@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.actor import Actor, Source
-from batches.admin import ReadOnlyAdmin
+from batches.admin import ReadOnlyAdmin, describe_changes, exact_time
 from batches.admin_kit import GuardedActionsMixin, outcome_message
 from batches.exceptions import DomainError
 from jobs import services
@@ -54,9 +54,17 @@ class JobEventInline(admin.TabularInline):
     fk_name = "job"
     extra = 0
     can_delete = False
-    fields = ["created_at", "action", "source", "actor_label", "changes", "reason"]
+    fields = ["when", "action", "source", "actor_label", "what", "reason"]
     readonly_fields = fields
     verbose_name_plural = "audit trail"
+
+    @admin.display(description="when")
+    def when(self, event: JobEvent) -> str:
+        return exact_time(event.created_at)
+
+    @admin.display(description="changes")
+    def what(self, event: JobEvent) -> str:
+        return describe_changes(event.changes)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -189,7 +189,7 @@ def test_admin_in_a_browser__pause_resume_cancel_and_dashboard(
         username="supervisor", password=PASSWORD, is_staff=True, is_superuser=True
     )
     renewals = make_batch(
-        account, system_actor, "Policy renewals", priority=5, jobs=60, prefix="555"
+        account, system_actor, "Policy renewals", priority=5, jobs=100, prefix="555"
     )
     survey = make_batch(
         account, system_actor, "Satisfaction survey", priority=1, jobs=150, prefix="556"
@@ -233,7 +233,7 @@ def test_admin_in_a_browser__pause_resume_cancel_and_dashboard(
                 .exclude(status=JobStatus.PENDING)
                 .values_list("id", flat=True)
             )
-            assert len(taken) < 60, "the batch drained before the pause landed"
+            assert len(taken) < 100, "the batch drained before the pause landed"
             page.screenshot(path=str(screenshots / "admin-batch-list.png"))
 
             # The worker takes no more of its jobs, while the survey keeps flowing.
@@ -257,7 +257,18 @@ def test_admin_in_a_browser__pause_resume_cancel_and_dashboard(
             expect(page.locator("ul.messagelist li.success")).to_have_text(
                 "1 batch resumed"
             )
-            wait_for("the renewals to drain", lambda: finished(renewals) == 60)
+            wait_for("the renewals to drain", lambda: finished(renewals) == 100)
+
+            # Its page: POST-only object tools, counts and the audit trail.
+            page.goto(f"{live_server.url}/admin/batches/batch/{renewals.pk}/change/")
+            expect(page.locator("#cc-pause")).to_be_visible()
+            trail = page.locator("#events-group")
+            expect(trail).to_contain_text("Resumed")
+            expect(trail).to_contain_text("Paused")
+            expect(trail).to_contain_text("supervisor")
+            page.screenshot(
+                path=str(screenshots / "admin-batch-page.png"), full_page=True
+            )
 
             # Cancel the paused win-back campaign through the confirmation page.
             run_action(page, live_server, winback, "cancel_selected")
