@@ -108,7 +108,7 @@ class BatchChangeList(ChangeList):
         # One query for the whole page, whatever its size.
         counts = batch_status_counts(batch.pk for batch in self.result_list)
         for batch in self.result_list:
-            batch.status_counts = counts[batch.pk]
+            batch.status_counts = counts[batch.pk]  # type: ignore[attr-defined]
 
 
 class BatchEventInline(admin.TabularInline):
@@ -119,8 +119,16 @@ class BatchEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ["when", "action", "source", "who", "remote_addr", "what", "reason"]
-    readonly_fields = fields
+    readonly_fields = (
+        "when",
+        "action",
+        "source",
+        "who",
+        "remote_addr",
+        "what",
+        "reason",
+    )
+    fields = readonly_fields
     verbose_name = "audit event"
     verbose_name_plural = "audit trail"
 
@@ -137,7 +145,7 @@ class BatchEventInline(admin.TabularInline):
 
     @admin.display(description="who")
     def who(self, event: BatchEvent) -> str:
-        if event.actor_id:
+        if event.actor is not None:
             return event.actor.get_username()
         return event.actor_label or "-"
 
@@ -233,7 +241,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         counts = getattr(batch, "status_counts", None)
         if counts is None:
             counts = batch_status_counts([batch.pk])[batch.pk]
-            batch.status_counts = counts
+            batch.status_counts = counts  # type: ignore[attr-defined]
         return counts
 
     @admin.display(description="batch", ordering="name")
@@ -249,7 +257,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         state = batch.state
         detail = ""
         if state == Batch.State.PAUSED:
-            who = batch.paused_by.get_username() if batch.paused_by_id else ""
+            who = batch.paused_by.get_username() if batch.paused_by else ""
             who = who or (
                 batch.get_pause_source_display() if batch.pause_source else ""
             )
@@ -287,12 +295,13 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             return "-"
         counts = self._counts(batch)
         base = reverse("admin:jobs_job_changelist")
+        pk = str(batch.pk)
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td class="cc-num">{}</td></tr>',
             (
                 (
-                    f"{base}?{urlencode({'batch__id__exact': batch.pk, 'status': s})}",
+                    f"{base}?{urlencode({'batch__id__exact': pk, 'status': s})}",
                     STATUS_LABELS[s],
                     counts.get(s, 0),
                 )
@@ -304,7 +313,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             '<table class="cc-counts">{}<tr><th><a href="{}">Total</a></th>'
             '<th class="cc-num">{}</th></tr></table>',
             rows,
-            f"{base}?{urlencode({'batch__id__exact': batch.pk})}",
+            f"{base}?{urlencode({'batch__id__exact': pk})}",
             total,
         )
 

@@ -54,8 +54,8 @@ class JobEventInline(admin.TabularInline):
     fk_name = "job"
     extra = 0
     can_delete = False
-    fields = ["when", "action", "source", "actor_label", "what", "reason"]
-    readonly_fields = fields
+    readonly_fields = ("when", "action", "source", "actor_label", "what", "reason")
+    fields = readonly_fields
     verbose_name_plural = "audit trail"
 
     @admin.display(description="when")
