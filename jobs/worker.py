@@ -107,7 +107,7 @@ class Listener(threading.Thread):
                     extra={
                         "action": "worker.listen_error",
                         "worker_id": self.worker_id,
-                        "error": str(exc).strip(),
+                        "error": (str(exc).strip().splitlines() or [""])[0],
                     },
                 )
                 self.stopped.wait(backoff)
@@ -455,7 +455,7 @@ class CallWorker:
             logging.WARNING,
             "database unavailable; backing off",
             action="worker.db_error",
-            error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+            error=(str(exc).strip().splitlines() or [repr(exc)])[0],
             failures=self.db_failures,
             retry_in=delay,
             calls_in_flight=len(self.calls),
