@@ -173,6 +173,26 @@ def test_pause_selected__pauses_and_counts_the_already_paused(
     assert c.events.filter(source=Source.ADMIN).count() == 0
 
 
+def test_pause_selected__across_a_whole_filter(admin_client, account):
+    mine = [BatchFactory(account=account) for _ in range(3)]
+    other = BatchFactory()
+
+    response = admin_client.post(
+        f"{CHANGELIST}?account__id__exact={account.pk}",
+        {
+            "action": "pause_selected",
+            "select_across": "1",
+            helpers.ACTION_CHECKBOX_NAME: [mine[0].pk],
+        },
+        follow=True,
+    )
+
+    assert texts(response) == ["3 batches paused"]
+    assert {b.state for b in Batch.objects.filter(account=account)} == {"paused"}
+    other.refresh_from_db()
+    assert other.is_active is True
+
+
 def test_pause_selected__all_already_paused_is_a_warning(admin_client, system_actor):
     batch = BatchFactory()
     services.batch_pause(batch=batch, actor=system_actor)
