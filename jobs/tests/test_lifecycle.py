@@ -50,6 +50,7 @@ def dialled_job(account, **fields) -> Job:
 
 
 def record(job: Job, outcome: str, **kwargs) -> str:
+    assert job.dialed_at is not None
     return record_call(
         job_id=job.pk,
         worker_id="w1",
@@ -313,7 +314,12 @@ def test_release_orphans__hands_back_held_jobs_without_a_call(account):
     calling, marked, claimed_only = claim_jobs(worker_id="w1", limit=3)
     mark_dialed(jobs=[calling, marked], worker_id="w1")
 
-    assert release_orphans(worker_id="w1", keep_ids=[calling.pk]) == 2
+    started = timezone.now() - timedelta(minutes=1)
+
+    assert (
+        release_orphans(worker_id="w1", keep_ids=[calling.pk], claimed_since=started)
+        == 2
+    )
 
     for job in (marked, claimed_only):
         job.refresh_from_db()
@@ -322,3 +328,16 @@ def test_release_orphans__hands_back_held_jobs_without_a_call(account):
         assert job.dialed_at is None
     calling.refresh_from_db()
     assert calling.status == JobStatus.IN_PROGRESS
+
+
+def test_release_orphans__leaves_jobs_of_an_earlier_process_with_the_same_id(
+    account,
+):
+    JobFactory(batch=BatchFactory(account=account))
+    [job] = claim_jobs(worker_id="w1", limit=1)
+    mark_dialed(jobs=[job], worker_id="w1")
+    restarted = timezone.now() + timedelta(seconds=1)
+
+    assert release_orphans(worker_id="w1", keep_ids=[], claimed_since=restarted) == 0
+    job.refresh_from_db()
+    assert job.status == JobStatus.IN_PROGRESS

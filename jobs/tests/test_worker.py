@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
@@ -102,3 +104,24 @@ def test_call_worker__logs_each_claim_decision(account, caplog):
     assert claimed.job_id == job.pk
     assert claimed.batch_id == job.batch_id
     assert claimed.worker_id == "w1"
+
+
+def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
+    batch = BatchFactory(account=account)
+    due = JobFactory(
+        batch=batch,
+        status=JobStatus.SCHEDULED,
+        scheduled_at=timezone.now() - timedelta(seconds=1),
+    )
+    later = JobFactory(
+        batch=batch,
+        status=JobStatus.SCHEDULED,
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
+
+    make_worker(burst=True).run()
+
+    due.refresh_from_db()
+    later.refresh_from_db()
+    assert due.status == JobStatus.COMPLETED
+    assert later.status == JobStatus.SCHEDULED
