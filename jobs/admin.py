@@ -4,8 +4,10 @@ fields that workers own are never written from a form."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from accounts.actor import Actor, Source
 from batches.admin import ReadOnlyAdmin, describe_changes, exact_time
@@ -30,6 +32,7 @@ WORKER_OWNED_FIELDS = [
     "last_error",
     "cancel_reason",
 ]
+CONFIRMATION_LISTED = 50
 # Editable by hand only while no worker holds the job and it is not finished.
 HAND_EDITABLE_STATUSES = {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.SUSPENDED}
 
@@ -153,12 +156,30 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Cancel selected jobs", permissions=["change"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+    @admin.action(description="Cancel selected jobs…", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]):
+        jobs = list(queryset.select_related("batch"))
+        if request.POST.get("post") != "yes":
+            cancellable = [j for j in jobs if j.status not in TERMINAL_STATUSES]
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Cancel jobs: are you sure?",
+                "opts": self.opts,
+                "jobs": cancellable[:CONFIRMATION_LISTED],
+                "more": max(0, len(cancellable) - CONFIRMATION_LISTED),
+                "to_cancel": len(cancellable),
+                "finished": len(jobs) - len(cancellable),
+                "selected": [j.pk for j in jobs],
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action": request.POST.get("action", ""),
+            }
+            return TemplateResponse(
+                request, "admin/jobs/job/cancel_confirmation.html", context
+            )
         actor = Actor.from_request(request, Source.ADMIN)
         changed = skipped = 0
         errors = []
-        for job in queryset:
+        for job in jobs:
             if job.status in TERMINAL_STATUSES:
                 skipped += 1
                 continue
@@ -171,6 +192,7 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 errors.append(exc.message)
         self._report(request, changed, "cancelled", skipped, "already finished")
         self.report_errors(request, errors)
+        return None
 
     @admin.action(
         description="Requeue selected failed or suspended jobs", permissions=["change"]

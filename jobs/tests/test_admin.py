@@ -18,10 +18,14 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:jobs_job_changelist")
 
 
-def run_action(client, action, jobs):
+def run_action(client, action, jobs, **extra):
     return client.post(
         CHANGELIST,
-        {"action": action, helpers.ACTION_CHECKBOX_NAME: [j.pk for j in jobs]},
+        {
+            "action": action,
+            helpers.ACTION_CHECKBOX_NAME: [j.pk for j in jobs],
+            **extra,
+        },
         follow=True,
     )
 
@@ -71,7 +75,7 @@ def test_cancel_selected__cancels_and_counts_finished(admin_client, admin_user):
     a, b = JobFactory(), JobFactory(status=JobStatus.IN_PROGRESS)
     finished = JobFactory(status=JobStatus.COMPLETED)
 
-    response = run_action(admin_client, "cancel_selected", [a, b, finished])
+    response = run_action(admin_client, "cancel_selected", [a, b, finished], post="yes")
 
     assert texts(response) == ["2 jobs cancelled; 1 was already finished"]
     for job in (a, b):
@@ -81,6 +85,21 @@ def test_cancel_selected__cancels_and_counts_finished(admin_client, admin_user):
         assert (event.source, event.actor) == (Source.ADMIN, admin_user)
     finished.refresh_from_db()
     assert finished.status == JobStatus.COMPLETED
+
+
+def test_cancel_selected__asks_for_confirmation_first(admin_client):
+    a, b = JobFactory(), JobFactory(status=JobStatus.IN_PROGRESS)
+    finished = JobFactory(status=JobStatus.FAILED)
+
+    response = run_action(admin_client, "cancel_selected", [a, b, finished])
+
+    html = response.content.decode()
+    assert response.templates[0].name == "admin/jobs/job/cancel_confirmation.html"
+    assert "Yes, cancel 2 jobs" in html
+    assert "1 selected job already finished" in html
+    assert a.phone_number in html
+    a.refresh_from_db()
+    assert a.status == JobStatus.PENDING
 
 
 def test_requeue_selected__requeues_failed_and_suspended_only(admin_client, admin_user):
@@ -124,7 +143,8 @@ def test_job_changelist__view_only_staff_sees_no_actions(viewer_client):
 def test_job_actions__view_only_staff_gets_403(viewer_client, action):
     job = JobFactory(status=JobStatus.FAILED)
     response = viewer_client.post(
-        CHANGELIST, {"action": action, helpers.ACTION_CHECKBOX_NAME: [job.pk]}
+        CHANGELIST,
+        {"action": action, helpers.ACTION_CHECKBOX_NAME: [job.pk], "post": "yes"},
     )
     assert response.status_code == 403
     job.refresh_from_db()
