@@ -13,3 +13,11 @@ urlpatterns = [
     # REST API v1 (batches/urls.py): batches, jobs, stats, schema and docs.
     path("api/v1/", include("batches.urls")),
 ]
+
+# --- Staff dashboard (batches/dashboard.py) ---------------------------------
+from batches import dashboard  # noqa: E402
+
+urlpatterns += [
+    path("dashboard/", dashboard.dashboard_view, name="dashboard"),
+    path("dashboard/data.json", dashboard.dashboard_data_view, name="dashboard-data"),
+]
