@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from batches import dashboard
+
 admin.site.site_header = "callcenter"
 admin.site.site_title = "callcenter admin"
 
@@ -12,12 +14,7 @@ urlpatterns = [
     path("api/v1/account/", include("accounts.urls")),
     # REST API v1 (batches/urls.py): batches, jobs, stats, schema and docs.
     path("api/v1/", include("batches.urls")),
-]
-
-# --- Staff dashboard (batches/dashboard.py) ---------------------------------
-from batches import dashboard  # noqa: E402
-
-urlpatterns += [
+    # Staff dashboard (batches/dashboard.py).
     path("dashboard/", dashboard.dashboard_view, name="dashboard"),
     path("dashboard/data.json", dashboard.dashboard_data_view, name="dashboard-data"),
 ]
