@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from django.urls import path
-
 from accounts.views import AccountCreditsView
+from callcenter.api import both_slashes
 from webhooks.views import WebhookEndpointViewSet
 
 app_name = "accounts"
@@ -14,8 +13,10 @@ webhook_detail = WebhookEndpointViewSet.as_view(
 webhook_deliveries = WebhookEndpointViewSet.as_view({"get": "deliveries"})
 
 urlpatterns = [
-    path("credits", AccountCreditsView.as_view(), name="credits"),
-    path("webhooks", webhook_list, name="webhooks"),
-    path("webhooks/<int:pk>", webhook_detail, name="webhook"),
-    path("webhooks/<int:pk>/deliveries", webhook_deliveries, name="webhook-deliveries"),
+    *both_slashes("credits", AccountCreditsView.as_view(), "credits"),
+    *both_slashes("webhooks", webhook_list, "webhooks"),
+    *both_slashes("webhooks/<int:pk>", webhook_detail, "webhook"),
+    *both_slashes(
+        "webhooks/<int:pk>/deliveries", webhook_deliveries, "webhook-deliveries"
+    ),
 ]

@@ -18,6 +18,7 @@ from accounts.serializers import (
     CreditsSerializer,
 )
 from accounts.services import call_reservation, credits_add
+from callcenter.api import error_responses
 
 ADD_CREDITS_PERMISSION = "accounts.add_credits"
 
@@ -59,7 +60,10 @@ class CanAddCredits(permissions.BasePermission):
 class AccountCreditsView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanAddCredits]
 
-    @extend_schema(responses=CreditsSerializer, summary="The account's balance")
+    @extend_schema(
+        responses={200: CreditsSerializer, **error_responses()},
+        summary="The account's balance",
+    )
     def get(self, request: Request) -> Response:
         account = _target_account(request, request.query_params.get("account"))
         data = {
@@ -71,7 +75,7 @@ class AccountCreditsView(APIView):
 
     @extend_schema(
         request=CreditsAddSerializer,
-        responses=CreditsAddedSerializer,
+        responses={200: CreditsAddedSerializer, **error_responses()},
         summary="Add credits",
         description=(
             "Adds credits to the account. If it can pay for a call again, the "

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from callcenter.api import StrictSerializer
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
-class WebhookEndpointSerializer(serializers.ModelSerializer):
+class WebhookEndpointSerializer(StrictSerializer, serializers.ModelSerializer):
     class Meta:
         model = WebhookEndpoint
         fields = [

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from callcenter.api import error_responses
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.serializers import WebhookDeliverySerializer, WebhookEndpointSerializer
 
@@ -29,6 +31,27 @@ class IsAccountMember(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or membership.can_write
 
 
+@extend_schema_view(
+    list=extend_schema(
+        responses={200: WebhookEndpointSerializer(many=True), **error_responses()}
+    ),
+    create=extend_schema(
+        responses={201: WebhookEndpointSerializer, **error_responses()}
+    ),
+    retrieve=extend_schema(
+        responses={200: WebhookEndpointSerializer, **error_responses()}
+    ),
+    update=extend_schema(
+        responses={200: WebhookEndpointSerializer, **error_responses()}
+    ),
+    partial_update=extend_schema(
+        responses={200: WebhookEndpointSerializer, **error_responses()}
+    ),
+    destroy=extend_schema(responses={204: None, **error_responses()}),
+    deliveries=extend_schema(
+        responses={200: WebhookDeliverySerializer(many=True), **error_responses()}
+    ),
+)
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
     serializer_class = WebhookEndpointSerializer
     permission_classes = [permissions.IsAuthenticated, IsAccountMember]

@@ -63,6 +63,15 @@ def test_schema__served_and_documents_every_endpoint(client):
         ("GET", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/{job_id}"),
         ("POST", "/api/v1/jobs/{job_id}/cancel"),
+        ("GET", "/api/v1/account/credits"),
+        ("POST", "/api/v1/account/credits"),
+        ("GET", "/api/v1/account/webhooks"),
+        ("POST", "/api/v1/account/webhooks"),
+        ("GET", "/api/v1/account/webhooks/{id}"),
+        ("PUT", "/api/v1/account/webhooks/{id}"),
+        ("PATCH", "/api/v1/account/webhooks/{id}"),
+        ("DELETE", "/api/v1/account/webhooks/{id}"),
+        ("GET", "/api/v1/account/webhooks/{id}/deliveries"),
     }
     for path, item in schema["paths"].items():
         for method, operation in item.items():
