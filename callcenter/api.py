@@ -24,7 +24,13 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, permissions, serializers, throttling
+from rest_framework import (
+    exceptions,
+    parsers,
+    permissions,
+    serializers,
+    throttling,
+)
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -219,6 +225,22 @@ class ApiRateThrottle(throttling.UserRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.API_THROTTLE_RATE or None
+
+
+# --- Parsing -----------------------------------------------------------------
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's parser, plus a 400 for JSON nested too deeply for Python's
+    decoder (it raises RecursionError, which DRF would let become a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "JSON parse error - nested too deeply."
+            ) from None
 
 
 # --- OPTIONS -----------------------------------------------------------------
