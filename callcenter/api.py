@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
@@ -102,6 +103,16 @@ def _first_message(detail: Any) -> str | None:
     return None
 
 
+def _suspicious(exc: SuspiciousOperation) -> ApiError:
+    """Django's refusals of a malformed or oversized request: a 4xx, as
+    Django itself would answer outside the API."""
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(
+            "The request body is too large.", code="too_large", status_code=413
+        )
+    return ApiError("The request is malformed.", code="bad_request")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every handled error leaves in one shape."""
     # Imported here: rest_framework.views reads DEFAULT_PERMISSION_CLASSES
@@ -110,6 +121,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, DomainError):
         exc = ApiError(exc.message, code=exc.code, status_code=exc.status_code)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -161,6 +174,12 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith(API_PREFIX):
             return None
+        if isinstance(exception, SuspiciousOperation):
+            error = _suspicious(exception)
+            return JsonResponse(
+                error_body(error.error_code, str(error.detail)),
+                status=error.status_code,
+            )
         logger.exception(
             "api unhandled error",
             extra={"action": "api.error", "path": request.path},
