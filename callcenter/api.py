@@ -21,10 +21,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, permissions, serializers, throttling
+from rest_framework import (
+    exceptions,
+    parsers,
+    permissions,
+    serializers,
+    throttling,
+)
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -96,6 +103,16 @@ def _first_message(detail: Any) -> str | None:
     return None
 
 
+def _suspicious(exc: SuspiciousOperation) -> ApiError:
+    """Django's refusals of a malformed or oversized request: a 4xx, as
+    Django itself would answer outside the API."""
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(
+            "The request body is too large.", code="too_large", status_code=413
+        )
+    return ApiError("The request is malformed.", code="bad_request")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every handled error leaves in one shape."""
     # Imported here: rest_framework.views reads DEFAULT_PERMISSION_CLASSES
@@ -104,6 +121,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, DomainError):
         exc = ApiError(exc.message, code=exc.code, status_code=exc.status_code)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -155,6 +174,12 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith(API_PREFIX):
             return None
+        if isinstance(exception, SuspiciousOperation):
+            error = _suspicious(exception)
+            return JsonResponse(
+                error_body(error.error_code, str(error.detail)),
+                status=error.status_code,
+            )
         logger.exception(
             "api unhandled error",
             extra={"action": "api.error", "path": request.path},
@@ -219,6 +244,22 @@ class ApiRateThrottle(throttling.UserRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.API_THROTTLE_RATE or None
+
+
+# --- Parsing -----------------------------------------------------------------
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's parser, plus a 400 for JSON nested too deeply for Python's
+    decoder (it raises RecursionError, which DRF would let become a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "JSON parse error - nested too deeply."
+            ) from None
 
 
 # --- OPTIONS -----------------------------------------------------------------

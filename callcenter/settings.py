@@ -246,7 +246,7 @@ REST_FRAMEWORK.update(
         "DEFAULT_PERMISSION_CLASSES": ["callcenter.api.HasAccount"],
         "DEFAULT_THROTTLE_CLASSES": ["callcenter.api.ApiRateThrottle"],
         "DEFAULT_PAGINATION_CLASS": "callcenter.api.ApiPagination",
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        "DEFAULT_PARSER_CLASSES": ["callcenter.api.JSONParser"],
         "DEFAULT_RENDERER_CLASSES": [
             "rest_framework.renderers.JSONRenderer",
             "rest_framework.renderers.BrowsableAPIRenderer",

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.idempotency import idempotent
@@ -18,7 +18,7 @@ from batches.views import (
     AccountScopedView,
     import_rows_error,
 )
-from callcenter.api import PUBLIC_ID_RE, ApiError, error_responses
+from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
 from jobs import services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus

@@ -650,3 +650,22 @@ def test_batches_api__audit_records_api_user_and_address(api_client, batch, memb
     assert event.actor == member
     assert event.remote_addr == "203.0.113.9"
     assert event.changes == {"priority": [1, 4]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"name": "x", "priority": NaN}',
+        '{"name": "x", "priority": Infinity}',
+        b"\xff\xfe{",
+    ],
+    ids=["too-deep", "nan", "infinity", "not-utf8"],
+)
+def test_batches_create__unparseable_json_is_400(api_client, batch, body):
+    for url in (BASE, f"{BASE}/{batch.batch_id}", f"{BASE}/{batch.batch_id}/jobs"):
+        method = "PATCH" if url.endswith(batch.batch_id) else "POST"
+        response = api_client.generic(
+            method, url, body, content_type="application/json"
+        )
+        assert_error(response, 400, "parse_error")
