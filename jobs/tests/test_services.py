@@ -63,3 +63,11 @@ def test_job_requeue__refuses_pending_and_cancelled_batch_jobs(api_actor):
     assert job.status == JobStatus.FAILED
     with pytest.raises(services.JobNotRequeueableError, match="cancelled batch"):
         services.job_requeue(job=job, actor=api_actor)
+
+
+def test_job_requeue__refuses_job_of_deleted_batch(api_actor):
+    batch = BatchFactory()
+    job = JobFactory(batch=batch, status=JobStatus.FAILED)
+    batch_services.batch_delete(batch=batch, actor=api_actor)
+    with pytest.raises(services.JobNotRequeueableError, match="deleted batch"):
+        services.job_requeue(job=job, actor=api_actor)
