@@ -14,7 +14,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 }
 
 
-_PLAIN = (str, int, float, bool, list, tuple, dict)
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
 
 
 class StructuredFormatter(logging.Formatter):
