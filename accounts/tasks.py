@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from accounts.idempotency import idempotency_keys_purge
 from accounts.services import accounts_reconcile_credits, credits_settle_orphans
 
 
@@ -10,3 +11,7 @@ def reconcile_credits() -> dict[str, int]:
         "orphaned_reservations_settled": credits_settle_orphans(),
         "accounts_restored": accounts_reconcile_credits(),
     }
+
+
+def purge_idempotency_keys() -> int:
+    return idempotency_keys_purge()

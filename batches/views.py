@@ -280,7 +280,9 @@ class BatchPauseView(AccountScopedView):
             {
                 "batch": BatchSerializer(batch).data,
                 "changed": changed,
-                "message": "Batch paused." if changed else "Batch was already paused.",
+                "message": "Batch paused."
+                if changed
+                else f"Nothing to do: the batch is {batch.state}.",
             }
         )
 

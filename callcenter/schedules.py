@@ -36,6 +36,11 @@ def periodic_tasks() -> list[Periodic]:
             "reconcile batch completions", "batches.tasks.reconcile_completions", 5
         ),
         Periodic("reconcile credits", "accounts.tasks.reconcile_credits", 5),
+        Periodic(
+            "purge expired idempotency keys",
+            "accounts.tasks.purge_idempotency_keys",
+            60,
+        ),
     ]
     if settings.JOB_RETENTION_DAYS:
         tasks.append(

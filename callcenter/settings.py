@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "accounts",
     "batches",
@@ -281,6 +282,10 @@ SPECTACULAR_SETTINGS.update(
         "SCHEMA_PATH_PREFIX": "/api/v1",
         "PREPROCESSING_HOOKS": ["callcenter.api.drop_trailing_slash_duplicates"],
         "COMPONENT_SPLIT_REQUEST": True,
+        # Swagger UI and Redoc served from our own static files, not a CDN.
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
     }
 )
 # JSON errors for /api/ paths that never reach DRF (unknown URL, crash).

@@ -495,7 +495,7 @@ def test_batches_pause__legacy_route_is_idempotent(api_client, batch, method):
     second = getattr(api_client, method)(url)
     assert second.status_code == 200
     assert second.json()["changed"] is False
-    assert second.json()["message"] == "Batch was already paused."
+    assert second.json()["message"] == "Nothing to do: the batch is paused."
     assert batch.events.filter(action=BatchEvent.Action.PAUSED).count() == 1
 
 
@@ -669,3 +669,12 @@ def test_batches_create__unparseable_json_is_400(api_client, batch, body):
             method, url, body, content_type="application/json"
         )
         assert_error(response, 400, "parse_error")
+
+
+def test_pause__on_cancelled_batch_says_it_is_cancelled(api_client, account, api_actor):
+    batch = BatchFactory(account=account)
+    services.batch_cancel(batch=batch, actor=api_actor)
+    response = api_client.put(f"/api/v1/batches/{batch.batch_id}/pause")
+    assert response.status_code == 200
+    assert response.json()["changed"] is False
+    assert response.json()["message"] == "Nothing to do: the batch is cancelled."

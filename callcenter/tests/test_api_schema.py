@@ -155,3 +155,10 @@ def test_api__schemathesis_finds_no_500_and_no_schema_violation(case, api_world)
             content_type_conformance,
         ],
     )
+
+
+@pytest.mark.parametrize("path", ["/api/v1/docs", "/api/v1/redoc/"])
+def test_schema__docs_load_their_scripts_from_our_static_files(client, path):
+    body = client.get(path).content.decode()
+    assert "/static/drf_spectacular_sidecar/" in body
+    assert "cdn." not in body
