@@ -7,6 +7,7 @@ import sys
 
 import django
 import psycopg
+from psycopg import sql
 
 
 def main() -> int:
@@ -18,14 +19,15 @@ def main() -> int:
         print(f"Tests need PostgreSQL, but DATABASE_URL points at {db['ENGINE']}.")
         return 1
     try:
-        psycopg.connect(
+        conn = psycopg.connect(
             host=db.get("HOST") or None,
             port=db.get("PORT") or None,
             user=db.get("USER") or None,
             password=db.get("PASSWORD") or None,
             dbname="postgres",
             connect_timeout=5,
-        ).close()
+            autocommit=True,
+        )
     except psycopg.OperationalError as exc:
         print(
             "Cannot reach PostgreSQL for the tests "
@@ -37,6 +39,17 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    with conn:
+        # pytest makes its own test_<name> database; creating <name> too lets
+        # `makemigrations --check` look at a real migration history.
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
+        ).fetchone()
+        if not exists:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"]))
+            )
+            print(f"Created database {db['NAME']}.")
     return 0
 
 
