@@ -1,0 +1,93 @@
+"""1. Claim throughput: ours against the raw limit and the two peers.
+
+Every system gets the same backlog of no-op jobs and N claimer processes
+claim one job per round trip and complete it, for a fixed time; the rate is
+jobs completed / time to the last completion. The order of the systems
+rotates between repetitions.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from bench import claimers, datagen, peers
+from bench.context import Context
+from bench.ours import Missing
+from bench.report import median
+
+SECTION = "1 throughput"
+KINDS = ("ours", "raw", "django-q2", "procrastinate")
+
+
+def _prepare(ctx: Context, kind: str, count: int, batches: list[int], account: int):
+    if kind in ("ours", "raw"):
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE jobs_job CASCADE")
+            if kind == "raw":
+                cursor.execute(claimers.RAW_INDEX_SQL)
+            else:
+                cursor.execute(f"DROP INDEX IF EXISTS {claimers.RAW_INDEX}")
+        datagen.insert_jobs(account, batches, count // len(batches))
+        datagen.vacuum_analyze("jobs_job")
+    elif kind == "django-q2":
+        peers.djangoq_fill(count)
+    else:
+        peers.procrastinate_fill(ctx.dbs.peer_url, count)
+
+
+def run(ctx: Context) -> None:
+    sizes = ctx.sizes
+    datagen.truncate_jobs()
+    account = datagen.create_account("bench-throughput")
+    batches = datagen.create_batches(account, 10, active=True, prefix="tp")
+    peers.procrastinate_fill(ctx.dbs.peer_url, 0, apply_schema=True)
+    options = {"url": ctx.dbs.url, "peer_url": ctx.dbs.peer_url}
+    rates: dict[str, dict[int, list[float]]] = {k: {} for k in KINDS}
+    errors: dict[str, str] = {}
+    for rep in range(sizes.reps):
+        order = KINDS[rep % len(KINDS) :] + KINDS[: rep % len(KINDS)]
+        for n in sizes.claimers:
+            for kind in order:
+                if kind in errors:
+                    continue
+                _prepare(ctx, kind, sizes.throughput_jobs, batches, account)
+                result = claimers.drain(
+                    kind, n, options=options, seconds=sizes.throughput_seconds
+                )
+                if result.errors:
+                    errors[kind] = result.errors[0]
+                    continue
+                rates[kind].setdefault(n, []).append(result.rate)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {claimers.RAW_INDEX}")
+    ctx.report.raw["throughput"] = {"rates": rates, "errors": errors}
+    for kind, err in errors.items():
+        ctx.report.missing.append(f"throughput {kind}: {err}")
+    for n in sizes.claimers:
+        med = {k: median(rates[k].get(n, [])) for k in KINDS}
+        ctx.report.add(
+            SECTION,
+            f"ours, {n} claimers",
+            med["ours"] if rates["ours"] else None,
+            "jobs/s",
+        )
+        for peer, target, ok in (
+            ("raw", ">= 0.8x raw", lambda r: r >= 0.8),
+            ("django-q2", "> 1x", lambda r: r > 1),
+            ("procrastinate", "> 1x", lambda r: r > 1),
+        ):
+            if not rates[peer].get(n):
+                continue
+            ratio = med["ours"] / med[peer] if rates["ours"].get(n) else None
+            ctx.report.add(
+                SECTION,
+                f"{peer}, {n} claimers",
+                med[peer],
+                "jobs/s",
+                target=f"ours {target}",
+                passed=None if ratio is None else ok(ratio),
+                ratio=ratio,
+            )
+
+
+__all__ = ["Missing", "run"]
