@@ -33,9 +33,7 @@ def measure(ctx: Context, total: int, kind: str = "ours") -> dict[str, object]:
     rates = []
     quota = max(1, ctx.sizes.scale_quota // CLAIMERS)
     for _ in range(ctx.sizes.reps):
-        run = claimers.drain(
-            kind, CLAIMERS, options={"url": ctx.dbs.url}, quota=quota
-        )
+        run = claimers.drain(kind, CLAIMERS, options={"url": ctx.dbs.url}, quota=quota)
         if run.errors:
             raise RuntimeError(run.errors[0])
         rates.append(run.rate)

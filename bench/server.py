@@ -98,7 +98,8 @@ def api_token(username: str, account_slug: str) -> str:
         text=True,
         check=True,
     ).stdout
-    match = re.search(r"\b[0-9a-f]{40}\b", out) or re.search(r"\b\S{32,}\b", out)
-    if not match:
+    # The command prints only the key.
+    key = out.strip().splitlines()[-1].strip() if out.strip() else ""
+    if not re.fullmatch(r"\S{20,}", key):
         raise RuntimeError(f"no token in create_api_token output: {out!r}")
-    return match.group(0)
+    return key
