@@ -197,3 +197,19 @@ LOGGING = {
         "django": {"level": "INFO"},
     },
 }
+
+# --- Call worker (run_call_worker) -------------------------------------------
+# Retries of busy / no_answer / error outcomes wait base, 2x base, 4x base...
+JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0, minimum=0)
+JOB_RETRY_BACKOFF_MAX_SECONDS = env_float(
+    "JOB_RETRY_BACKOFF_MAX_SECONDS", 3600.0, minimum=0
+)
+# How often a worker renews the leases of its calls (and so how soon it hears
+# of a cancel); 0 means a quarter of JOB_LEASE_SECONDS, at most 5 s.
+WORKER_RENEW_SECONDS = env_float("WORKER_RENEW_SECONDS", 0.0, minimum=0)
+# A call that has not ended after this long is hung up.
+WORKER_MAX_CALL_SECONDS = env_float("WORKER_MAX_CALL_SECONDS", 3600.0, minimum=1)
+# Longest wait between reconnection attempts while the database is down.
+WORKER_DB_BACKOFF_MAX_SECONDS = env_float(
+    "WORKER_DB_BACKOFF_MAX_SECONDS", 10.0, minimum=0.1
+)

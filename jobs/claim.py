@@ -1,0 +1,210 @@
+"""Claiming jobs: the one statement every worker runs to take work.
+
+On PostgreSQL the claim is ``select_for_update(skip_locked=True)`` over jobs
+whose batch is active (``batch__is_active``) or that have no batch, written as
+one raw statement so that it can lock the *batch* rows too and walk the
+partial indexes lazily:
+
+* one-off jobs (no batch) come first, by job priority then age, through
+  ``job_claim_nobatch_idx``;
+* then active, unfinished batches in priority order through
+  ``batch_claim_idx`` (paused, cancelled, completed and deleted batches are not
+  in that index, so their backlog is never walked), each locked ``FOR SHARE
+  SKIP LOCKED``; for each, its pending jobs by job priority then age through
+  ``job_claim_idx`` (finished jobs are not in it), locked ``FOR UPDATE SKIP
+  LOCKED``;
+* the outer ``LIMIT`` stops the nested loop as soon as enough jobs are found,
+  and the same statement's ``UPDATE ... RETURNING`` marks them claimed.
+
+Why ``FOR SHARE`` on the batch row makes pause exact: ``batch_pause``,
+``batch_cancel`` and ``batch_delete`` lock the batch row ``FOR UPDATE``. A
+claim that already holds the share lock makes the pause wait until the claim
+has committed; a claim that arrives while the pause holds its lock skips the
+batch; a claim whose snapshot predates the pause but locks the row after it
+committed re-reads the row (EvalPlanQual) and sees ``is_active = false``. So
+once a pause has returned, no claim can commit a job of that batch.
+
+Scheduled jobs are made pending by ``promote_due_jobs`` (the worker runs it
+at least once a second), so the claim itself only looks at ``pending``.
+
+On SQLite (the zero-setup ``make run``) there is no row locking; writers are
+serialized instead, so the claim is a conditional UPDATE over a sub-select,
+done in an IMMEDIATE transaction, and read back by its claim token.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from jobs.notify import notify_jobs_available
+
+logger = logging.getLogger(__name__)
+
+CLAIM_SQL = """
+WITH picked AS (
+  SELECT u.id
+    FROM (
+      SELECT o.id
+        FROM (
+          SELECT j.id
+            FROM jobs_job j
+           WHERE j.batch_id IS NULL AND j.status = 'pending'
+           ORDER BY j.priority DESC, j.id
+           LIMIT %(n)s
+             FOR UPDATE SKIP LOCKED
+        ) o
+      UNION ALL
+      SELECT jj.id
+        FROM (
+          SELECT b.id
+            FROM batches_batch b
+           WHERE b.is_active AND b.completed_at IS NULL
+           ORDER BY b.priority DESC, b.id
+             FOR SHARE SKIP LOCKED
+        ) ab
+        CROSS JOIN LATERAL (
+          SELECT j.id
+            FROM jobs_job j
+           WHERE j.batch_id = ab.id AND j.status = 'pending'
+           ORDER BY j.priority DESC, j.id
+           LIMIT %(n)s
+             FOR UPDATE SKIP LOCKED
+        ) jj
+    ) u
+   LIMIT %(n)s
+)
+UPDATE jobs_job
+   SET status = 'in_progress',
+       claimed_by = %(worker_id)s,
+       claimed_at = now(),
+       lease_expires_at = now() + make_interval(secs => %(lease)s),
+       dialed_at = NULL,
+       call_id = '',
+       updated_at = now()
+  FROM picked
+ WHERE jobs_job.id = picked.id
+RETURNING jobs_job.*
+"""
+
+PROMOTE_SQL = """
+WITH due AS (
+  SELECT id
+    FROM jobs_job
+   WHERE status = 'scheduled' AND scheduled_at <= now()
+   ORDER BY scheduled_at
+   LIMIT %(n)s
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs_job
+   SET status = 'pending', updated_at = now()
+  FROM due
+ WHERE jobs_job.id = due.id
+RETURNING jobs_job.id
+"""
+
+
+def _lease(lease_seconds: int | None) -> int:
+    return int(lease_seconds or settings.JOB_LEASE_SECONDS)
+
+
+def claim_jobs(
+    *, worker_id: str, limit: int, lease_seconds: int | None = None
+) -> list[Job]:
+    """Claim up to ``limit`` pending jobs for ``worker_id``, in one statement.
+
+    The claim commits on return (autocommit), before any call is dialled.
+    Returned jobs are ``in_progress``, with ``claimed_by``, ``claimed_at`` and
+    ``lease_expires_at`` set and ``dialed_at`` cleared.
+    """
+    if limit <= 0:
+        return []
+    if connection.vendor != "postgresql":
+        return _claim_jobs_conditional_update(
+            worker_id=worker_id, limit=limit, lease_seconds=_lease(lease_seconds)
+        )
+    params = {"n": limit, "worker_id": worker_id, "lease": _lease(lease_seconds)}
+    # raw() maps columns by name and applies the fields' converters; list()
+    # iterates it once, so the statement runs once.
+    return list(Job.objects.raw(CLAIM_SQL, params))
+
+
+def claimable_jobs() -> Q:
+    """Jobs a claim may take: pending, in an active unfinished batch or none."""
+    return Q(status=JobStatus.PENDING) & (
+        Q(batch__isnull=True)
+        | Q(batch__is_active=True, batch__completed_at__isnull=True)
+    )
+
+
+def _claim_jobs_conditional_update(
+    *, worker_id: str, limit: int, lease_seconds: int
+) -> list[Job]:
+    """The claim for databases without SKIP LOCKED (SQLite).
+
+    One UPDATE whose WHERE re-checks the batch's ``is_active`` and the job's
+    status in the same statement; SQLite runs one writer at a time (settings
+    open transactions IMMEDIATE), so no pause can interleave with it.
+    """
+    # settings open SQLite transactions IMMEDIATE: the write lock is held from
+    # BEGIN, so the selected ids cannot change under us before the UPDATE.
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Job.objects.filter(claimable_jobs())
+            .order_by(F("batch__priority").desc(nulls_first=True), "-priority", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Job.objects.filter(claimable_jobs(), id__in=ids).update(
+            status=JobStatus.IN_PROGRESS,
+            claimed_by=worker_id,
+            claimed_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            dialed_at=None,
+            call_id="",
+            updated_at=now,
+        )
+        return list(
+            Job.objects.filter(
+                id__in=ids,
+                status=JobStatus.IN_PROGRESS,
+                claimed_by=worker_id,
+                claimed_at=now,
+            ).order_by("id")
+        )
+
+
+def promote_due_jobs(*, limit: int = 1000) -> int:
+    """Make scheduled jobs whose time has come pending, and wake the workers.
+
+    Walks ``job_due_idx`` only; ``SKIP LOCKED`` lets several workers promote at
+    once without waiting for each other.
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            ids = list(
+                Job.objects.filter(
+                    status=JobStatus.SCHEDULED, scheduled_at__lte=Now()
+                ).values_list("id", flat=True)[:limit]
+            )
+            if not ids:
+                return 0
+            return Job.objects.filter(id__in=ids, status=JobStatus.SCHEDULED).update(
+                status=JobStatus.PENDING, updated_at=Now()
+            )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(PROMOTE_SQL, {"n": limit})
+            promoted = cursor.rowcount
+        if promoted:
+            notify_jobs_available()
+    return promoted

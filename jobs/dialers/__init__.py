@@ -1,0 +1,41 @@
+"""Dialer backends, looked up by name (``--dialer`` / ``CALL_DIALER``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+
+from jobs.dialers.base import CallHandle, CallResult, CallStatus, Dialer, Outcome
+
+_REGISTRY: dict[str, Callable[[], Dialer]] = {}
+
+
+def register(name: str, factory: Callable[[], Dialer]) -> None:
+    _REGISTRY[name] = factory
+
+
+def get_dialer(name: str) -> Dialer:
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ImproperlyConfigured(f"Unknown dialer {name!r}; known dialers: {known}")
+    return _REGISTRY[name]()
+
+
+def _simulated() -> Dialer:
+    from jobs.dialers.simulated import SimulatedDialer
+
+    return SimulatedDialer.from_settings()
+
+
+register("simulated", _simulated)
+
+__all__ = [
+    "CallHandle",
+    "CallResult",
+    "CallStatus",
+    "Dialer",
+    "Outcome",
+    "get_dialer",
+    "register",
+]

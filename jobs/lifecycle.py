@@ -1,0 +1,417 @@
+"""The worker's transitions of a job: dial, lease renewal, outcome, recovery.
+
+Every write here is conditional on the current state (``status`` and
+``claimed_by``), so a job cancelled, deleted or recovered by someone else in
+the meantime is never overwritten, and two workers recovering the same
+expired lease cannot both act on it.
+
+Crash policy, applied when a lease expires (the worker died or lost the
+database for longer than the lease):
+
+* claimed but never dialled (``dialed_at IS NULL``): back to ``pending``; no
+  attempt was spent;
+* dialled: the call may have connected, so it is never redialled silently.
+  The job becomes ``failed`` with ``last_error = "worker lost"``, unless the
+  dialer confirms the call never connected; then it goes back to ``pending``
+  and the attempt is given back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
+from jobs.models import Job, JobStatus
+from jobs.notify import notify_jobs_available
+from jobs.signals import job_finished
+
+logger = logging.getLogger(__name__)
+
+WORKER_LOST = "worker lost"
+WORKER_STOPPED = "worker stopped during the call"
+SUCCESS_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.VOICEMAIL})
+RETRY_OUTCOMES = frozenset({Outcome.BUSY, Outcome.NO_ANSWER, Outcome.ERROR})
+
+
+def _log(message: str, **fields: Any) -> None:
+    logger.info(message, extra=fields)
+
+
+def _finished(job: Job, outcome: str | None) -> None:
+    transaction.on_commit(
+        lambda: job_finished.send(sender=Job, job=job, outcome=outcome)
+    )
+
+
+def retry_backoff(attempts: int) -> timedelta:
+    """Exponential: base, 2x base, 4x base... capped."""
+    base = settings.JOB_RETRY_BACKOFF_SECONDS
+    seconds = min(
+        base * 2 ** max(attempts - 1, 0), settings.JOB_RETRY_BACKOFF_MAX_SECONDS
+    )
+    return timedelta(seconds=seconds)
+
+
+def mark_dialed(*, jobs: list[Job], worker_id: str) -> list[Job]:
+    """Record that these claimed jobs are about to be dialled; spend an attempt.
+
+    Runs after the claim committed and before the dialer is asked to call, so
+    a crash in between is told apart from a crash during the call. Returns the
+    jobs still held by this worker (one cancelled since the claim is dropped).
+    """
+    if not jobs:
+        return []
+    now = timezone.now()
+    ids = [job.pk for job in jobs]
+    held = Job.objects.filter(
+        id__in=ids,
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        dialed_at__isnull=True,
+    )
+    updated = held.update(
+        dialed_at=now,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), Now()),
+        updated_at=Now(),
+    )
+    if updated == len(ids):
+        kept = ids
+    else:
+        kept = list(
+            Job.objects.filter(
+                id__in=ids,
+                status=JobStatus.IN_PROGRESS,
+                claimed_by=worker_id,
+                dialed_at=now,
+            ).values_list("id", flat=True)
+        )
+    dialed = []
+    for job in jobs:
+        if job.pk in kept:
+            job.dialed_at = now
+            job.attempts += 1
+            dialed.append(job)
+        else:
+            _log(
+                "job not dialled: no longer held after the claim",
+                action="job.dial_skipped",
+                job_id=job.pk,
+                batch_id=job.batch_id,
+                worker_id=worker_id,
+            )
+    return dialed
+
+
+def record_call_id(*, job_id: int, worker_id: str, call_id: str) -> None:
+    """Store the provider's call id, so recovery can ask about the call."""
+    Job.objects.filter(
+        pk=job_id, status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+    ).update(call_id=call_id[:200])
+
+
+def renew_leases(
+    *, worker_id: str, job_ids: Iterable[int], lease_seconds: int | None = None
+) -> set[int]:
+    """Extend the leases of the jobs this worker holds.
+
+    Returns the ids it no longer holds: cancelled, deleted, or recovered by
+    another worker. The caller hangs those calls up.
+    """
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    lease = lease_seconds or settings.JOB_LEASE_SECONDS
+    held = Job.objects.filter(
+        id__in=ids, status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+    )
+    renewed = held.update(lease_expires_at=Now() + timedelta(seconds=lease))
+    if renewed == len(ids):
+        return set()
+    return set(ids) - set(held.values_list("id", flat=True))
+
+
+def _attempt_entry(
+    job: Job,
+    *,
+    worker_id: str,
+    call_id: str,
+    result: CallResult,
+    started_at: datetime | None,
+    ended_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "attempt": job.attempts,
+        "outcome": result.outcome,
+        "started_at": started_at.isoformat() if started_at else None,
+        "ended_at": ended_at.isoformat(),
+        "duration_seconds": round(result.duration_seconds, 3),
+        "worker": worker_id,
+        "call_id": call_id,
+        "error": result.error,
+        "hung_up": result.hung_up,
+    }
+
+
+def record_call(
+    *,
+    job_id: int,
+    worker_id: str,
+    dialed_at: datetime,
+    call_id: str,
+    result: CallResult,
+    interrupted: str = "",
+) -> str:
+    """Record a finished call's outcome and move the job on.
+
+    * held by this worker: answered or voicemail -> completed; failed ->
+      failed; busy, no_answer or error -> scheduled for a retry after an
+      exponential backoff, or failed once ``max_attempts`` is used up. A call
+      hung up because the worker is stopping (``interrupted``) that had
+      connected -> failed with that reason.
+    * no longer held (cancelled or deleted mid-call, recovered after a lost
+      lease): the status stays as it is; the outcome is kept in ``result`` and
+      the attempt log.
+
+    Idempotent: an attempt already logged (same worker and dial time) is not
+    recorded twice, so a retry after a lost database connection is safe.
+    Returns the resulting status, or "gone" when the row no longer exists.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            _log(
+                "call ended for a job that no longer exists",
+                action="job.call_orphaned",
+                job_id=job_id,
+                worker_id=worker_id,
+                outcome=result.outcome,
+            )
+            return "gone"
+        dial_key = dialed_at.isoformat()
+        for entry in job.attempt_log or []:
+            if entry.get("worker") == worker_id and entry.get("dialed_at") == dial_key:
+                return job.status
+        entry = _attempt_entry(
+            job,
+            worker_id=worker_id,
+            call_id=call_id,
+            result=result,
+            started_at=dialed_at,
+            ended_at=now,
+        )
+        entry["dialed_at"] = dial_key
+        job.attempt_log = [*(job.attempt_log or []), entry]
+        job.result = {**result.as_dict(), "call_id": call_id, "attempt": job.attempts}
+        if call_id:
+            job.call_id = call_id[:200]
+        fields = ["attempt_log", "result", "call_id", "updated_at"]
+        held = job.status == JobStatus.IN_PROGRESS and job.claimed_by == worker_id
+        before = job.status
+        if held:
+            fields += _apply_outcome(
+                job, result=result, interrupted=interrupted, now=now
+            )
+        job.save(update_fields=fields)
+        if held and job.is_terminal:
+            _finished(job, result.outcome)
+    _log(
+        "call ended" if held else "call ended for a job no longer held",
+        action="job.call_ended" if held else "job.call_ended_unheld",
+        job_id=job.pk,
+        batch_id=job.batch_id,
+        worker_id=worker_id,
+        outcome=result.outcome,
+        status_before=before,
+        status=job.status,
+        attempt=job.attempts,
+        call_id=call_id,
+    )
+    return job.status
+
+
+def _apply_outcome(
+    job: Job, *, result: CallResult, interrupted: str, now: datetime
+) -> list[str]:
+    outcome = result.outcome
+    job.lease_expires_at = None
+    fields = ["status", "lease_expires_at", "finished_at", "last_error"]
+    if interrupted and outcome in SUCCESS_OUTCOMES:
+        job.status = JobStatus.FAILED
+        job.last_error = interrupted
+    elif outcome in SUCCESS_OUTCOMES:
+        job.status = JobStatus.COMPLETED
+        job.last_error = ""
+    elif outcome in RETRY_OUTCOMES and job.attempts < job.max_attempts:
+        job.status = JobStatus.SCHEDULED
+        job.scheduled_at = now + retry_backoff(job.attempts)
+        job.last_error = result.error or outcome
+        job.claimed_by = ""
+        job.claimed_at = None
+        job.dialed_at = None
+        job.finished_at = None
+        return [*fields, "scheduled_at", "claimed_by", "claimed_at", "dialed_at"]
+    elif outcome in RETRY_OUTCOMES:
+        job.status = JobStatus.FAILED
+        job.last_error = f"{outcome}: attempts exhausted ({job.attempts})"
+    else:
+        job.status = JobStatus.FAILED
+        job.last_error = result.error or outcome
+    job.finished_at = now
+    return fields
+
+
+def release_orphans(*, worker_id: str, keep_ids: Iterable[int]) -> int:
+    """Hand back jobs this worker holds but has no call for.
+
+    After a lost database connection the worker cannot tell whether its last
+    claim or dial mark committed. It places a call only after both did, so a
+    job it holds without a call in flight was certainly never dialled: it goes
+    back to ``pending`` and any attempt spent on it is given back.
+    """
+    keep = list(keep_ids)
+    orphans = Job.objects.filter(
+        status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+    ).exclude(id__in=keep)
+    with transaction.atomic():
+        ids = list(orphans.select_for_update().values_list("id", flat=True))
+        if not ids:
+            return 0
+        dialled = Job.objects.filter(id__in=ids, dialed_at__isnull=False).update(
+            attempts=F("attempts") - 1
+        )
+        count = Job.objects.filter(id__in=ids).update(
+            status=JobStatus.PENDING,
+            claimed_by="",
+            claimed_at=None,
+            lease_expires_at=None,
+            dialed_at=None,
+            updated_at=Now(),
+        )
+        notify_jobs_available()
+    _log(
+        "released jobs held without a call",
+        action="job.released",
+        worker_id=worker_id,
+        job_ids=ids,
+        refunded_attempts=dialled,
+    )
+    return count
+
+
+def recover_expired_leases(
+    *, recoverer: str, dialer: Dialer | None = None, limit: int = 500
+) -> int:
+    """Resolve in-progress jobs whose lease expired, by the crash policy.
+
+    Safe to run from any number of workers at once: rows are taken with
+    ``FOR UPDATE SKIP LOCKED`` and every update re-checks the expiry.
+    """
+    recovered = 0
+    expired = Job.objects.filter(
+        status=JobStatus.IN_PROGRESS, lease_expires_at__lt=Now()
+    )
+    with transaction.atomic():
+        ids = list(
+            expired.filter(dialed_at__isnull=True)
+            .select_for_update(skip_locked=True)
+            .order_by("lease_expires_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            recovered += Job.objects.filter(id__in=ids).update(
+                status=JobStatus.PENDING,
+                claimed_by="",
+                claimed_at=None,
+                lease_expires_at=None,
+                updated_at=Now(),
+            )
+            notify_jobs_available()
+            _log(
+                "expired leases of undialled jobs: back to pending",
+                action="job.lease_recovered",
+                job_ids=ids,
+                worker_id=recoverer,
+                policy="undialled->pending",
+            )
+    candidates = list(
+        expired.filter(dialed_at__isnull=False)
+        .order_by("lease_expires_at")
+        .values_list("id", "call_id")[:limit]
+    )
+    for job_id, call_id in candidates:
+        # Ask the provider outside any transaction: it may be slow.
+        status = CallStatus.UNKNOWN
+        if dialer is not None and call_id:
+            try:
+                status = dialer.call_status(call_id)
+            except Exception:
+                logger.exception(
+                    "dialer could not report a call's status",
+                    extra={"action": "job.call_status_error", "job_id": job_id},
+                )
+        recovered += _recover_dialled(job_id, status=status, recoverer=recoverer)
+    return recovered
+
+
+def _recover_dialled(job_id: int, *, status: str, recoverer: str) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(pk=job_id, status=JobStatus.IN_PROGRESS, lease_expires_at__lt=Now())
+            .first()
+        )
+        if job is None:
+            return 0
+        lost_worker = job.claimed_by
+        entry = {
+            "attempt": job.attempts,
+            "outcome": "never_connected"
+            if status == CallStatus.NEVER_CONNECTED
+            else "worker_lost",
+            "started_at": job.dialed_at.isoformat() if job.dialed_at else None,
+            "ended_at": None,
+            "worker": lost_worker,
+            "call_id": job.call_id,
+            "error": WORKER_LOST,
+            "recovered_by": recoverer,
+        }
+        job.attempt_log = [*(job.attempt_log or []), entry]
+        job.lease_expires_at = None
+        if status == CallStatus.NEVER_CONNECTED:
+            job.status = JobStatus.PENDING
+            job.attempts = max(job.attempts - 1, 0)
+            job.claimed_by = ""
+            job.claimed_at = None
+            job.dialed_at = None
+            policy = "dialled,never connected->pending"
+            notify_jobs_available()
+        else:
+            job.status = JobStatus.FAILED
+            job.last_error = WORKER_LOST
+            job.finished_at = now
+            policy = "dialled->failed"
+            _finished(job, None)
+        job.save()
+    _log(
+        "expired lease of a dialled job resolved",
+        action="job.lease_recovered",
+        job_id=job.pk,
+        batch_id=job.batch_id,
+        worker_id=recoverer,
+        lost_worker=lost_worker,
+        policy=policy,
+        status=job.status,
+    )
+    return 1

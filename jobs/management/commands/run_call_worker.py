@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from jobs.dialers import get_dialer
+from jobs.worker import CallWorker, default_worker_id
+
+
+class Command(BaseCommand):
+    help = (
+        "Claim pending jobs and place their calls. Run as many as you like, "
+        "on any machines, against one PostgreSQL database."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--concurrency", type=int, default=1)
+        parser.add_argument("--worker-id", default="")
+        parser.add_argument("--dialer", default="")
+        parser.add_argument(
+            "--burst", action="store_true", help="exit once nothing is claimable"
+        )
+        parser.add_argument(
+            "--once", action="store_true", help="one claim round, then exit"
+        )
+        parser.add_argument("--max-jobs", type=int, default=None)
+        parser.add_argument("--shutdown-timeout", type=float, default=30.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        dialer = get_dialer(options["dialer"] or settings.CALL_DIALER)
+        worker = CallWorker(
+            dialer=dialer,
+            worker_id=options["worker_id"] or default_worker_id(),
+            concurrency=options["concurrency"],
+            burst=options["burst"],
+            once=options["once"],
+            max_jobs=options["max_jobs"],
+            shutdown_timeout=options["shutdown_timeout"],
+        )
+        signal.signal(signal.SIGTERM, worker.stop)
+        signal.signal(signal.SIGINT, worker.stop)
+        worker.run()

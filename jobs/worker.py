@@ -1,0 +1,559 @@
+"""The call worker: claims jobs, dials them, records outcomes, keeps leases.
+
+All database work happens in the main thread, one unit at a time; call threads
+only talk to the dialer and report back through a queue. Each unit is a method
+that returns whether it found work, so tests can drive the worker step by step
+(healthchecks' sendalerts style), and ``close_old_connections()`` runs between
+rounds so a dropped connection is replaced.
+
+Idle workers wait on PostgreSQL LISTEN (a dedicated connection in a thread)
+and poll at most once per WORKER_POLL_SECONDS as a fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+)
+
+from jobs import billing, lifecycle
+from jobs.claim import claim_jobs, promote_due_jobs
+from jobs.dialers.base import CallHandle, CallResult, Dialer, Outcome
+from jobs.models import Job
+from jobs.notify import CHANNEL
+
+logger = logging.getLogger(__name__)
+
+DB_ERRORS = (OperationalError, InterfaceError)
+HANGUP_NOT_HELD = "job no longer held (cancelled, deleted or recovered)"
+# After the shutdown timeout the calls are hung up; this is how long the
+# worker then waits for them to report before leaving them to lease expiry.
+HANGUP_GRACE_SECONDS = 10.0
+SLICE = 0.2
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(eq=False)
+class Call:
+    job: Job
+    dialed_at: datetime
+    handle: CallHandle | None = None
+    call_id: str = ""
+    call_id_saved: bool = False
+    hangup_reason: str = ""
+    result: CallResult | None = None
+    recorded: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def listen_params() -> dict[str, Any]:
+    s = connections["default"].settings_dict
+    params: dict[str, Any] = {"dbname": s["NAME"], "autocommit": True}
+    for key, name in (("USER", "user"), ("PASSWORD", "password")):
+        if s.get(key):
+            params[name] = s[key]
+    for key, name in (("HOST", "host"), ("PORT", "port")):
+        if s.get(key):
+            params[name] = str(s[key])
+    params["application_name"] = "callcenter-worker-listen"
+    return params
+
+
+class Listener(threading.Thread):
+    """LISTEN on the jobs channel and poke the worker's inbox on each NOTIFY."""
+
+    def __init__(self, inbox: queue.Queue[tuple[str, Any]], worker_id: str) -> None:
+        super().__init__(name="listen", daemon=True)
+        self.inbox = inbox
+        self.worker_id = worker_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        backoff = 0.5
+        while not self.stopped.is_set():
+            try:
+                with psycopg.connect(**listen_params()) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    # Something may have become claimable while we were away.
+                    self.inbox.put(("notify", None))
+                    backoff = 0.5
+                    while not self.stopped.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.inbox.put(("notify", None))
+            except psycopg.Error as exc:
+                logger.warning(
+                    "listen connection lost; polling until it is back",
+                    extra={
+                        "action": "worker.listen_error",
+                        "worker_id": self.worker_id,
+                        "error": str(exc).strip(),
+                    },
+                )
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, settings.WORKER_DB_BACKOFF_MAX_SECONDS)
+
+
+class CallWorker:
+    def __init__(
+        self,
+        *,
+        dialer: Dialer,
+        worker_id: str | None = None,
+        concurrency: int = 1,
+        burst: bool = False,
+        once: bool = False,
+        max_jobs: int | None = None,
+        shutdown_timeout: float = 30.0,
+        lease_seconds: int | None = None,
+        poll_seconds: float | None = None,
+        listen: bool = True,
+    ) -> None:
+        self.dialer = dialer
+        self.worker_id = worker_id or default_worker_id()
+        self.concurrency = max(1, concurrency)
+        self.burst = burst
+        self.once = once
+        self.max_jobs = max_jobs
+        self.shutdown_timeout = shutdown_timeout
+        self.lease_seconds = int(lease_seconds or settings.JOB_LEASE_SECONDS)
+        self.poll_seconds = poll_seconds or settings.WORKER_POLL_SECONDS
+        self.renew_every = settings.WORKER_RENEW_SECONDS or min(
+            self.lease_seconds / 4, 5.0
+        )
+        self.recover_every = max(self.lease_seconds / 4, 1.0)
+        self.promote_every = 1.0
+        self.listen = listen
+
+        self.calls: dict[int, Call] = {}
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="call"
+        )
+        self.listener: Listener | None = None
+        self.started = 0
+        self.stopping = False
+        self.stop_deadline: float | None = None
+        self.claiming_done = False
+        self.db_failures = 0
+        self.needs_reconcile = False
+        self.wake = True
+        self.idle = False
+        self.last_claim_empty = False
+        now = time.monotonic()
+        self.next_renew = now + self.renew_every
+        self.next_recover = now
+        self.next_promote = now
+        self.next_poll = now
+
+    # --- control ---------------------------------------------------------
+    def stop(self, *_args: Any) -> None:
+        """Stop claiming; let calls finish up to the shutdown timeout.
+
+        A second call (a second Ctrl-C) hangs the calls up at once. Safe to
+        call from a signal handler: it only sets attributes.
+        """
+        if self.stopping:
+            self.stop_deadline = time.monotonic()
+            return
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.shutdown_timeout
+
+    def _log(self, level: int, message: str, *args: Any, **fields: Any) -> None:
+        fields.setdefault("worker_id", self.worker_id)
+        logger.log(level, message, *args, extra=fields)
+
+    # --- units of work ----------------------------------------------------
+    def drain_inbox(self, timeout: float = 0.0) -> bool:
+        try:
+            item = (
+                self.inbox.get(timeout=timeout) if timeout else self.inbox.get_nowait()
+            )
+        except queue.Empty:
+            return False
+        while True:
+            kind, _call = item
+            if kind == "notify":
+                self.wake = True
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def save_call_ids(self) -> bool:
+        found = False
+        for call in list(self.calls.values()):
+            if call.call_id and not call.call_id_saved and not call.result:
+                lifecycle.record_call_id(
+                    job_id=call.job.pk, worker_id=self.worker_id, call_id=call.call_id
+                )
+                call.call_id_saved = True
+                found = True
+        return found
+
+    def finish_calls(self) -> bool:
+        found = False
+        for job_id, call in list(self.calls.items()):
+            result = call.result
+            if result is None:
+                continue
+            interrupted = (
+                lifecycle.WORKER_STOPPED
+                if call.hangup_reason == lifecycle.WORKER_STOPPED
+                else ""
+            )
+            if not call.recorded:
+                lifecycle.record_call(
+                    job_id=job_id,
+                    worker_id=self.worker_id,
+                    dialed_at=call.dialed_at,
+                    call_id=call.call_id,
+                    result=result,
+                    interrupted=interrupted,
+                )
+                call.recorded = True
+            billing.settle_call(
+                call.job,
+                duration_seconds=result.duration_seconds,
+                outcome=result.outcome,
+            )
+            del self.calls[job_id]
+            self.wake = True  # a slot is free
+            found = True
+        return found
+
+    def renew(self) -> bool:
+        if time.monotonic() < self.next_renew:
+            return False
+        held = [job_id for job_id, call in self.calls.items() if not call.recorded]
+        lost = lifecycle.renew_leases(
+            worker_id=self.worker_id, job_ids=held, lease_seconds=self.lease_seconds
+        )
+        self.next_renew = time.monotonic() + self.renew_every
+        for job_id in lost:
+            call = self.calls[job_id]
+            self._log(
+                logging.INFO,
+                "job no longer held: hanging up",
+                action="job.hangup",
+                job_id=job_id,
+                batch_id=call.job.batch_id,
+                reason=HANGUP_NOT_HELD,
+            )
+            self.hang_up(call, HANGUP_NOT_HELD)
+        return bool(lost)
+
+    def recover(self) -> bool:
+        if time.monotonic() < self.next_recover:
+            return False
+        recovered = lifecycle.recover_expired_leases(
+            recoverer=self.worker_id, dialer=self.dialer
+        )
+        self.next_recover = time.monotonic() + self.recover_every
+        if recovered:
+            self.wake = True
+        return bool(recovered)
+
+    def promote(self) -> bool:
+        if time.monotonic() < self.next_promote:
+            return False
+        promoted = promote_due_jobs()
+        self.next_promote = time.monotonic() + self.promote_every
+        if promoted:
+            self._log(
+                logging.INFO,
+                "scheduled jobs due: now pending",
+                action="job.promoted",
+                count=promoted,
+            )
+            self.wake = True
+        return bool(promoted)
+
+    def capacity(self) -> int:
+        free = self.concurrency - len(self.calls)
+        if self.max_jobs is not None:
+            free = min(free, self.max_jobs - self.started)
+        return max(free, 0)
+
+    def claim(self) -> bool:
+        """Claim as many jobs as there are free call slots, and dial them."""
+        if self.stopping or self.claiming_done:
+            return False
+        free = self.capacity()
+        if free <= 0:
+            return False
+        now = time.monotonic()
+        if not self.wake and now < self.next_poll:
+            return False
+        self.wake = False
+        self.next_poll = now + self.poll_seconds
+        jobs = claim_jobs(
+            worker_id=self.worker_id, limit=free, lease_seconds=self.lease_seconds
+        )
+        if self.once:
+            self.claiming_done = True
+        self.last_claim_empty = not jobs
+        if not jobs:
+            # Paused, cancelled and completed batches are never walked, so
+            # "nothing" means no pending job in an active batch or without one.
+            self._log(
+                logging.DEBUG if self.idle else logging.INFO,
+                "nothing claimable",
+                action="claim.empty",
+                wanted=free,
+            )
+            self.idle = True
+            return False
+        self.idle = False
+        if len(jobs) == free:
+            self.wake = True  # there may be more
+        self._log(
+            logging.INFO,
+            "claimed %s job(s)",
+            len(jobs),
+            action="claim.claimed",
+            wanted=free,
+            job_ids=[job.pk for job in jobs],
+        )
+        payable = []
+        for job in jobs:
+            self._log(
+                logging.INFO,
+                "job claimed",
+                action="job.claimed",
+                job_id=job.pk,
+                batch_id=job.batch_id,
+                priority=job.priority,
+                attempt=job.attempts + 1,
+            )
+            if billing.reserve_call(job):
+                payable.append(job)
+            else:
+                billing.suspend_job(job, worker_id=self.worker_id)
+        for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
+            call = Call(job=job, dialed_at=job.dialed_at)
+            self.calls[job.pk] = call
+            self.started += 1
+            self._log(
+                logging.INFO,
+                "dialling",
+                action="job.dialling",
+                job_id=job.pk,
+                batch_id=job.batch_id,
+                attempt=job.attempts,
+            )
+            self.executor.submit(self._call_thread, call)
+        return True
+
+    def reconcile(self) -> bool:
+        if not self.needs_reconcile:
+            return False
+        released = lifecycle.release_orphans(
+            worker_id=self.worker_id, keep_ids=list(self.calls)
+        )
+        self.needs_reconcile = False
+        return bool(released)
+
+    def tick(self) -> bool:
+        """One round of every unit; True if any found work."""
+        close_old_connections()
+        found = self.reconcile()
+        found |= self.save_call_ids()
+        found |= self.finish_calls()
+        found |= self.renew()
+        found |= self.recover()
+        found |= self.promote()
+        found |= self.claim()
+        return found
+
+    # --- calls (call threads) ----------------------------------------------
+    def _call_thread(self, call: Call) -> None:
+        try:
+            handle = self.dialer.place_call(call.job)
+        except Exception as exc:
+            logger.exception(
+                "dialer could not place the call",
+                extra={"action": "job.dial_error", "job_id": call.job.pk},
+            )
+            call.result = CallResult(outcome=Outcome.ERROR, error=f"dial error: {exc}")
+            self.inbox.put(("ended", call))
+            return
+        with call.lock:
+            call.handle = handle
+            call.call_id = handle.call_id
+            hang = bool(call.hangup_reason)
+        self.inbox.put(("placed", call))
+        if hang:
+            self._hangup_handle(handle)
+        try:
+            result = self.dialer.wait(handle, settings.WORKER_MAX_CALL_SECONDS)
+        except Exception as exc:
+            logger.exception("call failed", extra={"action": "job.call_error"})
+            result = CallResult(outcome=Outcome.ERROR, error=str(exc))
+        call.result = result
+        self.inbox.put(("ended", call))
+
+    def _hangup_handle(self, handle: CallHandle) -> None:
+        try:
+            self.dialer.hangup(handle)
+        except Exception:
+            logger.exception("hang-up failed", extra={"action": "job.hangup_error"})
+
+    def hang_up(self, call: Call, reason: str) -> None:
+        with call.lock:
+            if call.hangup_reason:
+                return
+            call.hangup_reason = reason
+            handle = call.handle
+        if handle is not None:
+            self._hangup_handle(handle)
+
+    # --- the loop --------------------------------------------------------
+    def sleep(self, seconds: float) -> None:
+        """Sleep in short slices; return early on a stop or an inbox message."""
+        deadline = time.monotonic() + seconds
+        stopping = self.stopping
+        while self.stopping == stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self.drain_inbox(timeout=min(SLICE, remaining)):
+                return
+
+    def idle_timeout(self) -> float:
+        nearest = min(self.next_promote, self.next_recover, self.next_poll)
+        if self.calls:
+            nearest = min(nearest, self.next_renew)
+        return max(0.0, min(self.poll_seconds, nearest - time.monotonic()))
+
+    def on_db_error(self, exc: Exception) -> None:
+        self.db_failures += 1
+        delay = min(
+            0.25 * 2 ** (self.db_failures - 1), settings.WORKER_DB_BACKOFF_MAX_SECONDS
+        )
+        self._log(
+            logging.WARNING,
+            "database unavailable; backing off",
+            action="worker.db_error",
+            error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+            failures=self.db_failures,
+            retry_in=delay,
+            calls_in_flight=len(self.calls),
+        )
+        for conn in connections.all():
+            with contextlib.suppress(Exception):
+                conn.close()
+        # A claim or dial mark may or may not have committed.
+        self.needs_reconcile = True
+        self.wake = True
+        self.sleep(delay)
+
+    def finished(self) -> bool:
+        if self.stopping:
+            return not self.calls
+        if self.calls:
+            return False
+        if self.max_jobs is not None and self.started >= self.max_jobs:
+            return True
+        if self.claiming_done:
+            return True
+        return self.burst and self.last_claim_empty and not self.wake
+
+    def run(self) -> None:
+        self._log(
+            logging.INFO,
+            "worker started",
+            action="worker.started",
+            dialer=self.dialer.name,
+            concurrency=self.concurrency,
+            lease_seconds=self.lease_seconds,
+        )
+        if self.listen and connections["default"].vendor == "postgresql":
+            self.listener = Listener(self.inbox, self.worker_id)
+            self.listener.start()
+        hung_up_at: float | None = None
+        try:
+            while not self.finished():
+                now = time.monotonic()
+                if self.stopping and self.stop_deadline is not None:
+                    if now >= self.stop_deadline and hung_up_at is None:
+                        hung_up_at = now
+                        self._hang_up_all()
+                    if (
+                        hung_up_at is not None
+                        and now >= hung_up_at + HANGUP_GRACE_SECONDS
+                    ):
+                        self._log(
+                            logging.WARNING,
+                            "calls did not report after hang-up; leaving them to "
+                            "lease expiry",
+                            action="worker.abandon",
+                            job_ids=list(self.calls),
+                        )
+                        break
+                self.drain_inbox()
+                try:
+                    found = self.tick()
+                except DB_ERRORS as exc:
+                    self.on_db_error(exc)
+                    continue
+                if self.db_failures:
+                    self._log(
+                        logging.INFO,
+                        "database reachable again",
+                        action="worker.db_recovered",
+                        failures=self.db_failures,
+                    )
+                    self.db_failures = 0
+                if not found and not self.finished():
+                    self.sleep(self.idle_timeout())
+        finally:
+            self.shutdown()
+
+    def _hang_up_all(self) -> None:
+        self._log(
+            logging.WARNING,
+            "shutdown timeout reached: hanging up calls in flight",
+            action="worker.hangup_all",
+            job_ids=list(self.calls),
+        )
+        for call in list(self.calls.values()):
+            if call.result is None:
+                self.hang_up(call, lifecycle.WORKER_STOPPED)
+
+    def shutdown(self) -> None:
+        if self.listener is not None:
+            self.listener.stopped.set()
+        with contextlib.suppress(DB_ERRORS):
+            lifecycle.release_orphans(
+                worker_id=self.worker_id, keep_ids=list(self.calls)
+            )
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.dialer.close()
+        self._log(
+            logging.INFO,
+            "worker stopped",
+            action="worker.stopped",
+            dialled=self.started,
+            left_in_flight=len(self.calls),
+        )
