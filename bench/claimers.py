@@ -84,7 +84,7 @@ class RawClaimer(Claimer):
 
 
 class OursClaimer(Claimer):
-    """Our real path: jobs.claim.claim_jobs, then the worker's own completion."""
+    """Our real path: jobs.claim.claim_jobs, then the worker's own transitions."""
 
     name = "ours"
 
@@ -97,9 +97,19 @@ class OursClaimer(Claimer):
         jobs = self.claim(worker_id=self.worker_id, limit=self.limit)
         if not jobs:
             return None
-        for job in jobs:
-            self.finish(job)
+        self.finish(jobs)
         return len(jobs)
+
+
+class OursClaimOnly(OursClaimer):
+    """claim_jobs, completed by the raw baseline's own UPDATE."""
+
+    name = "ours-claim"
+
+    def setup(self) -> None:
+        from bench import ours
+
+        self.claim, self.finish = ours.claim_raw_finish()
 
     def teardown(self) -> None:
         from django.db import connections
@@ -171,7 +181,14 @@ class ProcrastinateClaimer(Claimer):
 
 
 KINDS: dict[str, type[Claimer]] = {
-    c.name: c for c in (RawClaimer, OursClaimer, DjangoQClaimer, ProcrastinateClaimer)
+    c.name: c
+    for c in (
+        RawClaimer,
+        OursClaimer,
+        OursClaimOnly,
+        DjangoQClaimer,
+        ProcrastinateClaimer,
+    )
 }
 
 

@@ -54,7 +54,7 @@ class Report:
             "|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
-            value = "n/a" if r.value is None else f"{_fmt(r.value)} {r.unit}".strip()
+            value = "" if r.value is None else f"{_fmt(r.value)} {r.unit}".strip()
             passed = {True: "PASS", False: "FAIL", None: ""}[r.passed]
             ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
             lines.append(
