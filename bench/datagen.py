@@ -25,7 +25,10 @@ def _execute(query: str, params: list[object] | None = None) -> None:
 def create_account(slug: str, credits: int = 10**12) -> int:
     from accounts.models import Account
 
-    return Account.objects.create(slug=slug, name=slug, credits=credits).pk
+    account, _ = Account.objects.get_or_create(
+        slug=slug, defaults={"name": slug, "credits": credits}
+    )
+    return account.pk
 
 
 def create_batches(
