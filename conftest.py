@@ -29,3 +29,39 @@ def system_actor():
 @pytest.fixture
 def staff_user():
     return UserFactory(username="staff", is_staff=True, is_superuser=True)
+
+
+# --- REST API (issue 4) ------------------------------------------------------
+
+
+def _token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user)}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def api_client(member):
+    """A member's token client. Clears the throttle's cache first."""
+    from django.core.cache import cache
+
+    cache.clear()
+    return _token_client(member)
+
+
+@pytest.fixture
+def viewer_client(account):
+    from accounts.models import Membership
+
+    viewer = MembershipFactory(account=account, role=Membership.Role.VIEWER).user
+    return _token_client(viewer)
+
+
+@pytest.fixture
+def other_client():
+    """A member of another account."""
+    return _token_client(MembershipFactory().user)

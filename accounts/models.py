@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 
 
 class Account(models.Model):
@@ -57,3 +59,36 @@ class Membership(models.Model):
     @property
     def can_write(self) -> bool:
         return self.role == self.Role.MEMBER
+
+
+class IdempotencyKey(models.Model):
+    """A POST's Idempotency-Key and the response it produced, so a retry
+    returns the original answer instead of creating a second batch or import.
+
+    The unique constraint is what makes concurrent retries safe: the second
+    INSERT waits for the first transaction and then fails, and the retry reads
+    the stored response (see accounts.idempotency).
+    """
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    # sha256 of method, path and body: the same key with another body is an
+    # error, never a silent replay of a different request.
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "key"], name="idempotency_key_unique_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.method} {self.path})"

@@ -7,10 +7,12 @@ DEBUG is off, a secret key is required, cookies are secure.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+import phonenumbers as _phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 from callcenter.env import env_bool, env_float, env_int, env_list, env_str
@@ -213,3 +215,53 @@ WORKER_MAX_CALL_SECONDS = env_float("WORKER_MAX_CALL_SECONDS", 3600.0, minimum=1
 WORKER_DB_BACKOFF_MAX_SECONDS = env_float(
     "WORKER_DB_BACKOFF_MAX_SECONDS", 10.0, minimum=0.1
 )
+
+# --- REST API v1 (batches/urls.py, callcenter/api.py) -----------------------
+REST_FRAMEWORK.update(
+    {
+        # Token first: its WWW-Authenticate header makes anonymous calls 401.
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "rest_framework.authentication.TokenAuthentication",
+            "rest_framework.authentication.SessionAuthentication",
+        ],
+        "DEFAULT_PERMISSION_CLASSES": ["callcenter.api.HasAccount"],
+        "DEFAULT_THROTTLE_CLASSES": ["callcenter.api.ApiRateThrottle"],
+        "DEFAULT_PAGINATION_CLASS": "callcenter.api.ApiPagination",
+        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        "DEFAULT_RENDERER_CLASSES": [
+            "rest_framework.renderers.JSONRenderer",
+            "rest_framework.renderers.BrowsableAPIRenderer",
+        ],
+        "EXCEPTION_HANDLER": "callcenter.api.exception_handler",
+        "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    }
+)
+# Requests per token (e.g. 1000/min, 50/s, 20000/hour, 100000/day); empty
+# disables throttling.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1000/min").strip()
+if API_THROTTLE_RATE and not re.fullmatch(
+    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE
+):
+    raise ImproperlyConfigured(
+        f"API_THROTTLE_RATE must look like 1000/min, got {API_THROTTLE_RATE!r}"
+    )
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50, minimum=1)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500, minimum=1)
+API_IMPORT_MAX_ROWS = env_int("API_IMPORT_MAX_ROWS", 200_000, minimum=1)
+API_IDEMPOTENCY_TTL_HOURS = env_int("API_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# Region for phone numbers written without a +country code (ISO 3166 alpha-2).
+DEFAULT_PHONE_REGION = env_str("DEFAULT_PHONE_REGION", "US").strip().upper()
+if DEFAULT_PHONE_REGION not in _phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(
+        f"DEFAULT_PHONE_REGION must be a region code such as US or ES, "
+        f"got {DEFAULT_PHONE_REGION!r}"
+    )
+SPECTACULAR_SETTINGS.update(
+    {
+        "SCHEMA_PATH_PREFIX": "/api/v1",
+        "PREPROCESSING_HOOKS": ["callcenter.api.drop_trailing_slash_duplicates"],
+        "COMPONENT_SPLIT_REQUEST": True,
+    }
+)
+# JSON errors for /api/ paths that never reach DRF (unknown URL, crash).
+MIDDLEWARE.append("callcenter.api.ApiErrorMiddleware")

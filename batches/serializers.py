@@ -1,0 +1,160 @@
+"""API representations of batches. Input serializers are strict: JSON types
+only, unknown fields rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from batches.models import Batch
+from batches.selectors import REPORTED_STATUSES, batch_status_counts
+from callcenter.api import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictSerializer,
+    priority_field,
+)
+
+
+class JobCountsSerializer(serializers.Serializer):
+    """Jobs per status; the legacy `done` is counted as `completed`."""
+
+    def get_fields(self):
+        return {s: serializers.IntegerField() for s in REPORTED_STATUSES}
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    state = serializers.ChoiceField(
+        choices=[s for s in Batch.State.values if s != Batch.State.DELETED],
+        read_only=True,
+        help_text="active, paused, cancelled or completed.",
+    )
+    job_counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Batch
+        fields = [
+            "batch_id",
+            "name",
+            "description",
+            "priority",
+            "is_active",
+            "state",
+            "paused_at",
+            "pause_source",
+            "pause_reason",
+            "cancelled_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+            "job_counts",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(JobCountsSerializer)
+    def get_job_counts(self, batch: Batch) -> dict[str, int]:
+        counts = self.context.get("job_counts")
+        if counts is None or batch.pk not in counts:
+            counts = batch_status_counts([batch.pk])
+        return counts[batch.pk]
+
+    @staticmethod
+    def context_for(batches: list[Batch]) -> dict[str, Any]:
+        """Counts for a page of batches in one query (no N+1)."""
+        return {"job_counts": batch_status_counts([b.pk for b in batches])}
+
+
+class JobRowSerializer(StrictSerializer):
+    """One job to add, in a JSON import."""
+
+    phone_number = StrictCharField(
+        max_length=40,
+        help_text="Any format; national numbers use DEFAULT_PHONE_REGION. "
+        "Stored in E.164.",
+    )
+    variables = serializers.DictField(
+        required=False, help_text="Per-contact variables for the agent or script."
+    )
+    scheduled_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="In the future: the job is `scheduled` until then.",
+    )
+    priority = priority_field(required=False)
+
+
+@extend_schema_field(JobRowSerializer(many=True))
+class JobRowsField(serializers.ListField):
+    """Import rows. The import service validates them, so that errors are
+    reported per row; the schema documents the row shape."""
+
+    child = serializers.JSONField()
+
+
+class BatchCreateSerializer(StrictSerializer):
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(max_length=10000, required=False, allow_blank=True)
+    priority = priority_field(required=False)
+    is_active = StrictBooleanField(
+        required=False, help_text="false creates the batch paused."
+    )
+    jobs = JobRowsField(
+        required=False,
+        help_text="Optional jobs to add in the same request, as in the jobs "
+        "import. All or nothing together with the batch.",
+    )
+
+
+class BatchUpdateSerializer(StrictSerializer):
+    is_active = StrictBooleanField(
+        required=False, help_text="false pauses, true resumes."
+    )
+    name = StrictCharField(max_length=200, required=False)
+    description = StrictCharField(max_length=10000, required=False, allow_blank=True)
+    priority = priority_field(required=False)
+
+
+class BatchUpdateResponseSerializer(serializers.Serializer):
+    batch = BatchSerializer()
+    updated_fields = serializers.ListField(child=serializers.CharField())
+    message = serializers.CharField()
+
+
+class BatchActionResponseSerializer(serializers.Serializer):
+    batch = BatchSerializer()
+    changed = serializers.BooleanField(
+        help_text="false when the batch was already in the requested state."
+    )
+    message = serializers.CharField()
+
+
+class BatchCancelResponseSerializer(BatchActionResponseSerializer):
+    cancelled_jobs = serializers.IntegerField()
+
+
+class BatchDeleteResponseSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    deleted = serializers.BooleanField()
+    cancelled_jobs = serializers.IntegerField()
+    deleted_jobs = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class BatchStatsSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    state = serializers.CharField()
+    is_active = serializers.BooleanField()
+    pause_reason = serializers.CharField(allow_blank=True)
+    pause_source = serializers.CharField(allow_blank=True)
+    paused_at = serializers.DateTimeField(allow_null=True)
+    counts = JobCountsSerializer(help_text="Jobs per status, cancelled included.")
+    total = serializers.IntegerField()
+    finished = serializers.IntegerField(
+        help_text="completed + failed + cancelled jobs."
+    )
+    in_progress = serializers.IntegerField(help_text="Calls in progress now.")
+    progress = serializers.FloatField(help_text="finished / total, from 0 to 1.")
+    first_call_at = serializers.DateTimeField(allow_null=True)
+    last_call_at = serializers.DateTimeField(allow_null=True)

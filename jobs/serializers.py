@@ -1,0 +1,95 @@
+"""API representations of jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from callcenter.api import StrictCharField, StrictSerializer
+from jobs.models import Job, JobStatus, normalize_status
+
+OUTPUT_STATUSES = [s for s in JobStatus.values if s != JobStatus.DONE]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    batch_id = serializers.SerializerMethodField(
+        help_text="The public id of the job's batch, or null."
+    )
+    status = serializers.SerializerMethodField(
+        help_text="The legacy `done` is reported as `completed`."
+    )
+    outcome = serializers.SerializerMethodField(
+        help_text="The outcome of the last call (result.outcome), if any."
+    )
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "batch_id",
+            "phone_number",
+            "variables",
+            "status",
+            "priority",
+            "scheduled_at",
+            "attempts",
+            "max_attempts",
+            "claimed_by",
+            "claimed_at",
+            "dialed_at",
+            "started_at",
+            "finished_at",
+            "call_id",
+            "outcome",
+            "result",
+            "last_error",
+            "cancel_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_batch_id(self, job: Job) -> str | None:
+        return job.batch.batch_id if job.batch_id else None
+
+    @extend_schema_field(serializers.ChoiceField(choices=OUTPUT_STATUSES))
+    def get_status(self, job: Job) -> str:
+        return str(normalize_status(job.status))
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_outcome(self, job: Job) -> Any:
+        if isinstance(job.result, dict):
+            outcome = job.result.get("outcome")
+            return None if outcome is None else str(outcome)
+        return None
+
+
+class JobCancelSerializer(StrictSerializer):
+    reason = StrictCharField(
+        max_length=255,
+        required=False,
+        help_text='Why; stored as cancel_reason. Default "Cancelled by hand".',
+    )
+
+
+class JobCancelResponseSerializer(serializers.Serializer):
+    job = JobSerializer()
+    message = serializers.CharField()
+
+
+class ImportResponseSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    created = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    scheduled = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class CsvUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="CSV with a phone_number column; optional scheduled_at and "
+        "priority columns; every other column becomes a variable."
+    )

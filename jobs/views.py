@@ -1,0 +1,274 @@
+"""Job endpoints of /api/v1/: the jobs of a batch (list, import), the
+account's jobs, one job, and cancelling one job."""
+
+from __future__ import annotations
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from accounts.idempotency import idempotent
+from batches.serializers import JobRowSerializer
+from batches.views import (
+    BATCH_ID_PARAMETER,
+    IDEMPOTENCY_PARAMETER,
+    AccountScopedMixin,
+    import_rows_error,
+)
+from callcenter.api import PUBLIC_ID_RE, ApiError, error_responses
+from jobs import services
+from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
+from jobs.models import Job, JobStatus
+from jobs.serializers import (
+    CsvUploadSerializer,
+    ImportResponseSerializer,
+    JobCancelResponseSerializer,
+    JobCancelSerializer,
+    JobSerializer,
+)
+
+MAX_JOB_PK = 2**63 - 1
+
+
+class CSVBodyParser(BaseParser):
+    """A raw text/csv body, handled like an uploaded `file`."""
+
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = stream.read() if stream is not None else b""
+        upload = SimpleUploadedFile("upload.csv", body, content_type="text/csv")
+        return DataAndFiles({}, {"file": upload})
+
+
+JOB_ORDERING = [
+    "id",
+    "-id",
+    "created_at",
+    "-created_at",
+    "priority",
+    "-priority",
+    "scheduled_at",
+    "-scheduled_at",
+    "status",
+    "-status",
+    "updated_at",
+    "-updated_at",
+]
+
+
+class JobFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=JobStatus.values,
+        required=False,
+        help_text="`done` and `completed` both mean completed.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=JOB_ORDERING, required=False, help_text="Default -id (newest first)."
+    )
+
+
+class AccountJobFilterSerializer(JobFilterSerializer):
+    batch = serializers.CharField(
+        required=False, max_length=64, help_text="A public batch_id."
+    )
+    phone = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="A phone number in any format; matched in E.164.",
+    )
+
+    def validate_batch(self, value: str) -> str:
+        if not PUBLIC_ID_RE.match(value):
+            raise serializers.ValidationError("Not a valid batch id.")
+        return value
+
+    def validate_phone(self, value: str) -> str:
+        from django.conf import settings
+
+        normalised = normalize_phone(value, settings.DEFAULT_PHONE_REGION)
+        if normalised is None:
+            raise serializers.ValidationError("Not a valid phone number.")
+        return normalised
+
+
+def _filtered(queryset, params: dict):
+    if "status" in params:
+        queryset = queryset.with_status(params["status"])
+    return queryset.order_by(params.get("ordering", "-id"), "-id")
+
+
+class BatchJobsView(AccountScopedMixin, GenericAPIView):
+    """The jobs of one batch: list them, or import jobs in bulk."""
+
+    serializer_class = JobSerializer
+    parser_classes = [JSONParser, MultiPartParser, CSVBodyParser]
+
+    @extend_schema(
+        operation_id="batches_jobs_list",
+        parameters=[BATCH_ID_PARAMETER, JobFilterSerializer],
+        responses={200: JobSerializer(many=True), **error_responses()},
+    )
+    def get(self, request, batch_id: str):
+        batch = self.get_batch(batch_id)
+        params = JobFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        queryset = _filtered(
+            Job.objects.filter(batch_id=batch.pk), params.validated_data
+        )
+        page = self.paginate_queryset(queryset)
+        for job in page:
+            job.batch = batch  # the same batch for every row: no join needed
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="batches_jobs_import",
+        parameters=[BATCH_ID_PARAMETER, IDEMPOTENCY_PARAMETER],
+        request={
+            "application/json": JobRowSerializer(many=True),
+            "multipart/form-data": CsvUploadSerializer,
+            "text/csv": OpenApiTypes.STR,
+        },
+        responses={201: ImportResponseSerializer, **error_responses(409, 413, 422)},
+        description='Add jobs in bulk: a JSON list (or {"jobs": [...]}), a '
+        "multipart upload with a CSV `file`, or a text/csv body. CSV columns: "
+        "phone_number, optional scheduled_at and priority, and any other "
+        "column becomes a variable. All or nothing: if any row is bad, nothing "
+        "is imported and error.rows lists every bad row. Numbers are stored "
+        "in E.164; a number already in the batch or repeated in the upload is "
+        "a bad row. A cancelled batch takes no jobs (409).",
+    )
+    def post(self, request, batch_id: str):
+        batch = self.get_batch(batch_id)
+        return idempotent(
+            request,
+            account=self.account,
+            create=lambda: self._import(request, batch),
+        )
+
+    def _import(self, request, batch) -> Response:
+        upload = request.FILES.get("file")
+        data = request.data
+        if upload is not None:
+            rows, from_text = rows_from_csv(upload.read()), True
+        elif isinstance(data, list):
+            rows, from_text = rows_from_json(data), False
+        elif isinstance(data, dict) and set(data) == {"jobs"}:
+            if not isinstance(data["jobs"], list):
+                raise ApiError(
+                    "jobs must be a list.",
+                    code="invalid",
+                    fields={"jobs": ["Must be a list."]},
+                )
+            rows, from_text = rows_from_json(data["jobs"]), False
+        else:
+            raise ApiError(
+                'Send a JSON list of jobs, {"jobs": [...]}, a CSV file in the '
+                "multipart field `file`, or a text/csv body.",
+                code="invalid",
+            )
+        result = jobs_import(
+            batch=batch, rows=rows, actor=self.actor(), from_text=from_text
+        )
+        if not result.ok:
+            raise import_rows_error(result)
+        return Response(
+            {
+                "batch_id": batch.batch_id,
+                "created": result.created,
+                "pending": result.pending,
+                "scheduled": result.scheduled,
+                "message": f"{result.created} jobs imported.",
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class JobListView(AccountScopedMixin, GenericAPIView):
+    """The account's jobs, filtered by batch, status and phone."""
+
+    serializer_class = JobSerializer
+
+    @extend_schema(
+        operation_id="jobs_list",
+        parameters=[AccountJobFilterSerializer],
+        responses={200: JobSerializer(many=True), **error_responses()},
+    )
+    def get(self, request):
+        params = AccountJobFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters = params.validated_data
+        queryset = Job.objects.filter(account_id=self.account.pk).select_related(
+            "batch"
+        )
+        if "batch" in filters:
+            queryset = queryset.filter(
+                batch__batch_id=filters["batch"], batch__deleted_at__isnull=True
+            )
+        if "phone" in filters:
+            queryset = queryset.filter(phone_number=filters["phone"])
+        page = self.paginate_queryset(_filtered(queryset, filters))
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+
+JOB_ID_PARAMETER = OpenApiParameter(
+    "job_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The job's id."
+)
+
+
+class JobMixin(AccountScopedMixin):
+    def get_job(self, job_id: int) -> Job:
+        if job_id > MAX_JOB_PK:
+            raise exceptions.NotFound("Job not found.")
+        try:
+            return Job.objects.select_related("batch").get(
+                pk=job_id, account_id=self.account.pk
+            )
+        except Job.DoesNotExist:
+            raise exceptions.NotFound("Job not found.") from None
+
+
+class JobDetailView(JobMixin, GenericAPIView):
+    """One job: status, attempts, claim, outcome and cancel reason."""
+
+    serializer_class = JobSerializer
+
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        parameters=[JOB_ID_PARAMETER],
+        responses={200: JobSerializer, **error_responses()},
+    )
+    def get(self, request, job_id: int):
+        return Response(JobSerializer(self.get_job(job_id)).data)
+
+
+class JobCancelView(JobMixin, GenericAPIView):
+    """Cancel one job."""
+
+    serializer_class = JobCancelResponseSerializer
+
+    @extend_schema(
+        operation_id="jobs_cancel",
+        parameters=[JOB_ID_PARAMETER],
+        request=JobCancelSerializer,
+        responses={200: JobCancelResponseSerializer, **error_responses(409)},
+        description="Cancel one job. A finished job cannot be cancelled (409).",
+    )
+    def post(self, request, job_id: int):
+        job = self.get_job(job_id)
+        data = request.data
+        if data is None or data in ("", [], {}):
+            data = {}  # no body: cancel with the default reason
+        serializer = JobCancelSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        cancelled = services.job_cancel(
+            job=job, actor=self.actor(), **serializer.validated_data
+        )
+        cancelled.batch = job.batch
+        return Response(
+            {"job": JobSerializer(cancelled).data, "message": "Job cancelled."}
+        )
