@@ -86,16 +86,22 @@ def run(ctx: Context) -> None:
     except Missing as exc:
         api_note = str(exc)
 
-    pool = claimers.Pool(
-        kind, CLAIMERS, options={"url": ctx.dbs.url}, keep_samples=True, drain=False
-    )
-    pool.go()
-    time.sleep(1.0)
-    patch: dict[str, list] = {}
-    if token:
-        with server.Server() as srv:
+    srv = server.Server() if token else None
+    try:
+        if srv:
+            srv.warm(token)
+        pool = claimers.Pool(
+            kind, CLAIMERS, options={"url": ctx.dbs.url}, keep_samples=True, drain=False
+        )
+        pool.go()
+        time.sleep(1.0)
+        patch: dict[str, list] = {}
+        if srv:
             target_id = Batch.objects.get(pk=target[0]).batch_id
             patch = _patch_loop(srv.url, token, target_id, ctx.sizes.control_requests)
+    finally:
+        if srv:
+            srv.stop()
     actor = Actor.system("bench")
     windows = {}
     t0 = time.monotonic()

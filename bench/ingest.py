@@ -45,6 +45,7 @@ def run(ctx: Context) -> None:
     rows = ctx.sizes.import_rows
     body = make_csv(rows)
     with server.Server() as srv:
+        srv.warm(token)
         t0 = time.perf_counter()
         r = requests.post(
             f"{srv.url}/api/v1/batches/{batch.batch_id}/jobs",
