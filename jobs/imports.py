@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -416,30 +417,31 @@ def jobs_import(
         if result.errors:
             result.errors.sort(key=lambda e: e.row)
             return result
-        jobs = []
+        template = Job(
+            account_id=current.account_id,
+            batch_id=current.pk,
+            max_attempts=max_attempts,
+            created_at=now,
+            updated_at=now,
+        )
+        rows_out = []
         for _, item in valid:
             scheduled = item.scheduled_at is not None and item.scheduled_at > now
-            jobs.append(
-                Job(
-                    account_id=current.account_id,
-                    batch_id=current.pk,
-                    phone_number=item.phone,
-                    variables=item.variables,
-                    status=JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
-                    priority=item.priority,
-                    scheduled_at=item.scheduled_at,
-                    max_attempts=max_attempts,
-                    created_at=now,
-                    updated_at=now,
+            rows_out.append(
+                (
+                    item.phone,
+                    item.variables,
+                    JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+                    item.priority,
+                    item.scheduled_at,
                 )
             )
             if scheduled:
                 result.scheduled += 1
             else:
                 result.pending += 1
-        for start in range(0, len(jobs), INSERT_CHUNK):
-            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
-        result.created = len(jobs)
+        _insert_jobs(template, rows_out)
+        result.created = len(rows_out)
         # New work: a batch marked completed must become claimable again.
         Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
             completed_at=None
@@ -461,7 +463,81 @@ def jobs_import(
     return result
 
 
+_ROW_FIELDS = ("phone_number", "variables", "status", "priority", "scheduled_at")
+
+
+def _insert_jobs(template: Job, rows: list[tuple[Any, ...]]) -> None:
+    """Insert jobs that share ``template``'s values but for the _ROW_FIELDS.
+
+    On PostgreSQL through COPY: 100k rows go in about 10x faster than with
+    ``bulk_create``, whose per-object, per-field preparation was most of an
+    import's time (see the Performance section of the README). Every other
+    column is prepared once, from the template, so a field added to Job later
+    is still filled in.
+    """
+    if connection.vendor != "postgresql":
+        jobs = []
+        for values in rows:
+            job = Job(
+                **{f.attname: getattr(template, f.attname) for f in _template_fields()}
+            )
+            for name, value in zip(_ROW_FIELDS, values, strict=True):
+                setattr(job, name, value)
+            jobs.append(job)
+        for start in range(0, len(jobs), INSERT_CHUNK):
+            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
+        return
+    fixed = [f for f in _template_fields() if f.name not in _ROW_FIELDS]
+    fixed_values = tuple(_db_value(f, getattr(template, f.attname)) for f in fixed)
+    variables = Job._meta.get_field("variables")
+    columns = ", ".join(
+        connection.ops.quote_name(f.column) for f in [*fixed, *_row_fields()]
+    )
+    with connection.cursor() as cursor:
+        copy_sql = f"COPY {Job._meta.db_table} ({columns}) FROM STDIN"
+        with cursor.cursor.copy(copy_sql) as copy:
+            for phone, variables_value, status, priority, scheduled_at in rows:
+                copy.write_row(
+                    (
+                        *fixed_values,
+                        phone,
+                        _db_value(variables, variables_value),
+                        status,
+                        priority,
+                        scheduled_at,
+                    )
+                )
+
+
+def _template_fields() -> list[Any]:
+    return [f for f in Job._meta.concrete_fields if not f.primary_key]
+
+
+def _row_fields() -> list[Any]:
+    return [Job._meta.get_field(name) for name in _ROW_FIELDS]
+
+
+def _db_value(field_: Any, value: Any) -> Any:
+    """A value as COPY's text format takes it: JSON as text, the rest as is."""
+    if field_.get_internal_type() == "JSONField":
+        return json.dumps(value, cls=field_.encoder)
+    return field_.get_db_prep_save(value, connection)
+
+
 def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
+    # A new batch has no jobs: skip the lookup, which for 100k numbers cost
+    # more than the COPY itself.
+    if not Job.objects.filter(batch_id=batch.pk).exists():
+        return set()
+    if connection.vendor == "postgresql":
+        # One array parameter instead of an IN list of 10,000 placeholders.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT phone_number FROM {Job._meta.db_table}"
+                " WHERE batch_id = %s AND phone_number = ANY(%s)",
+                [batch.pk, phones],
+            )
+            return {row[0] for row in cursor.fetchall()}
     found: set[str] = set()
     for start in range(0, len(phones), 10000):
         found.update(
