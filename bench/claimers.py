@@ -101,6 +101,17 @@ class OursClaimer(Claimer):
         return len(jobs)
 
 
+class OursBatchClaimer(OursClaimer):
+    """The worker as run_call_worker --concurrency 10 runs it: claims of up to
+    10 jobs, one mark_dialed for all of them, then one record_call each."""
+
+    name = "ours-batch"
+    batch = 10
+
+    def __init__(self, worker_id: str, limit: int, options: dict[str, Any]):
+        super().__init__(worker_id, self.batch, options)
+
+
 class OursClaimOnly(OursClaimer):
     """claim_jobs, completed by the raw baseline's own UPDATE."""
 
@@ -185,6 +196,7 @@ KINDS: dict[str, type[Claimer]] = {
     for c in (
         RawClaimer,
         OursClaimer,
+        OursBatchClaimer,
         OursClaimOnly,
         DjangoQClaimer,
         ProcrastinateClaimer,

@@ -3,7 +3,9 @@
 Every system gets the same backlog of no-op jobs and N claimer processes
 claim one job per round trip and complete it, for a fixed time; the rate is
 jobs completed / time to the last completion. The order of the systems
-rotates between repetitions.
+rotates between repetitions. "ours-batch" is the one exception to one job per
+claim: it claims up to 10, as run_call_worker --concurrency 10 does; the
+peers' workers fetch one job per round trip whatever their concurrency.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from bench.context import Context
 from bench.report import median
 
 SECTION = "1 throughput"
-KINDS = ("ours", "ours-claim", "raw", "django-q2", "procrastinate")
+KINDS = ("ours", "ours-batch", "ours-claim", "raw", "django-q2", "procrastinate")
 
 
 def _prepare(ctx: Context, kind: str, count: int, batches: list[int], account: int):
-    if kind in ("ours", "ours-claim", "raw"):
+    if kind.startswith("ours") or kind == "raw":
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE jobs_job CASCADE")
             if kind == "raw":
@@ -68,6 +70,8 @@ def run(ctx: Context) -> None:
         ("ours", "raw", "", None),
         ("ours", "django-q2", "> 1x", lambda r: r > 1),
         ("ours", "procrastinate", "> 1x", lambda r: r > 1),
+        ("ours-batch", "django-q2", "> 1x", lambda r: r > 1),
+        ("ours-batch", "procrastinate", "> 1x", lambda r: r > 1),
     )
     for n in sizes.claimers:
         med = {
@@ -94,6 +98,7 @@ def run(ctx: Context) -> None:
 
 LABELS = {
     "ours": "ours (worker lifecycle)",
+    "ours-batch": "ours (worker lifecycle, claims of 10)",
     "ours-claim": "ours (claim_jobs + raw finish)",
     "raw": "raw CTE",
     "django-q2": "django-q2 ORM broker",
