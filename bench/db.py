@@ -41,7 +41,14 @@ def _with_db(url: str, name: str) -> str:
 
 
 def resolve() -> BenchDatabases:
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    """BENCH_DATABASE_URL, else DATABASE_URL's server with a "_bench" database,
+    else the local server."""
+    url = os.environ.get("BENCH_DATABASE_URL", "")
+    base = os.environ.get("DATABASE_URL", "")
+    if not url and base.startswith(("postgres://", "postgresql://")):
+        name = _dbname(base)
+        url = _with_db(base, name if "bench" in name else f"{name}_bench")
+    url = url or DEFAULT_URL
     peer = os.environ.get(
         "BENCH_PEER_DATABASE_URL", _with_db(url, f"{_dbname(url)}_peer")
     )
