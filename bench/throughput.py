@@ -15,6 +15,7 @@ from django.db import connection
 from bench import claimers, datagen, peers
 from bench.context import Context
 from bench.report import median
+from bench.waits import WaitSampler, top
 
 SECTION = "1 throughput"
 KINDS = ("ours", "ours-batch", "ours-claim", "raw", "django-q2", "procrastinate")
@@ -45,6 +46,7 @@ def run(ctx: Context) -> None:
     options = {"url": ctx.dbs.url, "peer_url": ctx.dbs.peer_url}
     rates: dict[str, dict[int, list[float]]] = {k: {} for k in KINDS}
     errors: dict[str, str] = {}
+    waits: dict[str, list[dict[str, float]]] = {}
     for rep in range(sizes.reps):
         order = KINDS[rep % len(KINDS) :] + KINDS[: rep % len(KINDS)]
         for n in sizes.claimers:
@@ -52,16 +54,24 @@ def run(ctx: Context) -> None:
                 if kind in errors:
                     continue
                 _prepare(ctx, kind, sizes.throughput_jobs, batches, account)
+                sampler = None
+                if n == max(sizes.claimers) and kind in ("ours-claim", "raw"):
+                    sampler = WaitSampler(
+                        ctx.dbs.url if kind != "procrastinate" else ctx.dbs.peer_url
+                    )
+                    sampler.start()
                 result = claimers.drain(
                     kind, n, options=options, seconds=sizes.throughput_seconds
                 )
+                if sampler:
+                    waits.setdefault(kind, []).append(sampler.stop())
                 if result.errors:
                     errors[kind] = result.errors[0]
                     continue
                 rates[kind].setdefault(n, []).append(result.rate)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX IF EXISTS {claimers.RAW_INDEX}")
-    ctx.report.raw["throughput"] = {"rates": rates, "errors": errors}
+    ctx.report.raw["throughput"] = {"rates": rates, "errors": errors, "waits": waits}
     for kind, err in errors.items():
         ctx.report.missing.append(f"throughput {kind}: {err}")
     comparisons = (
@@ -85,6 +95,17 @@ def run(ctx: Context) -> None:
             if med[mine] is None or med[peer] is None:
                 continue
             ratio = med[mine] / med[peer]
+            note = ""
+            if (
+                peer == "raw"
+                and mine == "ours-claim"
+                and waits
+                and n == max(sizes.claimers)
+            ):
+                note = "server waits, ours: {}; raw: {}".format(
+                    top(waits.get("ours-claim", [{}])[-1]),
+                    top(waits.get("raw", [{}])[-1]),
+                )
             ctx.report.add(
                 SECTION,
                 f"{LABELS[mine]} / {LABELS[peer]}, {n} claimers",
@@ -93,6 +114,7 @@ def run(ctx: Context) -> None:
                 target=target,
                 passed=ok(ratio) if ok else None,
                 ratio=ratio,
+                note=note,
             )
 
 
