@@ -493,20 +493,48 @@ def _insert_jobs(template: Job, rows: list[tuple[Any, ...]]) -> None:
     columns = ", ".join(
         connection.ops.quote_name(f.column) for f in [*fixed, *_row_fields()]
     )
+    # The shared columns are rendered once; each row adds only its own five.
+    prefix = "\t".join(_copy_text(v) for v in fixed_values)
+    encoder = variables.encoder
     with connection.cursor() as cursor:
         copy_sql = f"COPY {Job._meta.db_table} ({columns}) FROM STDIN"
         with cursor.cursor.copy(copy_sql) as copy:
+            lines: list[str] = []
             for phone, variables_value, status, priority, scheduled_at in rows:
-                copy.write_row(
-                    (
-                        *fixed_values,
-                        phone,
-                        _db_value(variables, variables_value),
-                        status,
-                        priority,
-                        scheduled_at,
-                    )
+                lines.append(
+                    f"{prefix}\t{_copy_escape(phone)}"
+                    f"\t{_copy_escape(json.dumps(variables_value, cls=encoder))}"
+                    f"\t{status}\t{int(priority)}\t{_copy_text(scheduled_at)}\n"
                 )
+                if len(lines) >= INSERT_CHUNK:
+                    copy.write("".join(lines))
+                    lines.clear()
+            if lines:
+                copy.write("".join(lines))
+
+
+def _copy_escape(text: str) -> str:
+    """COPY text format: backslash, tab, newline and carriage return escaped."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _copy_text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return _copy_escape(value)
+    return _copy_escape(str(value))
 
 
 def _template_fields() -> list[Any]:
