@@ -24,7 +24,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -373,50 +373,41 @@ def jobs_import(
         raise ImportFormatError("There are no rows to import.")
     region = settings.DEFAULT_PHONE_REGION
     result = ImportResult()
-    valid: list[tuple[int, _Valid]] = []
     first_seen: dict[str, int] = {}
-    for row in rows:
-        if "__width__" in row.data:
-            result.errors.append(
-                RowError(row.row, None, [f"Row {row.data['__width__']}."])
-            )
-            continue
-        item, error = _validate(row, region=region, from_text=from_text)
-        if error:
-            result.errors.append(error)
-            continue
-        assert item is not None
-        if item.phone in first_seen:
-            result.errors.append(
-                RowError(
-                    row.row,
-                    item.phone,
-                    [
-                        f"phone_number: {item.phone} is already in this upload "
-                        f"(row {first_seen[item.phone]})."
-                    ],
-                )
-            )
-            continue
-        first_seen[item.phone] = row.row
-        valid.append((row.row, item))
+    validated = _validated(
+        rows, region=region, from_text=from_text, result=result, first_seen=first_seen
+    )
     now = timezone.now()
     max_attempts = settings.JOB_DEFAULT_MAX_ATTEMPTS
     with transaction.atomic():
         current = _lock_batch_for_import(batch)
-        existing = _existing_numbers(current, list(first_seen))
-        for row_number, item in valid:
-            if item.phone in existing:
-                result.errors.append(
-                    RowError(
-                        row_number,
-                        item.phone,
-                        [f"phone_number: {item.phone} is already a job of this batch."],
+        # Into a batch without jobs (the usual import), rows are validated as
+        # COPY streams them, so PostgreSQL inserts on the other core while
+        # Python validates: validation and the insert were each about half of
+        # a 100k-row import. A bad row still rolls the whole upload back.
+        stream = (
+            connection.vendor == "postgresql"
+            and not Job.objects.filter(batch_id=current.pk).exists()
+        )
+        if not stream:
+            valid = list(validated)
+            existing = _existing_numbers(current, list(first_seen))
+            for row_number, item in valid:
+                if item.phone in existing:
+                    result.errors.append(
+                        RowError(
+                            row_number,
+                            item.phone,
+                            [
+                                f"phone_number: {item.phone} is already a job of"
+                                " this batch."
+                            ],
+                        )
                     )
-                )
-        if result.errors:
-            result.errors.sort(key=lambda e: e.row)
-            return result
+            if result.errors:
+                result.errors.sort(key=lambda e: e.row)
+                return result
+            validated = iter(valid)
         template = Job(
             account_id=current.account_id,
             batch_id=current.pk,
@@ -424,24 +415,35 @@ def jobs_import(
             created_at=now,
             updated_at=now,
         )
-        rows_out = []
-        for _, item in valid:
-            scheduled = item.scheduled_at is not None and item.scheduled_at > now
-            rows_out.append(
-                (
+
+        def out() -> Iterator[tuple[Any, ...]]:
+            for _, item in validated:
+                scheduled = item.scheduled_at is not None and item.scheduled_at > now
+                if scheduled:
+                    result.scheduled += 1
+                else:
+                    result.pending += 1
+                yield (
                     item.phone,
                     item.variables,
                     JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
                     item.priority,
                     item.scheduled_at,
                 )
-            )
-            if scheduled:
-                result.scheduled += 1
-            else:
-                result.pending += 1
-        _insert_jobs(template, rows_out)
-        result.created = len(rows_out)
+
+        if stream:
+            try:
+                with transaction.atomic():
+                    _insert_jobs(template, out())
+                    if result.errors:
+                        raise _BadRowsError
+            except _BadRowsError:
+                result.errors.sort(key=lambda e: e.row)
+                result.pending = result.scheduled = 0
+                return result
+        else:
+            _insert_jobs(template, out())
+        result.created = result.pending + result.scheduled
         # New work: a batch marked completed must become claimable again.
         Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
             completed_at=None
@@ -466,7 +468,7 @@ def jobs_import(
 _ROW_FIELDS = ("phone_number", "variables", "status", "priority", "scheduled_at")
 
 
-def _insert_jobs(template: Job, rows: list[tuple[Any, ...]]) -> None:
+def _insert_jobs(template: Job, rows: Iterable[tuple[Any, ...]]) -> None:
     """Insert jobs that share ``template``'s values but for the _ROW_FIELDS.
 
     On PostgreSQL through COPY: 100k rows go in about 10x faster than with
@@ -550,6 +552,46 @@ def _db_value(field_: Any, value: Any) -> Any:
     if field_.get_internal_type() == "JSONField":
         return json.dumps(value, cls=field_.encoder)
     return field_.get_db_prep_save(value, connection)
+
+
+class _BadRowsError(Exception):
+    """Raised inside the COPY to roll back an upload that had bad rows."""
+
+
+def _validated(
+    rows: list[ImportRow],
+    *,
+    region: str,
+    from_text: bool,
+    result: ImportResult,
+    first_seen: dict[str, int],
+) -> Iterator[tuple[int, _Valid]]:
+    """Yield the valid rows; record the bad ones in ``result.errors``."""
+    for row in rows:
+        if "__width__" in row.data:
+            result.errors.append(
+                RowError(row.row, None, [f"Row {row.data['__width__']}."])
+            )
+            continue
+        item, error = _validate(row, region=region, from_text=from_text)
+        if error:
+            result.errors.append(error)
+            continue
+        assert item is not None
+        if item.phone in first_seen:
+            result.errors.append(
+                RowError(
+                    row.row,
+                    item.phone,
+                    [
+                        f"phone_number: {item.phone} is already in this upload "
+                        f"(row {first_seen[item.phone]})."
+                    ],
+                )
+            )
+            continue
+        first_seen[item.phone] = row.row
+        yield row.row, item
 
 
 def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
