@@ -31,7 +31,7 @@ run: export PYTHONUNBUFFERED = 1
 run: deps
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
+	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
 
 ## make test: ruff, then pytest against PostgreSQL (DATABASE_URL, or the local
 ## server at 127.0.0.1:5432).

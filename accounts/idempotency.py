@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -100,3 +100,16 @@ def idempotent(
         record.response_body = response.data
         record.save(update_fields=["response_status", "response_body"])
     return response
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete keys older than API_IDEMPOTENCY_TTL_HOURS; returns how many.
+
+    Expired keys are already ignored (and replaced on reuse); this keeps the
+    table small. Meant for a periodic maintenance task.
+    """
+    cutoff = (now or timezone.now()) - timedelta(
+        hours=settings.API_IDEMPOTENCY_TTL_HOURS
+    )
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -31,6 +31,11 @@ class BatchSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="active, paused, cancelled or completed.",
     )
+    pause_source = serializers.CharField(
+        read_only=True,
+        help_text="Who paused it: api, admin, command, worker or system; "
+        "empty when not paused.",
+    )
     job_counts = serializers.SerializerMethodField()
 
     class Meta:

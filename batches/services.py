@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.actor import Actor
@@ -284,37 +284,98 @@ def batch_cancel_jobs(
     chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
     statuses = list(statuses)
     total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Job.objects.filter(batch_id=batch.pk, status__in=statuses)
-                .order_by()
-                .values_list("id", flat=True)[:chunk]
-            )
-            if not ids:
-                break
-            total += Job.objects.filter(id__in=ids, status__in=statuses).update(
-                status=JobStatus.CANCELLED,
-                cancel_reason=reason[:255],
-                finished_at=timezone.now(),
-                updated_at=timezone.now(),
-            )
+    if connection.vendor == "postgresql":
+        chunks = _cancel_chunks_pg(batch, statuses, chunk, reason[:255])
+    else:
+        chunks = _cancel_chunks_orm(batch, statuses, chunk, reason[:255])
+    for cancelled in chunks:
+        total += cancelled
         if progress:
             progress(total)
     return total
 
 
-def _delete_jobs(*, batch: Batch, chunk_size: int, progress: Progress | None) -> int:
-    total = 0
-    while True:
+_CANCEL_CHUNK_SQL = """
+WITH chunk AS (
+    SELECT id FROM jobs_job
+    WHERE batch_id = %(batch)s AND status = %(status)s AND id > %(after)s
+    ORDER BY id
+    LIMIT %(limit)s
+), cancelled AS (
+    UPDATE jobs_job AS j
+    SET status = 'cancelled', cancel_reason = %(reason)s,
+        finished_at = now(), updated_at = now()
+    FROM chunk
+    WHERE j.id = chunk.id AND j.status = %(status)s
+    RETURNING j.id
+)
+SELECT (SELECT max(id) FROM chunk), (SELECT count(*) FROM cancelled)
+"""
+
+
+def _cancel_chunks_pg(batch: Batch, statuses: list[str], chunk: int, reason: str):
+    # One statement per chunk: a keyset walk over job_batch_status_idx, so no
+    # chunk re-reads the index entries that earlier chunks made dead, and the
+    # `j.status = …` re-check skips a job a worker finished meanwhile.
+    for status in sorted(set(statuses)):
+        after = 0
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    _CANCEL_CHUNK_SQL,
+                    {
+                        "batch": batch.pk,
+                        "status": status,
+                        "after": after,
+                        "limit": chunk,
+                        "reason": reason,
+                    },
+                )
+                last_id, cancelled = cursor.fetchone()
+            if last_id is None:
+                break
+            after = last_id
+            yield cancelled
+
+
+def _cancel_chunks_orm(batch: Batch, statuses: list[str], chunk: int, reason: str):
+    for ids in _walk_job_ids(batch, statuses, chunk):
         with transaction.atomic():
+            cancelled = Job.objects.filter(id__in=ids, status__in=statuses).update(
+                status=JobStatus.CANCELLED,
+                cancel_reason=reason,
+                finished_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+        yield cancelled
+
+
+def _walk_job_ids(batch: Batch, statuses: Iterable[str], chunk: int):
+    """Yield the batch's job ids in the given statuses, a chunk at a time.
+
+    A keyset walk over job_batch_status_idx (batch, status, id): each chunk
+    starts where the last one ended, so it never re-reads the index entries
+    that earlier chunks have just made dead. (Re-running "the first N left"
+    made a million-job sweep quadratic.)
+    """
+    for status in sorted(set(statuses)):
+        last_id = 0
+        while True:
             ids = list(
-                Job.objects.filter(batch_id=batch.pk)
-                .order_by()
-                .values_list("id", flat=True)[:chunk_size]
+                Job.objects.filter(batch_id=batch.pk, status=status, id__gt=last_id)
+                .order_by("id")
+                .values_list("id", flat=True)[:chunk]
             )
             if not ids:
                 break
+            last_id = ids[-1]
+            yield ids
+
+
+def _delete_jobs(*, batch: Batch, chunk_size: int, progress: Progress | None) -> int:
+    total = 0
+    for ids in _walk_job_ids(batch, [s.value for s in JobStatus], chunk_size):
+        with transaction.atomic():
             deleted, _ = Job.objects.filter(id__in=ids).delete()
             total += deleted
         if progress:

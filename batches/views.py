@@ -55,10 +55,8 @@ BATCH_ID_PARAMETER = OpenApiParameter(
 )
 
 
-class AccountScopedMixin:
+class AccountScopedView(GenericAPIView):
     """The caller's account, and lookups confined to it."""
-
-    request: object
 
     @property
     def account(self):
@@ -71,6 +69,15 @@ class AccountScopedMixin:
             return Batch.objects.get(account_id=self.account.pk, batch_id=batch_id)
         except Batch.DoesNotExist:
             raise exceptions.NotFound("Batch not found.") from None
+
+    # The browsable API's forms call these two.
+    def get_queryset(self):
+        return Batch.objects.filter(account_id=self.account.pk)
+
+    def get_object(self):
+        if "batch_id" not in self.kwargs:
+            raise exceptions.NotFound()
+        return self.get_batch(self.kwargs["batch_id"])
 
     def actor(self) -> Actor:
         return Actor.from_request(self.request, Source.API)
@@ -112,7 +119,7 @@ class BatchFilterSerializer(serializers.Serializer):
     )
 
 
-class BatchListCreateView(AccountScopedMixin, GenericAPIView):
+class BatchListCreateView(AccountScopedView):
     """List the account's batches, or create one (optionally with jobs)."""
 
     serializer_class = BatchSerializer
@@ -177,7 +184,7 @@ class BatchListCreateView(AccountScopedMixin, GenericAPIView):
         )
 
 
-class BatchDetailView(AccountScopedMixin, GenericAPIView):
+class BatchDetailView(AccountScopedView):
     """One batch: read, change (PATCH) or delete."""
 
     serializer_class = BatchSerializer
@@ -250,14 +257,16 @@ class BatchDetailView(AccountScopedMixin, GenericAPIView):
         )
 
 
-_ACTION_SCHEMA = {
-    "parameters": [BATCH_ID_PARAMETER],
-    "request": ReasonSerializer,
-    "responses": {200: BatchActionResponseSerializer, **error_responses(409)},
-}
+def _action_schema(operation_id: str):
+    return extend_schema(
+        operation_id=operation_id,
+        parameters=[BATCH_ID_PARAMETER],
+        request=ReasonSerializer,
+        responses={200: BatchActionResponseSerializer, **error_responses(409)},
+    )
 
 
-class BatchPauseView(AccountScopedMixin, GenericAPIView):
+class BatchPauseView(AccountScopedView):
     """Legacy route: PUT (as in the reference) or POST. Idempotent."""
 
     serializer_class = BatchActionResponseSerializer
@@ -275,16 +284,16 @@ class BatchPauseView(AccountScopedMixin, GenericAPIView):
             }
         )
 
-    @extend_schema(operation_id="batches_pause", **_ACTION_SCHEMA)
+    @_action_schema("batches_pause")
     def put(self, request, batch_id: str):
         return self._pause(request, batch_id)
 
-    @extend_schema(operation_id="batches_pause_post", **_ACTION_SCHEMA)
+    @_action_schema("batches_pause_post")
     def post(self, request, batch_id: str):
         return self._pause(request, batch_id)
 
 
-class BatchResumeView(AccountScopedMixin, GenericAPIView):
+class BatchResumeView(AccountScopedView):
     """Legacy route: PUT (as in the reference) or POST. Idempotent; a
     cancelled batch cannot be resumed (409)."""
 
@@ -302,16 +311,16 @@ class BatchResumeView(AccountScopedMixin, GenericAPIView):
             }
         )
 
-    @extend_schema(operation_id="batches_resume", **_ACTION_SCHEMA)
+    @_action_schema("batches_resume")
     def put(self, request, batch_id: str):
         return self._resume(request, batch_id)
 
-    @extend_schema(operation_id="batches_resume_post", **_ACTION_SCHEMA)
+    @_action_schema("batches_resume_post")
     def post(self, request, batch_id: str):
         return self._resume(request, batch_id)
 
 
-class BatchCancelView(AccountScopedMixin, GenericAPIView):
+class BatchCancelView(AccountScopedView):
     """Cancel a batch permanently."""
 
     serializer_class = BatchCancelResponseSerializer
@@ -343,7 +352,7 @@ class BatchCancelView(AccountScopedMixin, GenericAPIView):
         )
 
 
-class BatchStatsView(AccountScopedMixin, GenericAPIView):
+class BatchStatsView(AccountScopedView):
     """Statistics of a batch's jobs."""
 
     serializer_class = BatchStatsSerializer

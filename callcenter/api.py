@@ -21,10 +21,18 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, permissions, serializers, throttling
+from rest_framework import (
+    exceptions,
+    parsers,
+    permissions,
+    serializers,
+    throttling,
+)
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -95,6 +103,16 @@ def _first_message(detail: Any) -> str | None:
     return None
 
 
+def _suspicious(exc: SuspiciousOperation) -> ApiError:
+    """Django's refusals of a malformed or oversized request: a 4xx, as
+    Django itself would answer outside the API."""
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(
+            "The request body is too large.", code="too_large", status_code=413
+        )
+    return ApiError("The request is malformed.", code="bad_request")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every handled error leaves in one shape."""
     # Imported here: rest_framework.views reads DEFAULT_PERMISSION_CLASSES
@@ -103,6 +121,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, DomainError):
         exc = ApiError(exc.message, code=exc.code, status_code=exc.status_code)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -126,8 +146,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)),
             getattr(exc, "default_code", "error"),
         )
-        detail = getattr(exc, "detail", "")
-        message = _first_message(detail) or str(exc)
+        message = _first_message(getattr(exc, "detail", None)) or str(exc)
         response.data = error_body(code, message)
     return response
 
@@ -155,6 +174,12 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith(API_PREFIX):
             return None
+        if isinstance(exception, SuspiciousOperation):
+            error = _suspicious(exception)
+            return JsonResponse(
+                error_body(error.error_code, str(error.detail)),
+                status=error.status_code,
+            )
         logger.exception(
             "api unhandled error",
             extra={"action": "api.error", "path": request.path},
@@ -221,6 +246,40 @@ class ApiRateThrottle(throttling.UserRateThrottle):
         return settings.API_THROTTLE_RATE or None
 
 
+# --- Parsing -----------------------------------------------------------------
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's parser, plus a 400 for JSON nested too deeply for Python's
+    decoder (it raises RecursionError, which DRF would let become a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError(
+                "JSON parse error - nested too deeply."
+            ) from None
+
+
+# --- OPTIONS -----------------------------------------------------------------
+
+
+class ApiMetadata(SimpleMetadata):
+    """OPTIONS without DRF's per-action introspection, which calls
+    get_object() on views that look objects up their own way. The OpenAPI
+    schema documents the bodies instead."""
+
+    def determine_metadata(self, request, view) -> dict[str, Any]:
+        metadata = super().determine_metadata(request, view)
+        metadata.pop("actions", None)
+        metadata["schema"] = "/api/v1/schema"
+        return metadata
+
+    def determine_actions(self, request, view) -> dict[str, Any]:
+        return {}
+
+
 # --- Pagination -------------------------------------------------------------
 
 
@@ -273,10 +332,6 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-# PostgreSQL's integer column.
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
 def priority_field(**kwargs: Any) -> StrictIntegerField:
     return StrictIntegerField(
         min_value=-1000,
@@ -318,22 +373,18 @@ def parse_strict_bool(name: str, raw: str | None, default: bool = False) -> bool
 # --- Schema helpers ---------------------------------------------------------
 
 
-class FieldErrorsField(serializers.DictField):
-    pass
-
-
 class RowErrorSerializer(serializers.Serializer):
     row = serializers.IntegerField(
         help_text="1-based: the Nth JSON item, or the CSV line (header is line 1)."
     )
     phone_number = serializers.CharField(allow_blank=True, allow_null=True)
-    errors = serializers.ListField(child=serializers.CharField())
+    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
 
 
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(),
         help_text="Field name -> list of messages (nested for lists and objects).",
     )

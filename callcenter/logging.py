@@ -14,13 +14,21 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 }
 
 
+_PLAIN = (str, int, float, bool, list, tuple, dict)
+
+
 class StructuredFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        # Only plain values: Django's own records carry sockets and requests.
+        fields = {
+            k: v
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD and isinstance(v, _PLAIN)
+        }
         if not fields:
             return base
         tail = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -174,7 +175,7 @@ Q_CLUSTER = {
 }
 
 # --- REST framework ---------------------------------------------------------
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -231,12 +232,13 @@ REST_FRAMEWORK.update(
         "DEFAULT_PERMISSION_CLASSES": ["callcenter.api.HasAccount"],
         "DEFAULT_THROTTLE_CLASSES": ["callcenter.api.ApiRateThrottle"],
         "DEFAULT_PAGINATION_CLASS": "callcenter.api.ApiPagination",
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        "DEFAULT_PARSER_CLASSES": ["callcenter.api.JSONParser"],
         "DEFAULT_RENDERER_CLASSES": [
             "rest_framework.renderers.JSONRenderer",
             "rest_framework.renderers.BrowsableAPIRenderer",
         ],
         "EXCEPTION_HANDLER": "callcenter.api.exception_handler",
+        "DEFAULT_METADATA_CLASS": "callcenter.api.ApiMetadata",
         "TEST_REQUEST_DEFAULT_FORMAT": "json",
     }
 )

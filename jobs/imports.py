@@ -14,7 +14,8 @@ is written and every bad row is reported with its row number and reasons.
   is ``pending``.
 
 Speed matters (100k-row CSVs): one phonenumbers parse per row, no per-row
-queries, no ``full_clean``; rows are inserted with ``bulk_create`` in chunks.
+queries, no ``full_clean``; rows are inserted with COPY (``bulk_create`` in
+chunks on SQLite).
 """
 
 from __future__ import annotations
@@ -31,10 +32,14 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from phonenumbers.phonenumberutil import _extract_country_code
+from phonenumbers.phonemetadata import PhoneMetadata
+from phonenumbers.phonenumberutil import (
+    _extract_country_code,
+    _is_number_matching_desc,
+)
 
 from accounts.actor import Actor
 from batches.exceptions import BatchCancelledError, BatchDeletedError, DomainError
@@ -51,12 +56,22 @@ MAX_VARIABLES = 100
 MAX_VARIABLE_KEY = 100
 MAX_VARIABLE_VALUE = 5000
 INSERT_CHUNK = 5000
+# Batches with at most this many jobs have their numbers read up front, which
+# lets validation and COPY overlap.
+IMPORT_PREFETCH_LIMIT = 200_000
+NULL = "\\N"  # COPY's text-format NULL
+# (country code, first digits) -> region, for bulk validation.
+RegionCache = dict[tuple[int | None, str], str | None]
 _PUNCTUATION = str.maketrans("", "", " -().\u00a0")
 
 
 class ImportTooLargeError(DomainError):
     code = "too_many_rows"
     status_code = 413
+
+
+class ImportConflictError(DomainError):
+    code = "import_conflict"
 
 
 class ImportFormatError(DomainError):
@@ -103,14 +118,23 @@ class ImportRow:
 # --- Phone numbers ---------------------------------------------------------
 
 
-def normalize_phone(raw: str, region: str) -> str | None:
-    """The number in E.164, or None if it is not a valid phone number."""
+def normalize_phone(
+    raw: str, region: str, regions: RegionCache | None = None
+) -> str | None:
+    """The number in E.164, or None if it is not a valid phone number.
+
+    ``regions`` is an optional cache of the region of a number's first digits,
+    for bulk use: finding the region is half the cost of validation for +1
+    numbers (25 NANP regions are tried in turn). A cached region is only a
+    shortcut: if the number is not valid there, the full check decides.
+    """
     text = raw.strip()
     if not text:
         return None
     compact = text.translate(_PUNCTUATION)
+    fast = compact.startswith("+") and compact[1:].isdigit() and compact.isascii()
     try:
-        if compact.startswith("+") and compact[1:].isdigit() and compact.isascii():
+        if fast:
             # Fast path for numbers that are already international: about
             # twice as fast as a full parse, and most uploads look like this.
             cc, national = _extract_country_code(compact[1:])
@@ -128,9 +152,50 @@ def normalize_phone(raw: str, region: str) -> str | None:
             number = phonenumbers.parse(text, region)
     except (phonenumbers.NumberParseException, ValueError):
         return None
-    if not phonenumbers.is_valid_number(number):
+    if regions is not None:
+        key = (number.country_code, str(number.national_number)[:6])
+        if key not in regions:
+            regions[key] = phonenumbers.region_code_for_number(number)
+        cached = regions[key]
+        valid = bool(cached and _matches_a_type(number, cached)) or (
+            phonenumbers.is_valid_number(number)
+        )
+    else:
+        valid = phonenumbers.is_valid_number(number)
+    if not valid:
         return None
+    if fast:
+        return compact  # already +<country code><national significant number>
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _matches_a_type(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """True only if the number is valid in ``region``: it matches the
+    region's general pattern and one number type's pattern, which is what
+    is_valid_number_for_region decides, at half the cost (it classifies the
+    number, trying the rarest types first). A False answer is re-checked by
+    the library, so this can only speed validation up, never change it."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return False
+    nsn = phonenumbers.national_significant_number(number)
+    if not _is_number_matching_desc(nsn, metadata.general_desc):
+        return False
+    return any(
+        _is_number_matching_desc(nsn, desc)
+        for desc in (
+            metadata.fixed_line,
+            metadata.mobile,
+            metadata.toll_free,
+            metadata.premium_rate,
+            metadata.shared_cost,
+            metadata.voip,
+            metadata.personal_number,
+            metadata.pager,
+            metadata.uan,
+            metadata.voicemail,
+        )
+    )
 
 
 # --- Row validation ----------------------------------------------------------
@@ -232,7 +297,11 @@ class _Valid:
 
 
 def _validate(
-    row: ImportRow, *, region: str, from_text: bool
+    row: ImportRow,
+    *,
+    region: str,
+    from_text: bool,
+    regions: RegionCache,
 ) -> tuple[_Valid | None, RowError | None]:
     data = row.data
     errors: list[str] = []
@@ -241,9 +310,15 @@ def _validate(
     raw_phone = data.get("phone_number")
     shown_phone = raw_phone if isinstance(raw_phone, str) else None
     if from_text:
-        variables = {
-            k: v for k, v in data.items() if k not in CSV_RESERVED and k is not None
-        }
+        # CSV values are strings decoded from UTF-8 in a file without NUL
+        # (rows_from_csv checks), and the columns were checked once on the
+        # header: only the length of each value is left to check.
+        variables = {k: v for k, v in data.items() if k not in CSV_RESERVED}
+        for key, value in variables.items():
+            if len(value) > MAX_VARIABLE_VALUE:
+                errors.append(
+                    f"variables.{key}: at most {MAX_VARIABLE_VALUE} characters."
+                )
     else:
         unknown = sorted(str(k) for k in data if k not in ROW_FIELDS)
         if unknown:
@@ -259,10 +334,11 @@ def _validate(
     elif len(raw_phone) > 40 or _check_text(raw_phone):
         errors.append("phone_number: not a valid phone number.")
     else:
-        phone = normalize_phone(raw_phone, region)
+        phone = normalize_phone(raw_phone, region, regions)
         if phone is None:
             errors.append(f"phone_number: {raw_phone!r} is not a valid phone number.")
-    errors.extend(_check_variables(variables))
+    if not from_text:
+        errors.extend(_check_variables(variables))
     scheduled_at, problem = _parse_scheduled_at(data.get("scheduled_at"))
     if problem:
         errors.append(problem)
@@ -309,6 +385,16 @@ def rows_from_csv(content: bytes | str) -> list[ImportRow]:
             raise ImportFormatError("Every CSV column needs a name in the header.")
         if len(set(header)) != len(header):
             raise ImportFormatError("The CSV header repeats a column name.")
+        free = [h for h in header if h not in CSV_RESERVED]
+        if len(free) > MAX_VARIABLES:
+            raise ImportFormatError(
+                f"At most {MAX_VARIABLES} variable columns besides phone_number, "
+                "scheduled_at and priority."
+            )
+        if any(len(h) > MAX_VARIABLE_KEY for h in free):
+            raise ImportFormatError(
+                f"Column names are at most {MAX_VARIABLE_KEY} characters."
+            )
         width = len(header)
         rows: list[ImportRow] = []
         for number, values in enumerate(reader, start=2):
@@ -351,6 +437,10 @@ def _lock_batch_for_import(batch: Batch) -> Batch:
     return current
 
 
+class _RowsInvalid(Exception):
+    """Raised inside the COPY to abandon it: the transaction rolls back."""
+
+
 def jobs_import(
     *,
     batch: Batch,
@@ -359,10 +449,17 @@ def jobs_import(
     from_text: bool = False,
     max_rows: int | None = None,
 ) -> ImportResult:
-    """Validate every row, then insert all of them or none.
+    """Validate every row and insert all of them, or none.
 
     ``from_text`` marks CSV rows: values are strings and free columns are
     variables. Returns the counts, or the row errors (nothing written).
+
+    When the batch holds few jobs (the usual case: a new batch), its numbers
+    are read first and rows are validated while they stream into COPY, so
+    PostgreSQL indexes one chunk while Python validates the next; the first
+    bad row stops the writing, validation goes on to report every bad row,
+    and the transaction is rolled back. A batch with many jobs is checked in
+    two phases instead: validate everything, look the numbers up, then write.
     """
     limit = max_rows or settings.API_IMPORT_MAX_ROWS
     if len(rows) > limit:
@@ -371,85 +468,48 @@ def jobs_import(
         )
     if not rows:
         raise ImportFormatError("There are no rows to import.")
-    region = settings.DEFAULT_PHONE_REGION
     result = ImportResult()
-    first_seen: dict[str, int] = {}
-    validated = _validated(
-        rows, region=region, from_text=from_text, result=result, first_seen=first_seen
-    )
     now = timezone.now()
-    max_attempts = settings.JOB_DEFAULT_MAX_ATTEMPTS
-    with transaction.atomic():
-        current = _lock_batch_for_import(batch)
-        # Into a batch without jobs (the usual import), rows are validated as
-        # COPY streams them, so PostgreSQL inserts on the other core while
-        # Python validates: validation and the insert were each about half of
-        # a 100k-row import. A bad row still rolls the whole upload back.
-        stream = (
-            connection.vendor == "postgresql"
-            and not Job.objects.filter(batch_id=current.pk).exists()
-        )
-        if not stream:
-            valid = list(validated)
-            existing = _existing_numbers(current, list(first_seen))
-            for row_number, item in valid:
-                if item.phone in existing:
-                    result.errors.append(
-                        RowError(
-                            row_number,
-                            item.phone,
-                            [
-                                f"phone_number: {item.phone} is already a job of"
-                                " this batch."
-                            ],
-                        )
-                    )
-            if result.errors:
-                result.errors.sort(key=lambda e: e.row)
-                return result
-            validated = iter(valid)
-        template = Job(
-            account_id=current.account_id,
-            batch_id=current.pk,
-            max_attempts=max_attempts,
-            created_at=now,
-            updated_at=now,
-        )
-
-        def out() -> Iterator[tuple[Any, ...]]:
-            for _, item in validated:
-                scheduled = item.scheduled_at is not None and item.scheduled_at > now
-                if scheduled:
-                    result.scheduled += 1
-                else:
-                    result.pending += 1
-                yield (
-                    item.phone,
-                    item.variables,
-                    JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
-                    item.priority,
-                    item.scheduled_at,
-                )
-
-        if stream:
+    try:
+        with transaction.atomic():
+            current = _lock_batch_for_import(batch)
+            common = {
+                "account_id": current.account_id,
+                "batch_id": current.pk,
+                "max_attempts": settings.JOB_DEFAULT_MAX_ATTEMPTS,
+                "created_at": now,
+                "updated_at": now,
+            }
+            existing = _existing_numbers_if_few(current)
+            if existing is None:
+                good = list(_checked_rows(rows, from_text, result, existing=set()))
+                taken = _existing_numbers(current, [item.phone for _, item in good])
+                for row_number, item in good:
+                    if item.phone in taken:
+                        result.errors.append(_already_in_batch(row_number, item))
+                if result.errors:
+                    raise _RowsInvalid
+                checked: Iterable[tuple[int, _Valid]] = good
+            else:
+                checked = _checked_rows(rows, from_text, result, existing=existing)
             try:
-                with transaction.atomic():
-                    _insert_jobs(template, out())
-                    if result.errors:
-                        raise _BadRowsError
-            except _BadRowsError:
-                result.errors.sort(key=lambda e: e.row)
-                result.pending = result.scheduled = 0
-                return result
-        else:
-            _insert_jobs(template, out())
-        result.created = result.pending + result.scheduled
-        # New work: a batch marked completed must become claimable again.
-        Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
-            completed_at=None
-        )
-        if result.pending:
-            notify_jobs_available()
+                _insert_jobs(_as_values(checked, now, result), common, result)
+            except IntegrityError:
+                # Only a writer that bypasses this service's lock can get here.
+                raise ImportConflictError(
+                    "Some of these numbers were added to the batch at the same "
+                    "time by another writer; nothing was imported. Retry."
+                ) from None
+            # New work: a batch marked completed must become claimable again.
+            Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
+                completed_at=None
+            )
+            if result.pending:
+                notify_jobs_available()
+    except _RowsInvalid:
+        result.created = result.pending = result.scheduled = 0
+        result.errors.sort(key=lambda e: e.row)
+        return result
     batch.completed_at = None
     logger.info(
         "jobs imported",
@@ -465,115 +525,34 @@ def jobs_import(
     return result
 
 
-_ROW_FIELDS = ("phone_number", "variables", "status", "priority", "scheduled_at")
-
-
-def _insert_jobs(template: Job, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Insert jobs that share ``template``'s values but for the _ROW_FIELDS.
-
-    On PostgreSQL through COPY: 100k rows go in about 10x faster than with
-    ``bulk_create``, whose per-object, per-field preparation was most of an
-    import's time (see the Performance section of the README). Every other
-    column is prepared once, from the template, so a field added to Job later
-    is still filled in.
-    """
-    if connection.vendor != "postgresql":
-        jobs = []
-        for values in rows:
-            job = Job(
-                **{f.attname: getattr(template, f.attname) for f in _template_fields()}
-            )
-            for name, value in zip(_ROW_FIELDS, values, strict=True):
-                setattr(job, name, value)
-            jobs.append(job)
-        for start in range(0, len(jobs), INSERT_CHUNK):
-            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
-        return
-    fixed = [f for f in _template_fields() if f.name not in _ROW_FIELDS]
-    fixed_values = tuple(_db_value(f, getattr(template, f.attname)) for f in fixed)
-    variables = Job._meta.get_field("variables")
-    columns = ", ".join(
-        connection.ops.quote_name(f.column) for f in [*fixed, *_row_fields()]
+def _already_in_batch(row_number: int, item: _Valid) -> RowError:
+    return RowError(
+        row_number,
+        item.phone,
+        [f"phone_number: {item.phone} is already a job of this batch."],
     )
-    # The shared columns are rendered once; each row adds only its own five.
-    prefix = "\t".join(_copy_text(v) for v in fixed_values)
-    encoder = variables.encoder
-    with connection.cursor() as cursor:
-        copy_sql = f"COPY {Job._meta.db_table} ({columns}) FROM STDIN"
-        with cursor.cursor.copy(copy_sql) as copy:
-            lines: list[str] = []
-            for phone, variables_value, status, priority, scheduled_at in rows:
-                lines.append(
-                    f"{prefix}\t{_copy_escape(phone)}"
-                    f"\t{_copy_escape(json.dumps(variables_value, cls=encoder))}"
-                    f"\t{status}\t{int(priority)}\t{_copy_text(scheduled_at)}\n"
-                )
-                if len(lines) >= INSERT_CHUNK:
-                    copy.write("".join(lines))
-                    lines.clear()
-            if lines:
-                copy.write("".join(lines))
 
 
-def _copy_escape(text: str) -> str:
-    """COPY text format: backslash, tab, newline and carriage return escaped."""
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return text
-
-
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str):
-        return _copy_escape(value)
-    return _copy_escape(str(value))
-
-
-def _template_fields() -> list[Any]:
-    return [f for f in Job._meta.concrete_fields if not f.primary_key]
-
-
-def _row_fields() -> list[Any]:
-    return [Job._meta.get_field(name) for name in _ROW_FIELDS]
-
-
-def _db_value(field_: Any, value: Any) -> Any:
-    """A value as COPY's text format takes it: JSON as text, the rest as is."""
-    if field_.get_internal_type() == "JSONField":
-        return json.dumps(value, cls=field_.encoder)
-    return field_.get_db_prep_save(value, connection)
-
-
-class _BadRowsError(Exception):
-    """Raised inside the COPY to roll back an upload that had bad rows."""
-
-
-def _validated(
+def _checked_rows(
     rows: list[ImportRow],
-    *,
-    region: str,
     from_text: bool,
     result: ImportResult,
-    first_seen: dict[str, int],
+    *,
+    existing: set[str],
 ) -> Iterator[tuple[int, _Valid]]:
-    """Yield the valid rows; record the bad ones in ``result.errors``."""
+    """Yield the good rows; record the bad ones in ``result.errors``."""
+    region = settings.DEFAULT_PHONE_REGION
+    first_seen: dict[str, int] = {}
+    regions: RegionCache = {}
     for row in rows:
         if "__width__" in row.data:
             result.errors.append(
                 RowError(row.row, None, [f"Row {row.data['__width__']}."])
             )
             continue
-        item, error = _validate(row, region=region, from_text=from_text)
+        item, error = _validate(
+            row, region=region, from_text=from_text, regions=regions
+        )
         if error:
             result.errors.append(error)
             continue
@@ -591,28 +570,149 @@ def _validated(
             )
             continue
         first_seen[item.phone] = row.row
+        if item.phone in existing:
+            result.errors.append(_already_in_batch(row.row, item))
+            continue
         yield row.row, item
 
 
+def _as_values(
+    checked: Iterable[tuple[int, _Valid]], now: datetime, result: ImportResult
+) -> Iterator[dict[str, Any]]:
+    for _, item in checked:
+        scheduled = item.scheduled_at is not None and item.scheduled_at > now
+        if scheduled:
+            result.scheduled += 1
+        else:
+            result.pending += 1
+        result.created += 1
+        yield {
+            "phone_number": item.phone,
+            "variables": item.variables,
+            "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+            "priority": item.priority,
+            "scheduled_at": item.scheduled_at,
+        }
+
+
+def _existing_numbers_if_few(batch: Batch) -> set[str] | None:
+    """All of the batch's numbers, or None if it has more than
+    IMPORT_PREFETCH_LIMIT jobs (then they are looked up by number)."""
+    numbers = list(
+        Job.objects.filter(batch_id=batch.pk)
+        .order_by()
+        .values_list("phone_number", flat=True)[: IMPORT_PREFETCH_LIMIT + 1]
+    )
+    if len(numbers) > IMPORT_PREFETCH_LIMIT:
+        return None
+    return set(numbers)
+
+
 def _existing_numbers(batch: Batch, phones: list[str]) -> set[str]:
-    # A new batch has no jobs: skip the lookup, which for 100k numbers cost
-    # more than the COPY itself.
-    if not Job.objects.filter(batch_id=batch.pk).exists():
-        return set()
     if connection.vendor == "postgresql":
-        # One array parameter instead of an IN list of 10,000 placeholders.
+        # One array parameter instead of 100k placeholders.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT phone_number FROM {Job._meta.db_table}"
-                " WHERE batch_id = %s AND phone_number = ANY(%s)",
+                f"SELECT phone_number FROM {Job._meta.db_table} "
+                "WHERE batch_id = %s AND phone_number = ANY(%s)",
                 [batch.pk, phones],
             )
             return {row[0] for row in cursor.fetchall()}
     found: set[str] = set()
-    for start in range(0, len(phones), 10000):
+    for start in range(0, len(phones), 500):
         found.update(
             Job.objects.filter(
-                batch_id=batch.pk, phone_number__in=phones[start : start + 10000]
+                batch_id=batch.pk, phone_number__in=phones[start : start + 500]
             ).values_list("phone_number", flat=True)
         )
     return found
+
+
+def _insert_jobs(
+    values: Iterable[dict[str, Any]], common: dict[str, Any], result: ImportResult
+) -> None:
+    """Insert the jobs: COPY on PostgreSQL, bulk_create elsewhere.
+
+    ``values`` is consumed to the end even after a bad row shows up in
+    ``result.errors`` (so that every bad row is reported), but nothing more is
+    written; then _RowsInvalid abandons the COPY and the transaction.
+
+    COPY with pre-rendered text lines is several times faster than a
+    multi-row INSERT for 100k rows. Every other column gets its model
+    default, read from the model, so a field added to Job later is filled in
+    here too.
+    """
+    if connection.vendor != "postgresql":
+        jobs = [Job(**common, **v) for v in values]
+        if result.errors:
+            raise _RowsInvalid
+        for start in range(0, len(jobs), INSERT_CHUNK):
+            Job.objects.bulk_create(jobs[start : start + INSERT_CHUNK])
+        return
+    fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
+    column_of = {f.attname: str(f.column) for f in fields}
+    per_row = ["phone_number", "variables", "status", "priority", "scheduled_at"]
+    fixed = [f for f in fields if f.attname not in per_row]
+    suffix = "\t".join(
+        _copy_text(
+            f,
+            common[f.attname] if f.attname in common else f.get_default(),
+        )
+        for f in fixed
+    )
+    columns = ", ".join(
+        connection.ops.quote_name(column_of[c])
+        for c in [*per_row, *(f.attname for f in fixed)]
+    )
+    table = connection.ops.quote_name(Job._meta.db_table)
+    dumps = json.dumps
+    # wrap_database_errors: the raw psycopg COPY raises psycopg's exceptions;
+    # callers expect Django's (IntegrityError for a duplicate).
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        lines: list[str] = []
+        for row in values:
+            if result.errors:
+                lines.clear()
+                continue
+            when = row["scheduled_at"]
+            lines.append(
+                f"{_escape(row['phone_number'])}\t"
+                f"{_escape(dumps(row['variables']))}\t"
+                f"{row['status']}\t{int(row['priority'])}\t"
+                f"{NULL if when is None else when.isoformat()}\t{suffix}\n"
+            )
+            if len(lines) >= INSERT_CHUNK:
+                copy.write("".join(lines))
+                lines.clear()
+        if result.errors:
+            raise _RowsInvalid
+        if lines:
+            copy.write("".join(lines))
+
+
+def _escape(text: str) -> str:
+    """COPY text format: backslash, tab, newline and carriage return."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return text
+
+
+def _copy_text(field, value: Any) -> str:
+    if value is None:
+        return NULL
+    if field.get_internal_type() == "JSONField":
+        return _escape(json.dumps(value))
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return _escape(str(value))

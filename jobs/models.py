@@ -105,7 +105,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["batch", "status"], name="job_batch_status_idx"),
+            # (batch, status, id): per-batch counts, and the keyset walk of the
+            # chunked cancel/delete sweeps (see batches.services).
+            models.Index(fields=["batch", "status", "id"], name="job_batch_status_idx"),
             # The claim index. Only claimable rows are in it: finished jobs
             # never are, and the claim reaches it through active batches only,
             # so a paused batch's backlog is never walked.

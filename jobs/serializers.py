@@ -53,7 +53,8 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_batch_id(self, job: Job) -> str | None:
-        return job.batch.batch_id if job.batch_id else None
+        batch = job.batch if job.batch_id else None
+        return batch.batch_id if batch is not None else None
 
     @extend_schema_field(serializers.ChoiceField(choices=OUTPUT_STATUSES))
     def get_status(self, job: Job) -> str:

@@ -7,8 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.idempotency import idempotent
@@ -16,10 +15,10 @@ from batches.serializers import JobRowSerializer
 from batches.views import (
     BATCH_ID_PARAMETER,
     IDEMPOTENCY_PARAMETER,
-    AccountScopedMixin,
+    AccountScopedView,
     import_rows_error,
 )
-from callcenter.api import PUBLIC_ID_RE, ApiError, error_responses
+from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
 from jobs import services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus
@@ -102,7 +101,7 @@ def _filtered(queryset, params: dict):
     return queryset.order_by(params.get("ordering", "-id"), "-id")
 
 
-class BatchJobsView(AccountScopedMixin, GenericAPIView):
+class BatchJobsView(AccountScopedView):
     """The jobs of one batch: list them, or import jobs in bulk."""
 
     serializer_class = JobSerializer
@@ -121,7 +120,7 @@ class BatchJobsView(AccountScopedMixin, GenericAPIView):
             Job.objects.filter(batch_id=batch.pk), params.validated_data
         )
         page = self.paginate_queryset(queryset)
-        for job in page:
+        for job in page or []:
             job.batch = batch  # the same batch for every row: no join needed
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
@@ -188,8 +187,11 @@ class BatchJobsView(AccountScopedMixin, GenericAPIView):
         )
 
 
-class JobListView(AccountScopedMixin, GenericAPIView):
+class JobListView(AccountScopedView):
     """The account's jobs, filtered by batch, status and phone."""
+
+    def get_queryset(self):
+        return Job.objects.filter(account_id=self.account.pk)
 
     serializer_class = JobSerializer
 
@@ -220,7 +222,13 @@ JOB_ID_PARAMETER = OpenApiParameter(
 )
 
 
-class JobMixin(AccountScopedMixin):
+class JobView(AccountScopedView):
+    def get_queryset(self):
+        return Job.objects.filter(account_id=self.account.pk)
+
+    def get_object(self):
+        return self.get_job(self.kwargs["job_id"])
+
     def get_job(self, job_id: int) -> Job:
         if job_id > MAX_JOB_PK:
             raise exceptions.NotFound("Job not found.")
@@ -232,7 +240,7 @@ class JobMixin(AccountScopedMixin):
             raise exceptions.NotFound("Job not found.") from None
 
 
-class JobDetailView(JobMixin, GenericAPIView):
+class JobDetailView(JobView):
     """One job: status, attempts, claim, outcome and cancel reason."""
 
     serializer_class = JobSerializer
@@ -246,7 +254,7 @@ class JobDetailView(JobMixin, GenericAPIView):
         return Response(JobSerializer(self.get_job(job_id)).data)
 
 
-class JobCancelView(JobMixin, GenericAPIView):
+class JobCancelView(JobView):
     """Cancel one job."""
 
     serializer_class = JobCancelResponseSerializer

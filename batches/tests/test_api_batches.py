@@ -596,3 +596,76 @@ def test_batches_api__unknown_api_url_is_json_404(api_client):
 def test_batches_api__errors_serialise_as_json_even_with_browsable_accept(api_client):
     response = api_client.get(BASE + "/nope", HTTP_ACCEPT="application/json")
     assert json.loads(response.content)["error"]["code"] == "not_found"
+
+
+def test_batches_api__options_answers_on_every_route(api_client, batch):
+    url = f"{BASE}/{batch.batch_id}"
+    for path in (BASE, url, f"{url}/pause", f"{url}/resume", f"{url}/cancel"):
+        response = api_client.options(path)
+        assert response.status_code == 200, path
+        assert "actions" not in response.json()
+
+
+def test_batches_api__browsable_api_renders_every_route(client, member, batch):
+    job = JobFactory(batch=batch)
+    client.force_login(member)
+    url = f"{BASE}/{batch.batch_id}"
+    paths = [
+        BASE,
+        url,
+        f"{url}/pause",
+        f"{url}/resume",
+        f"{url}/cancel",
+        f"{url}/stats",
+        f"{url}/jobs",
+        "/api/v1/jobs",
+        f"/api/v1/jobs/{job.pk}",
+        f"/api/v1/jobs/{job.pk}/cancel",
+    ]
+    for path in paths:
+        response = client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code in (200, 405), path
+        assert response["Content-Type"].startswith("text/html"), path
+
+
+def test_batches_api__detail_and_stats_query_counts(
+    api_client, batch, django_assert_num_queries
+):
+    JobFactory.create_batch(3, batch=batch)
+    url = f"{BASE}/{batch.batch_id}"
+    # token, membership, batch, job counts
+    with django_assert_num_queries(4):
+        assert api_client.get(url).status_code == 200
+    # token, membership, batch, job counts, call times
+    with django_assert_num_queries(5):
+        assert api_client.get(f"{url}/stats").status_code == 200
+
+
+def test_batches_api__audit_records_api_user_and_address(api_client, batch, member):
+    api_client.patch(
+        f"{BASE}/{batch.batch_id}", {"priority": 4}, REMOTE_ADDR="203.0.113.9"
+    )
+    event = batch.events.get(action=BatchEvent.Action.UPDATED)
+    assert event.source == "api"
+    assert event.actor == member
+    assert event.remote_addr == "203.0.113.9"
+    assert event.changes == {"priority": [1, 4]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"name": "x", "priority": NaN}',
+        '{"name": "x", "priority": Infinity}',
+        b"\xff\xfe{",
+    ],
+    ids=["too-deep", "nan", "infinity", "not-utf8"],
+)
+def test_batches_create__unparseable_json_is_400(api_client, batch, body):
+    for url in (BASE, f"{BASE}/{batch.batch_id}", f"{BASE}/{batch.batch_id}/jobs"):
+        method = "PATCH" if url.endswith(batch.batch_id) else "POST"
+        response = api_client.generic(
+            method, url, body, content_type="application/json"
+        )
+        assert_error(response, 400, "parse_error")

@@ -230,3 +230,16 @@ def test_audit__survives_hard_delete_of_batch_row(api_actor):
     event = BatchEvent.objects.get(batch_public_id=public_id, action="paused")
     assert event.batch is None
     assert event.actor == api_actor.user
+
+
+def test_batch_cancel_jobs__portable_path_matches_postgres_path(settings):
+    # The ORM path serves SQLite (`make run`); it must cancel the same jobs.
+    settings.JOB_SWEEP_CHUNK_SIZE = 2
+    batch = BatchFactory()
+    make_jobs(batch, pending=3, scheduled=2, completed=1)
+    chunks = list(
+        services._cancel_chunks_orm(batch, ["pending", "scheduled"], 2, "why")
+    )
+    assert sum(chunks) == 5
+    assert Job.objects.filter(batch=batch, status="cancelled").count() == 5
+    assert Job.objects.filter(batch=batch, status="completed").count() == 1

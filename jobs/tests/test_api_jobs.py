@@ -334,3 +334,12 @@ def test_batch_jobs_import__reopens_a_completed_batch(api_client, batch):
 def test_batch_jobs_import__viewer_is_403(viewer_client, batch):
     response = viewer_client.post(jobs_url(batch), [{"phone_number": "+14155550100"}])
     assert_error(response, 403, "read_only")
+
+
+def test_batch_jobs_import__too_many_form_fields_is_400(api_client, batch, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    data = {f"f{i}": "x" for i in range(10)}
+    data["file"] = SimpleUploadedFile("c.csv", b"phone_number\n+14155550100\n")
+    response = api_client.post(jobs_url(batch), data, format="multipart")
+    assert_error(response, 400, "bad_request")
+    assert not Job.objects.exists()
