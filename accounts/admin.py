@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from accounts.models import Account, Membership
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from accounts.actor import Actor, Source
+from accounts.forms import AddCreditsForm
+from accounts.models import Account, CreditEntry, Membership
+from accounts.services import credits_add
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,6 +25,53 @@ class AccountAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+    actions = ["add_credits"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The balance changes only through the credit services (ledger, resume
+        # of auto-paused batches), never by editing the number.
+        return ["credits"] if obj is not None else []
+
+    def has_add_credits_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff and (
+            request.user.is_superuser or request.user.has_perm("accounts.add_credits")
+        )
+
+    @admin.action(
+        description="Add credits to the selected accounts", permissions=["add_credits"]
+    )
+    def add_credits(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        """An intermediate form (amount, note), as delete_selected confirms
+        first; then one credits_add per account."""
+        form = AddCreditsForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            actor = Actor.from_request(request, Source.ADMIN)
+            for account in queryset.order_by("pk"):
+                result = credits_add(
+                    account=account,
+                    amount=form.cleaned_data["amount"],
+                    actor=actor,
+                    note=form.cleaned_data["note"],
+                )
+                resumed = len(result.resumed_batches)
+                self.message_user(
+                    request,
+                    f"{account}: added {form.cleaned_data['amount']:,} credits, "
+                    f"balance {result.balance:,}; {resumed} batch(es) resumed, "
+                    f"{result.unsuspended_jobs:,} job(s) back in the queue.",
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add credits",
+            "accounts": list(queryset),
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action": "add_credits",
+        }
+        return TemplateResponse(request, "admin/accounts/add_credits.html", context)
 
 
 @admin.register(Membership)
@@ -25,3 +80,32 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "account"]
     search_fields = ["user__username", "account__name"]
     autocomplete_fields = ["user", "account"]
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(admin.ModelAdmin):
+    """The ledger is history: read only."""
+
+    list_display = [
+        "created_at",
+        "account",
+        "kind",
+        "amount",
+        "balance_after",
+        "job_pk",
+        "source",
+        "actor_label",
+        "note",
+    ]
+    list_filter = ["kind", "source", "account"]
+    search_fields = ["account__name", "account__slug", "note", "=job_pk"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -19,6 +19,7 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("add_credits", "Can add credits to an account")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(credits__gte=0), name="account_credits_not_negative"
@@ -92,3 +93,57 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.method} {self.path})"
+
+
+class CreditEntry(models.Model):
+    """The credit ledger: every change of an account's balance, signed.
+
+    A call writes a ``reserve`` entry when it starts and a ``settle`` entry
+    when it ends, both keyed by the job and its claim (``claimed_at``); the
+    unique constraint makes them idempotent per claim, so a retried settle
+    can never refund twice.
+    """
+
+    class Kind(models.TextChoices):
+        ADD = "add", "Credits added"
+        RESERVE = "reserve", "Reserved for a call"
+        SETTLE = "settle", "Settled at call end"
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="credit_entries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Positive adds to the balance, negative takes from it.
+    amount = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    job_pk = models.BigIntegerField(null=True, blank=True)
+    claim_key = models.CharField(max_length=40, blank=True, default="")
+    source = models.CharField(max_length=16, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    note = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "credit entries"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="credit_account_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job_pk", "claim_key", "kind"],
+                condition=models.Q(job_pk__isnull=False),
+                name="credit_once_per_claim",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.kind} {self.amount:+d}"

@@ -63,3 +63,37 @@ def batch_stats(*, batch: Batch) -> dict[str, Any]:
         **counts_summary(counts),
         **times,
     }
+
+
+def inactive_batches(
+    *,
+    batch_ids: Iterable[str] | None = None,
+    inactive_before: Any = None,
+) -> list[Batch]:
+    """Paused, cancelled and deleted batches, oldest first.
+
+    ``inactive_before`` keeps only the batches inactive since before that time:
+    paused before it, or (never paused) cancelled or deleted before it.
+    """
+    from django.db.models.functions import Coalesce
+
+    qs = Batch.all_objects.filter(is_active=False)
+    if batch_ids is not None:
+        qs = qs.filter(batch_id__in=list(batch_ids))
+    if inactive_before is not None:
+        qs = qs.annotate(
+            inactive_since=Coalesce("paused_at", "cancelled_at", "deleted_at")
+        ).filter(inactive_since__lte=inactive_before)
+    return list(qs.order_by("id"))
+
+
+def batch_sweepable_counts(batches: Iterable[Batch]) -> dict[int, int]:
+    """How many jobs cancel_inactive_batch_jobs would cancel, per batch pk."""
+    from batches.services import batch_sweep_statuses
+
+    batches = list(batches)
+    counts = batch_status_counts(b.pk for b in batches)
+    return {
+        b.pk: sum(counts[b.pk].get(s, 0) for s in batch_sweep_statuses(b))
+        for b in batches
+    }

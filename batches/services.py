@@ -273,6 +273,7 @@ def batch_cancel_jobs(
     statuses: Iterable[str] = CANCELLABLE_STATUSES,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    guard: Callable[[], bool] | None = None,
 ) -> int:
     """Cancel the batch's jobs in the given statuses, one committed chunk at a time.
 
@@ -280,14 +281,17 @@ def batch_cancel_jobs(
     the claims of other batches. Callers make the batch unclaimable first, so
     no new job of it can start while the sweep runs. Idempotent: run it again
     and it cancels only what is left.
+
+    ``guard`` runs inside each chunk's transaction, before the chunk is
+    touched; when it returns False the sweep stops there.
     """
     chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
     statuses = list(statuses)
     total = 0
     if connection.vendor == "postgresql":
-        chunks = _cancel_chunks_pg(batch, statuses, chunk, reason[:255])
+        chunks = _cancel_chunks_pg(batch, statuses, chunk, reason[:255], guard)
     else:
-        chunks = _cancel_chunks_orm(batch, statuses, chunk, reason[:255])
+        chunks = _cancel_chunks_orm(batch, statuses, chunk, reason[:255], guard)
     for cancelled in chunks:
         total += cancelled
         if progress:
@@ -313,7 +317,13 @@ SELECT (SELECT max(id) FROM chunk), (SELECT count(*) FROM cancelled)
 """
 
 
-def _cancel_chunks_pg(batch: Batch, statuses: list[str], chunk: int, reason: str):
+def _cancel_chunks_pg(
+    batch: Batch,
+    statuses: list[str],
+    chunk: int,
+    reason: str,
+    guard: Callable[[], bool] | None = None,
+):
     # One statement per chunk: a keyset walk over job_batch_status_idx, so no
     # chunk re-reads the index entries that earlier chunks made dead, and the
     # `j.status = …` re-check skips a job a worker finished meanwhile.
@@ -321,6 +331,8 @@ def _cancel_chunks_pg(batch: Batch, statuses: list[str], chunk: int, reason: str
         after = 0
         while True:
             with transaction.atomic(), connection.cursor() as cursor:
+                if guard is not None and not guard():
+                    return
                 cursor.execute(
                     _CANCEL_CHUNK_SQL,
                     {
@@ -338,9 +350,17 @@ def _cancel_chunks_pg(batch: Batch, statuses: list[str], chunk: int, reason: str
             yield cancelled
 
 
-def _cancel_chunks_orm(batch: Batch, statuses: list[str], chunk: int, reason: str):
+def _cancel_chunks_orm(
+    batch: Batch,
+    statuses: list[str],
+    chunk: int,
+    reason: str,
+    guard: Callable[[], bool] | None = None,
+):
     for ids in _walk_job_ids(batch, statuses, chunk):
         with transaction.atomic():
+            if guard is not None and not guard():
+                return
             cancelled = Job.objects.filter(id__in=ids, status__in=statuses).update(
                 status=JobStatus.CANCELLED,
                 cancel_reason=reason,
@@ -470,3 +490,139 @@ def batch_delete(
         batch=locked, reason=BATCH_DELETED_REASON, progress=progress
     )
     return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=0)
+
+
+# --- Sweeping the jobs of inactive batches (cancel_inactive_batch_jobs) -----
+
+INACTIVE_SWEEP_REASON = "Batch inactive"
+# A paused batch keeps its suspended jobs: they wait for credits, and the
+# batch resumes by itself when credits are added. A cancelled or deleted batch
+# never runs again, so nothing it holds is worth keeping.
+PAUSED_SWEEP_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED)
+ENDED_SWEEP_STATUSES = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.SUSPENDED)
+
+
+def batch_sweep_statuses(batch: Batch) -> tuple[str, ...]:
+    """The job statuses that cancel_inactive_batch_jobs cancels for this batch."""
+    if batch.cancelled_at is not None or batch.deleted_at is not None:
+        return ENDED_SWEEP_STATUSES
+    return PAUSED_SWEEP_STATUSES
+
+
+def _batch_still_inactive(batch_pk: int) -> bool:
+    # FOR SHARE: a resume (FOR UPDATE) waits for the chunk in flight, and the
+    # next chunk sees it and stops, so the sweep never cancels a job of a
+    # batch that is active again.
+    with connection.cursor() as cursor:
+        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+        cursor.execute(
+            "SELECT is_active FROM batches_batch WHERE id = %s" + lock, [batch_pk]
+        )
+        row = cursor.fetchone()
+    return row is not None and not row[0]
+
+
+def batch_cancel_inactive_jobs(
+    *,
+    batch: Batch,
+    actor: Actor,
+    reason: str = INACTIVE_SWEEP_REASON,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Cancel the pending and scheduled jobs of an inactive batch, in chunks.
+
+    Calls in progress are left to finish, as a pause promises. Idempotent: a
+    second run cancels nothing. An active batch is left alone (returns 0),
+    and so is one that is resumed while the sweep runs. One JOBS_CANCELLED
+    event records how many jobs were cancelled.
+    """
+    if not Batch.all_objects.filter(pk=batch.pk, is_active=False).exists():
+        return 0
+    statuses = batch_sweep_statuses(batch)
+    cancelled = batch_cancel_jobs(
+        batch=batch,
+        reason=reason,
+        statuses=statuses,
+        chunk_size=chunk_size,
+        progress=progress,
+        guard=lambda: _batch_still_inactive(batch.pk),
+    )
+    if cancelled:
+        with transaction.atomic():
+            _record(
+                batch,
+                action=BatchEvent.Action.JOBS_CANCELLED,
+                actor=actor,
+                changes={"jobs_cancelled": cancelled, "statuses": list(statuses)},
+                reason=reason,
+            )
+    return cancelled
+
+
+# --- Completion: exactly once, however many workers finish at once ----------
+
+# Plain SQL that PostgreSQL and SQLite (make run) both accept.
+_COMPLETE_SQL = """
+    UPDATE batches_batch
+       SET completed_at = %s, updated_at = %s
+     WHERE id = %s
+       AND completed_at IS NULL
+       AND is_active
+       AND deleted_at IS NULL
+       AND EXISTS (SELECT 1 FROM jobs_job j WHERE j.batch_id = batches_batch.id)
+       AND NOT EXISTS (
+           SELECT 1 FROM jobs_job j
+            WHERE j.batch_id = batches_batch.id AND j.status IN ({open}))
+    RETURNING id
+"""
+
+
+def batch_complete_if_done(*, batch_id: int, actor: Actor | None = None) -> bool:
+    """Mark the batch completed if no job of it is left that is not terminal.
+
+    One conditional UPDATE decides. When many workers finish the last jobs at
+    the same moment, each runs it after its own commit; the row lock makes them
+    take turns and PostgreSQL re-checks ``completed_at IS NULL`` on the row the
+    winner wrote, so exactly one of them gets the row back and records the
+    event (and so fires ``batch.completed``). Whoever commits last sees every
+    job terminal, so the completion is never missed either.
+
+    A paused batch is not completed (its remaining work might be resumed and
+    it has none, but it is the resume that decides); an empty batch neither.
+    Returns True only for the caller that completed the batch.
+    """
+    from jobs.models import NON_TERMINAL_STATUSES
+
+    actor = actor or Actor.system("completion")
+    open_statuses = sorted(str(s) for s in NON_TERMINAL_STATUSES)
+    sql = _COMPLETE_SQL.format(open=", ".join(["%s"] * len(open_statuses)))
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now, now, batch_id, *open_statuses])
+            if cursor.fetchone() is None:
+                return False
+        batch = Batch.all_objects.get(pk=batch_id)
+        _record(
+            batch,
+            action=BatchEvent.Action.COMPLETED,
+            actor=actor,
+            changes={"completed_at": [None, _jsonable(batch.completed_at)]},
+        )
+    return True
+
+
+def batches_reconcile_completions() -> int:
+    """Complete the batches whose completion was missed (a worker that died
+    between its commit and the check, jobs finished by a bulk sweep).
+
+    Walks the active, not completed batches (the small set the claim index
+    covers); each check is a few index probes. Returns how many it completed.
+    """
+    candidates = Batch.objects.claimable().order_by("id").values_list("id", flat=True)
+    completed = 0
+    for pk in candidates.iterator():
+        if batch_complete_if_done(batch_id=pk, actor=Actor.system("reconciliation")):
+            completed += 1
+    return completed

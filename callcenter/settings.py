@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "batches",
     "jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -174,6 +175,22 @@ Q_CLUSTER = {
     "save_limit": 1000,
 }
 
+# --- Credits, webhooks and maintenance (issue 6) ---------------------------
+# What a call costs: a fixed part per call and a part per started minute.
+# The per-minute part of the first CALL_RESERVE_MINUTES is reserved when the
+# call starts and settled against the real duration when it ends.
+CALL_COST_PER_CALL = env_int("CALL_COST_PER_CALL", 1, minimum=0)
+CALL_COST_PER_STARTED_MINUTE = env_int("CALL_COST_PER_STARTED_MINUTE", 1, minimum=0)
+CALL_RESERVE_MINUTES = env_int("CALL_RESERVE_MINUTES", 1, minimum=0)
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", False)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)
+# Finished jobs older than this many days are deleted by the retention task;
+# 0 (the default) keeps them forever.
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 0, minimum=0)
+
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -201,6 +218,7 @@ LOGGING = {
         "accounts": {"level": LOG_LEVEL},
         "batches": {"level": LOG_LEVEL},
         "jobs": {"level": LOG_LEVEL},
+        "webhooks": {"level": LOG_LEVEL},
         "django": {"level": "INFO"},
     },
 }

@@ -19,3 +19,8 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 ALLOWED_HOSTS = ["*"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Webhook tests deliver to a real HTTP server on 127.0.0.1.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+# Q_SYNC makes django-q2 warn on every task that it keeps the connection.
+LOGGING["loggers"]["django-q"] = {"level": "ERROR"}  # type: ignore[index]

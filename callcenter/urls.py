@@ -3,11 +3,18 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from batches import dashboard
+
 admin.site.site_header = "callcenter"
 admin.site.site_title = "callcenter admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Credits (accounts/urls.py): GET/POST /api/v1/account/credits.
+    path("api/v1/account/", include("accounts.urls")),
     # REST API v1 (batches/urls.py): batches, jobs, stats, schema and docs.
     path("api/v1/", include("batches.urls")),
+    # Staff dashboard (batches/dashboard.py).
+    path("dashboard/", dashboard.dashboard_view, name="dashboard"),
+    path("dashboard/data.json", dashboard.dashboard_data_view, name="dashboard-data"),
 ]

@@ -1,9 +1,9 @@
 """The billing seam between the call worker and account credits.
 
 The worker calls ``reserve_call`` after a claim and before dialling, and
-``settle_call`` after the call ended. The credits issue fills these bodies in
-(reserve a call's cost, charge its real duration); until then every account
-may call and nothing is charged.
+``settle_call`` after the call ended. Both are keyed by the job and its claim
+(``claimed_at``), so a retried settle after a lost connection charges once.
+The rules themselves live in accounts/services.py.
 """
 
 from __future__ import annotations
@@ -20,13 +20,44 @@ logger = logging.getLogger(__name__)
 def reserve_call(job: Job) -> bool:
     """May ``job``'s account pay for this call? False means: do not dial.
 
-    The worker then hands the job back with ``suspend_job``.
+    Reserves the call's starting cost atomically. When the balance does not
+    cover it, the account's campaigns are suspended (batches auto-paused,
+    pending jobs suspended) and the worker hands this job back with
+    ``suspend_job``.
     """
-    return True
+    from accounts.services import (
+        account_suspend_for_credits,
+        call_reservation,
+        claim_key,
+        credits_reserve,
+    )
+
+    if credits_reserve(
+        account_id=job.account_id,
+        amount=call_reservation(),
+        job_pk=job.pk,
+        key=claim_key(job.claimed_at),
+    ):
+        return True
+    logger.info(
+        "account cannot pay for the call",
+        extra={"action": "credits.reserve_failed", "job_id": job.pk},
+    )
+    account_suspend_for_credits(account_id=job.account_id)
+    return False
 
 
 def settle_call(job: Job, *, duration_seconds: float, outcome: str) -> None:
-    """Charge the account for a call that ended (no-op until credits exist)."""
+    """Charge the real cost of a call that ended against its reservation."""
+    from accounts.services import call_cost, claim_key, credits_settle
+
+    credits_settle(
+        account_id=job.account_id,
+        job_pk=job.pk,
+        key=claim_key(job.claimed_at),
+        cost=call_cost(duration_seconds=duration_seconds, outcome=outcome),
+        note=f"{outcome}, {duration_seconds:.0f}s",
+    )
 
 
 def suspend_job(job: Job, *, worker_id: str) -> bool:

@@ -7,12 +7,12 @@ partial indexes lazily:
 
 * one-off jobs (no batch) come first, by job priority then age, through
   ``job_claim_nobatch_idx``;
-* then active, unfinished batches in priority order through
-  ``batch_claim_idx`` (paused, cancelled, completed and deleted batches are not
-  in that index, so their backlog is never walked), each locked ``FOR SHARE
-  SKIP LOCKED``; for each, its pending jobs by job priority then age through
-  ``job_claim_idx`` (finished jobs are not in it), locked ``FOR UPDATE SKIP
-  LOCKED``;
+* then active, unfinished batches that have a pending job, in priority order,
+  through ``batch_claim_idx`` (paused, cancelled, completed and deleted
+  batches are not in that index, so their backlog is never walked), each
+  locked ``FOR SHARE SKIP LOCKED``; for each, its pending jobs by job
+  priority then age through ``job_claim_idx`` (finished jobs are not in it),
+  locked ``FOR UPDATE SKIP LOCKED``;
 * the outer ``LIMIT`` stops the nested loop as soon as enough jobs are found,
   and the same statement's ``UPDATE ... RETURNING`` marks them claimed.
 
@@ -67,6 +67,10 @@ WITH picked AS (
           SELECT b.id
             FROM batches_batch b
            WHERE b.is_active AND b.completed_at IS NULL
+             -- Lock only batches that have work: an active batch whose
+             -- jobs are all running or waiting for a retry costs one probe.
+             AND EXISTS (SELECT 1 FROM jobs_job p
+                          WHERE p.batch_id = b.id AND p.status = 'pending')
            ORDER BY b.priority DESC, b.id
              FOR SHARE SKIP LOCKED
         ) ab
@@ -119,6 +123,10 @@ def claim_jobs(
     *, worker_id: str, limit: int, lease_seconds: int | None = None
 ) -> list[Job]:
     """Claim up to ``limit`` pending jobs for ``worker_id``, in one statement.
+
+    Equivalent to ``Job.objects.select_for_update(skip_locked=True)`` filtered
+    on ``batch__is_active`` (or no batch) plus a conditional update, except
+    that it also share-locks the batch rows, which is what makes pause exact.
 
     The claim commits on return (autocommit), before any call is dialled.
     Returned jobs are ``in_progress``, with ``claimed_by``, ``claimed_at`` and

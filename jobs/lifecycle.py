@@ -370,17 +370,24 @@ def _apply_outcome(
     return fields
 
 
-def release_orphans(*, worker_id: str, keep_ids: Iterable[int]) -> int:
-    """Hand back jobs this worker holds but has no call for.
+def release_orphans(
+    *, worker_id: str, keep_ids: Iterable[int], claimed_since: datetime
+) -> int:
+    """Hand back jobs this worker process holds but has no call for.
 
     After a lost database connection the worker cannot tell whether its last
     claim or dial mark committed. It places a call only after both did, so a
-    job it holds without a call in flight was certainly never dialled: it goes
-    back to ``pending`` and any attempt spent on it is given back.
+    job it claimed (since ``claimed_since``, the database time at which this
+    process started) without a call in flight was certainly never dialled: it
+    goes back to ``pending`` and any attempt spent on it is given back. Jobs
+    claimed earlier under the same worker id belong to a previous process that
+    may have dialled them; lease expiry resolves those by the crash policy.
     """
     keep = list(keep_ids)
     orphans = Job.objects.filter(
-        status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        claimed_at__gte=claimed_since,
     ).exclude(id__in=keep)
     with transaction.atomic():
         ids = list(orphans.select_for_update().values_list("id", flat=True))

@@ -135,6 +135,14 @@ class Job(models.Model):
                 condition=models.Q(status="in_progress"),
             ),
             models.Index(fields=["account", "status"], name="job_account_status_idx"),
+            # The dashboard's "calls per minute" and "workers seen" read the
+            # last hour only; partial, so the claim's updates (finished_at is
+            # still NULL) never touch it.
+            models.Index(
+                fields=["finished_at"],
+                name="job_finished_idx",
+                condition=models.Q(finished_at__isnull=False),
+            ),
             models.Index(fields=["phone_number"], name="job_phone_idx"),
         ]
         constraints = [

@@ -132,3 +132,40 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
         )
         notify_jobs_available()
     return locked
+
+
+def jobs_purge_finished(*, older_than_days: int, chunk_size: int | None = None) -> int:
+    """Delete terminal jobs that finished more than ``older_than_days`` ago
+    (the JOB_RETENTION_DAYS policy, off by default), in committed chunks.
+
+    Batch audit events are kept; job audit events lose their link but keep
+    the job's id.
+    """
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from jobs.models import TERMINAL_STATUSES
+
+    if older_than_days <= 0:
+        raise ValueError("older_than_days must be positive")
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=cutoff)
+                .order_by()
+                .values_list("id", flat=True)[:chunk]
+            )
+            if not ids:
+                break
+            Job.objects.filter(id__in=ids).delete()
+            total += len(ids)
+    if total:
+        logger.info(
+            "old finished jobs purged",
+            extra={"action": "jobs.purged", "count": total, "cutoff": cutoff},
+        )
+    return total

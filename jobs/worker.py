@@ -19,9 +19,8 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +45,19 @@ HANGUP_NOT_HELD = "job no longer held (cancelled, deleted or recovered)"
 # worker then waits for them to report before leaving them to lease expiry.
 HANGUP_GRACE_SECONDS = 10.0
 SLICE = 0.2
+# Connection options the LISTEN connection copies from DATABASES["OPTIONS"].
+LIBPQ_OPTIONS = frozenset(
+    {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options"}
+)
+
+
+def database_now() -> datetime:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite returns text, in UTC
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value
 
 
 def default_worker_id() -> str:
@@ -74,6 +86,9 @@ def listen_params() -> dict[str, Any]:
     for key, name in (("HOST", "host"), ("PORT", "port")):
         if s.get(key):
             params[name] = str(s[key])
+    for key, value in (s.get("OPTIONS") or {}).items():
+        if key in LIBPQ_OPTIONS:
+            params[key] = value
     params["application_name"] = "callcenter-worker-listen"
     return params
 
@@ -107,7 +122,7 @@ class Listener(threading.Thread):
                     extra={
                         "action": "worker.listen_error",
                         "worker_id": self.worker_id,
-                        "error": str(exc).strip(),
+                        "error": (str(exc).strip().splitlines() or [""])[0],
                     },
                 )
                 self.stopped.wait(backoff)
@@ -147,9 +162,6 @@ class CallWorker:
 
         self.calls: dict[int, Call] = {}
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="call"
-        )
         self.listener: Listener | None = None
         self.started = 0
         self.stopping = False
@@ -157,6 +169,9 @@ class CallWorker:
         self.claiming_done = False
         self.db_failures = 0
         self.needs_reconcile = False
+        # Database time at start: jobs this process claimed are those claimed
+        # under its id since then (an earlier process may have used the id).
+        self.epoch: datetime | None = None
         self.wake = True
         self.idle = False
         self.last_claim_empty = False
@@ -351,6 +366,7 @@ class CallWorker:
             else:
                 billing.suspend_job(job, worker_id=self.worker_id)
         for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
+            assert job.dialed_at is not None  # set by mark_dialed
             call = Call(job=job, dialed_at=job.dialed_at)
             self.calls[job.pk] = call
             self.started += 1
@@ -362,14 +378,26 @@ class CallWorker:
                 batch_id=job.batch_id,
                 attempt=job.attempts,
             )
-            self.executor.submit(self._call_thread, call)
+            # Daemon threads: a call stuck in a provider must not keep a
+            # stopped worker alive; its lease then expires and policy applies.
+            threading.Thread(
+                target=self._call_thread,
+                args=(call,),
+                name=f"call-{job.pk}",
+                daemon=True,
+            ).start()
         return True
 
     def reconcile(self) -> bool:
         if not self.needs_reconcile:
             return False
+        if self.epoch is None:
+            self.needs_reconcile = False  # nothing claimed yet
+            return False
         released = lifecycle.release_orphans(
-            worker_id=self.worker_id, keep_ids=list(self.calls)
+            worker_id=self.worker_id,
+            keep_ids=list(self.calls),
+            claimed_since=self.epoch,
         )
         self.needs_reconcile = False
         return bool(released)
@@ -377,6 +405,8 @@ class CallWorker:
     def tick(self) -> bool:
         """One round of every unit; True if any found work."""
         close_old_connections()
+        if self.epoch is None:
+            self.epoch = database_now()
         found = self.reconcile()
         found |= self.save_call_ids()
         found |= self.finish_calls()
@@ -455,7 +485,7 @@ class CallWorker:
             logging.WARNING,
             "database unavailable; backing off",
             action="worker.db_error",
-            error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+            error=(str(exc).strip().splitlines() or [repr(exc)])[0],
             failures=self.db_failures,
             retry_in=delay,
             calls_in_flight=len(self.calls),
@@ -465,6 +495,9 @@ class CallWorker:
                 conn.close()
         # A claim or dial mark may or may not have committed.
         self.needs_reconcile = True
+        # Renew before anything else once back, so that a long outage does
+        # not let this worker's own recovery pass take its live calls.
+        self.next_renew = 0.0
         self.wake = True
         self.sleep(delay)
 
@@ -544,11 +577,13 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
-        with contextlib.suppress(DB_ERRORS):
-            lifecycle.release_orphans(
-                worker_id=self.worker_id, keep_ids=list(self.calls)
-            )
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.epoch is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                lifecycle.release_orphans(
+                    worker_id=self.worker_id,
+                    keep_ids=list(self.calls),
+                    claimed_since=self.epoch,
+                )
         self.dialer.close()
         self._log(
             logging.INFO,

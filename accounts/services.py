@@ -1,0 +1,513 @@
+"""Credits: add, reserve, settle, and what happens when an account runs out.
+
+The balance lives in one column, ``accounts_account.credits``, with a CHECK
+that it is never negative. Every change goes through one conditional UPDATE
+and leaves a ``CreditEntry`` in the ledger.
+
+* A call's cost is reserved when it starts: ``credits_reserve`` takes the
+  amount only if the balance covers it, in a single statement, so any number
+  of concurrent workers can never spend more than the balance.
+* When it ends, ``credits_settle`` charges the real cost: it refunds the
+  unused part of the reservation or charges the extra minutes, never more
+  than what is left.
+* When a reservation fails, ``account_suspend_for_credits`` pauses the
+  account's active batches (source ``system``, reason ``no credits``) and
+  suspends its pending and scheduled jobs.
+* ``credits_add`` undoes exactly that: it resumes the batches the system
+  paused for credits (a batch a person paused stays paused) and returns the
+  suspended jobs to the queue.
+
+The account row is the lock that orders suspension and top-up: both take it
+``FOR UPDATE`` and re-check the balance, so a suspension that loses the race
+to a top-up does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from accounts.actor import Actor
+from accounts.models import Account, CreditEntry
+from batches.exceptions import DomainError
+
+logger = logging.getLogger(__name__)
+
+NO_CREDITS_REASON = "no credits"
+# Outcomes of calls that never reached anyone: only their minutes (none) cost.
+_UNCONNECTED_OUTCOMES = frozenset({"error"})
+
+
+class InvalidCreditAmountError(DomainError):
+    code = "invalid_amount"
+    status_code = 400
+
+
+@dataclass(frozen=True)
+class CreditsAdded:
+    balance: int
+    resumed_batches: list[str] = field(default_factory=list)
+    unsuspended_jobs: int = 0
+
+
+@dataclass(frozen=True)
+class Suspension:
+    paused_batches: list[str] = field(default_factory=list)
+    suspended_jobs: int = 0
+
+
+# --- The cost rule ------------------------------------------------------------
+
+
+def started_minutes(duration_seconds: float) -> int:
+    return max(0, math.ceil(duration_seconds / 60))
+
+
+def call_cost(*, duration_seconds: float, outcome: str | None = None) -> int:
+    """The price of a call that ended: per call, plus per started minute."""
+    per_call = settings.CALL_COST_PER_CALL
+    if outcome in _UNCONNECTED_OUTCOMES:
+        per_call = 0
+    return per_call + settings.CALL_COST_PER_STARTED_MINUTE * started_minutes(
+        duration_seconds
+    )
+
+
+def call_reservation() -> int:
+    """What is reserved when a call starts: the per-call price and the first
+    CALL_RESERVE_MINUTES minutes. An account with less cannot start a call."""
+    return (
+        settings.CALL_COST_PER_CALL
+        + settings.CALL_COST_PER_STARTED_MINUTE * settings.CALL_RESERVE_MINUTES
+    )
+
+
+# --- Ledger helpers -------------------------------------------------------------
+
+
+def _entry(
+    *,
+    account_id: int,
+    kind: str,
+    amount: int,
+    balance_after: int,
+    actor: Actor | None = None,
+    job_pk: int | None = None,
+    claim_key: str = "",
+    note: str = "",
+) -> CreditEntry:
+    return CreditEntry.objects.create(
+        account_id=account_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance_after,
+        job_pk=job_pk,
+        claim_key=claim_key,
+        source=actor.source if actor else "worker",
+        actor=actor.user if actor else None,
+        actor_label=(actor.label or (actor.user.get_username() if actor.user else ""))
+        if actor
+        else "",
+        remote_addr=actor.remote_addr if actor else None,
+        note=note[:255],
+    )
+
+
+def claim_key(claimed_at: datetime | None) -> str:
+    return claimed_at.isoformat() if claimed_at else ""
+
+
+def share_lock_clause() -> str:
+    # SQLite (make run) has no row locks: its IMMEDIATE transactions already
+    # serialize every writer.
+    return " FOR SHARE" if connection.vendor == "postgresql" else ""
+
+
+def _execute(sql: str, params: list[Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+# --- Reserve and settle -----------------------------------------------------------
+
+
+def credits_reserve(
+    *, account_id: int, amount: int, job_pk: int | None = None, key: str = ""
+) -> bool:
+    """Take ``amount`` from the balance if it covers it. One statement: two
+    workers reserving the last credits at once cannot both succeed, because
+    the second one's UPDATE re-checks ``credits >= amount`` on the row the
+    first one wrote.
+
+    Idempotent per (job, claim): reserving again for the same claim returns
+    True without taking anything.
+    """
+    if amount <= 0:
+        return True
+    with transaction.atomic():
+        if (
+            job_pk is not None
+            and CreditEntry.objects.filter(
+                job_pk=job_pk, claim_key=key, kind=CreditEntry.Kind.RESERVE
+            ).exists()
+        ):
+            return True
+        row = _execute(
+            "UPDATE accounts_account SET credits = credits - %s, updated_at = %s"
+            " WHERE id = %s AND credits >= %s RETURNING credits",
+            [amount, timezone.now(), account_id, amount],
+        )
+        if row is None:
+            return False
+        try:
+            with transaction.atomic():
+                _entry(
+                    account_id=account_id,
+                    kind=CreditEntry.Kind.RESERVE,
+                    amount=-amount,
+                    balance_after=int(row[0]),
+                    job_pk=job_pk,
+                    claim_key=key,
+                )
+        except IntegrityError:
+            # A concurrent reserve for the same claim won; give ours back.
+            transaction.set_rollback(True)
+            return True
+    return True
+
+
+def credits_settle(
+    *,
+    account_id: int,
+    job_pk: int,
+    key: str,
+    cost: int,
+    note: str = "",
+) -> int:
+    """Settle a claim's reservation against its real ``cost``.
+
+    Refunds what was reserved but not used, or charges the extra; an extra
+    charge takes at most what is left (the balance never goes below zero,
+    and the shortfall is written in the entry's note). Idempotent per claim.
+    Returns the amount actually moved (negative = charged).
+    """
+    with transaction.atomic():
+        reserved_entry = (
+            CreditEntry.objects.select_for_update()
+            .filter(job_pk=job_pk, claim_key=key, kind=CreditEntry.Kind.RESERVE)
+            .first()
+        )
+        if CreditEntry.objects.filter(
+            job_pk=job_pk, claim_key=key, kind=CreditEntry.Kind.SETTLE
+        ).exists():
+            return 0
+        reserved = -reserved_entry.amount if reserved_entry else 0
+        balance = _lock_account(account_id).credits
+        refund = reserved - cost
+        # The row is locked: the charge can be capped at what is left.
+        moved = refund if refund >= 0 else -min(balance, -refund)
+        if moved:
+            row = _execute(
+                "UPDATE accounts_account SET credits = credits + %s,"
+                " updated_at = %s WHERE id = %s RETURNING credits",
+                [moved, timezone.now(), account_id],
+            )
+            balance = int(row[0])
+        if refund < 0 and moved > refund:
+            note = f"{note} shortfall {moved - refund}".strip()
+        _entry(
+            account_id=account_id,
+            kind=CreditEntry.Kind.SETTLE,
+            amount=moved,
+            balance_after=balance,
+            job_pk=job_pk,
+            claim_key=key,
+            note=note or f"cost {cost}, reserved {reserved}",
+        )
+    return moved
+
+
+# --- Running out, and topping up ----------------------------------------------------
+
+
+def _lock_account(account_id: int) -> Account:
+    return Account.objects.select_for_update().get(pk=account_id)
+
+
+def account_suspend_for_credits(
+    *, account_id: int, actor: Actor | None = None
+) -> Suspension:
+    """The account cannot pay for a call: stop its campaigns until it can.
+
+    Its active batches pause (one row each, so workers stop taking their jobs
+    at once) and its pending and scheduled jobs become ``suspended``, in
+    chunks. Does nothing if credits were added meanwhile.
+    """
+    from batches.models import Batch
+    from batches.services import batch_pause
+
+    actor = actor or Actor.system("credits")
+    with transaction.atomic():
+        account = _lock_account(account_id)
+        if account.credits >= call_reservation():
+            return Suspension()
+        paused = []
+        for batch in Batch.objects.filter(account_id=account_id).claimable():
+            if batch_pause(batch=batch, actor=actor, reason=NO_CREDITS_REASON):
+                paused.append(batch.batch_id)
+    suspended = _move_jobs(
+        account_id=account_id,
+        from_statuses=["pending", "scheduled"],
+        while_balance_below=call_reservation(),
+    )
+    if paused or suspended:
+        logger.warning(
+            "account out of credits: campaigns suspended",
+            extra={
+                "action": "credits.suspended",
+                "account_id": account_id,
+                "balance": account.credits,
+                "paused_batches": paused,
+                "suspended_jobs": suspended,
+            },
+        )
+    return Suspension(paused_batches=paused, suspended_jobs=suspended)
+
+
+def _move_jobs(
+    *,
+    account_id: int,
+    from_statuses: list[str],
+    while_balance_below: int | None = None,
+    chunk_size: int | None = None,
+) -> int:
+    """Suspend (or, with ``from_statuses=['suspended']``, restore) the account's
+    jobs one committed chunk at a time. A suspension re-reads the balance
+    under a share lock in every chunk and stops as soon as credits arrive."""
+    from jobs.models import Job
+
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    restoring = from_statuses == ["suspended"]
+    total = 0
+    while True:
+        with transaction.atomic():
+            if while_balance_below is not None:
+                row = _execute(
+                    "SELECT credits FROM accounts_account WHERE id = %s"
+                    + share_lock_clause(),
+                    [account_id],
+                )
+                if row is None or int(row[0]) >= while_balance_below:
+                    break
+            ids = list(
+                Job.objects.filter(account_id=account_id, status__in=from_statuses)
+                .order_by()
+                .values_list("id", flat=True)[:chunk]
+            )
+            if not ids:
+                break
+            if restoring:
+                from jobs.notify import notify_jobs_available
+
+                now = timezone.now()
+                held = Job.objects.filter(id__in=ids, status="suspended")
+                # A job whose time has not come goes back to waiting for it.
+                total += held.filter(scheduled_at__gt=now).update(
+                    status="scheduled", updated_at=now
+                )
+                total += held.update(status="pending", updated_at=now)
+
+                notify_jobs_available()
+            else:
+                total += Job.objects.filter(
+                    id__in=ids, status__in=from_statuses
+                ).update(status="suspended", updated_at=timezone.now())
+    return total
+
+
+def credits_add(
+    *, account: Account, amount: int, actor: Actor, note: str = ""
+) -> CreditsAdded:
+    """Add credits. If the account can now pay for a call, the batches that
+    the system paused for lack of credits resume and suspended jobs return to
+    the queue (to ``scheduled`` if their time has not come). A batch a person
+    paused stays paused; its jobs are ready for when they resume it."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidCreditAmountError("The amount must be a positive whole number.")
+    resumed: list[str] = []
+    with transaction.atomic():
+        _lock_account(account.pk)
+        row = _execute(
+            "UPDATE accounts_account SET credits = credits + %s, updated_at = %s"
+            " WHERE id = %s RETURNING credits",
+            [amount, timezone.now(), account.pk],
+        )
+        balance = int(row[0])
+        _entry(
+            account_id=account.pk,
+            kind=CreditEntry.Kind.ADD,
+            amount=amount,
+            balance_after=balance,
+            actor=actor,
+            note=note,
+        )
+        can_pay = balance >= call_reservation()
+        if can_pay:
+            resumed = _resume_credit_paused(account_id=account.pk, actor=actor)
+    account.credits = balance
+    unsuspended = (
+        _move_jobs(account_id=account.pk, from_statuses=["suspended"]) if can_pay else 0
+    )
+    logger.info(
+        "credits added",
+        extra={
+            "action": "credits.added",
+            "account_id": account.pk,
+            "amount": amount,
+            "balance": balance,
+            "source": actor.source,
+            "resumed_batches": resumed,
+            "unsuspended_jobs": unsuspended,
+        },
+    )
+    return CreditsAdded(
+        balance=balance, resumed_batches=resumed, unsuspended_jobs=unsuspended
+    )
+
+
+def _resume_credit_paused(*, account_id: int, actor: Actor) -> list[str]:
+    from batches.models import Batch
+    from batches.services import batch_resume
+
+    resumed = []
+    for batch in Batch.objects.filter(
+        account_id=account_id,
+        is_active=False,
+        cancelled_at__isnull=True,
+        pause_source="system",
+        pause_reason=NO_CREDITS_REASON,
+    ).order_by("id"):
+        if batch_resume(batch=batch, actor=actor):
+            resumed.append(batch.batch_id)
+    return resumed
+
+
+def accounts_reconcile_credits() -> int:
+    """Resume what was suspended for credits in accounts that can pay again.
+
+    Two ways to get there without a top-up doing it: a worker whose
+    reservation failed just before a top-up committed suspends its job after
+    the top-up's sweep; and settled calls refund the unused part of their
+    reservations after the account was suspended. Returns the number of
+    accounts restored.
+    """
+    from batches.models import Batch
+    from jobs.models import Job
+
+    needed = call_reservation()
+    account_ids = set(
+        Job.objects.filter(status="suspended")
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    ) | set(
+        Batch.objects.filter(
+            is_active=False,
+            cancelled_at__isnull=True,
+            pause_source="system",
+            pause_reason=NO_CREDITS_REASON,
+        ).values_list("account_id", flat=True)
+    )
+    restored = 0
+    actor = Actor.system("credits reconciliation")
+    for account_id in sorted(account_ids):
+        with transaction.atomic():
+            if _lock_account(account_id).credits < needed:
+                continue
+            _resume_credit_paused(account_id=account_id, actor=actor)
+        _move_jobs(account_id=account_id, from_statuses=["suspended"])
+        restored += 1
+    return restored
+
+
+def _claim_cost(job: object, key: str, reserved: int) -> tuple[int, str]:
+    """What a claim whose settle never came should cost, from the job's
+    attempt log: the logged call's price; nothing if it was never dialled or
+    never connected; the whole reservation if the worker was lost mid-call."""
+    if job is None:
+        return reserved, "job gone: reservation kept"
+    claimed = datetime.fromisoformat(key) if key else None
+    for entry in getattr(job, "attempt_log", None) or []:
+        dialled = entry.get("dialed_at") or entry.get("started_at")
+        if not dialled or claimed is None:
+            continue
+        if datetime.fromisoformat(dialled) < claimed:
+            continue
+        outcome = entry.get("outcome")
+        if outcome == "never_connected":
+            return 0, "never connected: refunded"
+        if outcome == "worker_lost":
+            return reserved, "worker lost mid-call: reservation kept"
+        return (
+            call_cost(
+                duration_seconds=float(entry.get("duration_seconds") or 0),
+                outcome=outcome,
+            ),
+            f"settled from the attempt log ({outcome})",
+        )
+    return 0, "never dialled: refunded"
+
+
+def credits_settle_orphans(*, older_than_seconds: float | None = None) -> int:
+    """Settle reservations whose call will never settle them: the job was
+    cancelled between claim and dial, or its worker died. Runs from the
+    periodic maintenance; returns how many it settled."""
+    from jobs.models import Job
+
+    if older_than_seconds is None:
+        older_than_seconds = (
+            settings.WORKER_MAX_CALL_SECONDS + 2 * settings.JOB_LEASE_SECONDS
+        )
+    horizon = timezone.now() - timedelta(seconds=older_than_seconds)
+    settled = CreditEntry.objects.filter(
+        kind=CreditEntry.Kind.SETTLE,
+        job_pk=OuterRef("job_pk"),
+        claim_key=OuterRef("claim_key"),
+    )
+    orphans = (
+        CreditEntry.objects.filter(
+            kind=CreditEntry.Kind.RESERVE, created_at__lt=horizon
+        )
+        .exclude(Exists(settled))
+        .order_by("id")[:1000]
+    )
+    count = 0
+    for entry in orphans:
+        if entry.job_pk is None:
+            continue
+        job = Job.objects.filter(pk=entry.job_pk).first()
+        if (
+            job is not None
+            and job.status == "in_progress"
+            and claim_key(job.claimed_at) == entry.claim_key
+        ):
+            continue  # still held under this claim: its worker will settle
+        cost, note = _claim_cost(job, entry.claim_key, -entry.amount)
+        credits_settle(
+            account_id=entry.account_id,
+            job_pk=entry.job_pk,
+            key=entry.claim_key,
+            cost=cost,
+            note=note,
+        )
+        count += 1
+    return count

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from accounts.models import CreditEntry
+from accounts.services import account_suspend_for_credits
+from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
+from batches.tests.factories import BatchFactory
+from jobs.models import Job
+from jobs.tests.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/account/credits"
+
+
+def client_for(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def staff():
+    return UserFactory(username="ops", is_staff=True)
+
+
+def test_credits_post__staff_adds_to_any_account_and_resumes_auto_paused(staff):
+    account = AccountFactory(slug="acme", credits=0)
+    batch = BatchFactory(account=account)
+    JobFactory(batch=batch)
+    account_suspend_for_credits(account_id=account.pk)
+
+    response = client_for(staff).post(
+        URL, {"account": "acme", "amount": 500, "note": "invoice 42"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "account": "acme",
+        "added": 500,
+        "credits": 500,
+        "resumed_batches": [batch.batch_id],
+        "unsuspended_jobs": 1,
+    }
+    assert Job.objects.get().status == "pending"
+    entry = CreditEntry.objects.get(kind="add")
+    assert (entry.source, entry.actor, entry.note) == ("api", staff, "invoice 42")
+    assert entry.remote_addr == "127.0.0.1"
+
+
+def test_credits_post__member_with_permission_tops_up_own_account_only():
+    member = MembershipFactory(account__slug="own", account__credits=5).user
+    member.user_permissions.add(Permission.objects.get(codename="add_credits"))
+    AccountFactory(slug="other")
+    client = client_for(member)
+
+    ok = client.post(URL, {"amount": 10}, format="json")
+    assert ok.status_code == 200
+    assert ok.json()["credits"] == 15
+    refused = client.post(URL, {"amount": 10, "account": "other"}, format="json")
+    assert refused.status_code == 403
+
+
+def test_credits_post__plain_member_is_refused():
+    member = MembershipFactory(account__credits=5).user
+    response = client_for(member).post(URL, {"amount": 10}, format="json")
+    assert response.status_code == 403
+    assert not CreditEntry.objects.exists()
+
+
+def test_credits_post__anonymous_is_refused():
+    response = APIClient().post(URL, {"amount": 10}, format="json")
+    assert response.status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": 0},
+        {"amount": -3},
+        {"amount": "10"},
+        {"amount": 1.5},
+        {"amount": True},
+        {"amount": 10**10},
+        {},
+        {"amount": 5, "colour": "red"},
+    ],
+)
+def test_credits_post__invalid_bodies_are_400(staff, body):
+    AccountFactory(slug="acme")
+    response = client_for(staff).post(URL, {"account": "acme", **body}, format="json")
+    assert response.status_code == 400, response.content
+    assert not CreditEntry.objects.exists()
+
+
+def test_credits_post__unknown_account_is_404_and_staff_without_account_400(staff):
+    client = client_for(staff)
+    assert (
+        client.post(URL, {"account": "nope", "amount": 1}, format="json").status_code
+        == 404
+    )
+    assert client.post(URL, {"amount": 1}, format="json").status_code == 400
+
+
+def test_credits_get__member_sees_own_balance():
+    member = MembershipFactory(account__slug="own", account__credits=42).user
+    response = client_for(member).get(URL)
+    assert response.status_code == 200
+    assert response.json()["credits"] == 42
+    assert response.json()["account"] == "own"

@@ -1,0 +1,238 @@
+"""Staff admin for jobs. Cancel and requeue go through jobs.services; the
+fields that workers own are never written from a form."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from accounts.actor import Actor, Source
+from batches.admin import ReadOnlyAdmin, describe_changes, exact_time
+from batches.admin_kit import GuardedActionsMixin, outcome_message
+from batches.exceptions import DomainError
+from jobs import services
+from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
+from jobs.services import REQUEUEABLE_STATUSES
+
+WORKER_OWNED_FIELDS = [
+    "status",
+    "attempts",
+    "claimed_by",
+    "claimed_at",
+    "lease_expires_at",
+    "dialed_at",
+    "call_id",
+    "started_at",
+    "finished_at",
+    "result",
+    "attempt_log",
+    "last_error",
+    "cancel_reason",
+]
+CONFIRMATION_LISTED = 50
+# Editable by hand only while no worker holds the job and it is not finished.
+HAND_EDITABLE_STATUSES = {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.SUSPENDED}
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Status, with the legacy `done` folded into `completed`."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(s.value, s.label) for s in JobStatus if s != JobStatus.DONE]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.with_status(self.value())
+        return queryset
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    fk_name = "job"
+    extra = 0
+    can_delete = False
+    readonly_fields = ("when", "action", "source", "actor_label", "what", "reason")
+    fields = readonly_fields
+    verbose_name_plural = "audit trail"
+
+    @admin.display(description="when")
+    def when(self, event: JobEvent) -> str:
+        return exact_time(event.created_at)
+
+    @admin.display(description="changes")
+    def what(self, event: JobEvent) -> str:
+        return describe_changes(event.changes)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("jobs.view_job") or request.user.has_perm(
+            "jobs.change_job"
+        )
+
+
+@admin.register(Job)
+class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "phone_number",
+        "batch",
+        "account",
+        "status",
+        "attempts",
+        "claimed_by",
+        "scheduled_at",
+        "updated_at",
+    ]
+    list_filter = [StatusFilter, "batch", "account"]
+    search_fields = ["=phone_number"]
+    list_select_related = ["batch", "account"]
+    # An exact count of a multi-million-row table on every page is not worth it.
+    show_full_result_count = False
+    actions = ["cancel_selected", "requeue_selected"]
+    inlines = [JobEventInline]
+    fields = [
+        "account",
+        "batch",
+        "phone_number",
+        "variables",
+        "priority",
+        "scheduled_at",
+        "max_attempts",
+        *WORKER_OWNED_FIELDS,
+        "created_at",
+        "updated_at",
+    ]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Phone numbers are stored in E.164; let staff type them with spaces.
+        return super().get_search_results(
+            request, queryset, "".join(search_term.split())
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = [
+            "account",
+            "batch",
+            *WORKER_OWNED_FIELDS,
+            "created_at",
+            "updated_at",
+        ]
+        if obj is not None and obj.status not in HAND_EDITABLE_STATUSES:
+            readonly += ["phone_number", "variables", "priority", "scheduled_at"]
+            readonly += ["max_attempts"]
+        return readonly
+
+    def has_add_permission(self, request) -> bool:
+        # Jobs come in through the API, which validates, deduplicates and
+        # wakes the workers.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # History is kept; a batch delete with "also delete jobs" removes rows.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Write only what the form changed: a full save would put back the
+        # status the page was loaded with, over a claim made since.
+        if form.changed_data:
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Cancel selected jobs…", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]):
+        jobs = list(queryset.select_related("batch"))
+        if request.POST.get("post") != "yes":
+            cancellable = [j for j in jobs if j.status not in TERMINAL_STATUSES]
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Cancel jobs: are you sure?",
+                "opts": self.opts,
+                "jobs": cancellable[:CONFIRMATION_LISTED],
+                "more": max(0, len(cancellable) - CONFIRMATION_LISTED),
+                "to_cancel": len(cancellable),
+                "finished": len(jobs) - len(cancellable),
+                "selected": [j.pk for j in jobs],
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action": request.POST.get("action", ""),
+            }
+            return TemplateResponse(
+                request, "admin/jobs/job/cancel_confirmation.html", context
+            )
+        actor = Actor.from_request(request, Source.ADMIN)
+        changed = skipped = 0
+        errors = []
+        for job in jobs:
+            if job.status in TERMINAL_STATUSES:
+                skipped += 1
+                continue
+            try:
+                services.job_cancel(job=job, actor=actor)
+                changed += 1
+            except services.JobNotCancellableError:
+                skipped += 1  # finished between the page load and now
+            except DomainError as exc:
+                errors.append(exc.message)
+        self._report(request, changed, "cancelled", skipped, "already finished")
+        self.report_errors(request, errors)
+        return None
+
+    @admin.action(
+        description="Requeue selected failed or suspended jobs", permissions=["change"]
+    )
+    def requeue_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        actor = Actor.from_request(request, Source.ADMIN)
+        changed = skipped = 0
+        errors = []
+        for job in queryset:
+            if job.status not in REQUEUEABLE_STATUSES:
+                skipped += 1
+                continue
+            try:
+                services.job_requeue(job=job, actor=actor)
+                changed += 1
+            except DomainError as exc:
+                errors.append(exc.message)
+        self._report(request, changed, "requeued", skipped, "not failed or suspended")
+        self.report_errors(request, errors)
+
+    def _report(self, request, changed, verb, skipped, skipped_as) -> None:
+        if not (changed or skipped):
+            return
+        self.message_user(
+            request,
+            outcome_message(
+                changed=changed,
+                verb=verb,
+                skipped=skipped,
+                skipped_as=skipped_as,
+                singular="job",
+                plural_="jobs",
+            ),
+            messages.SUCCESS if changed else messages.WARNING,
+        )
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "job_pk", "action", "source", "actor_label", "reason"]
+    list_filter = ["action", "source"]
+    search_fields = ["=job_pk", "actor_label"]
+    date_hierarchy = "created_at"

@@ -1,0 +1,127 @@
+"""The worker loop in-process: its units, burst and once modes, its logs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from batches.services import batch_pause
+from batches.tests.factories import BatchFactory
+from jobs import billing
+from jobs.dialers.simulated import SimulatedDialer
+from jobs.models import Job, JobStatus
+from jobs.signals import job_finished
+from jobs.tests.factories import JobFactory
+from jobs.worker import CallWorker
+
+# The loop closes stale connections between rounds, which needs real commits.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_worker(**kwargs) -> CallWorker:
+    dialer = SimulatedDialer(
+        call_seconds=(0.01, 0.03), outcomes={"answered": 1}, seed=3
+    )
+    kwargs.setdefault("worker_id", "w1")
+    return CallWorker(dialer=dialer, listen=False, **kwargs)
+
+
+def test_call_worker__burst_calls_every_claimable_job_once(account, system_actor):
+    batch = BatchFactory(account=account)
+    paused = BatchFactory(account=account, priority=9)
+    JobFactory.create_batch(5, batch=batch)
+    JobFactory(batch=paused)
+    batch_pause(batch=paused, actor=system_actor)
+    finished = []
+    job_finished.connect(
+        receiver := lambda sender, job, outcome, **kw: finished.append(job.pk)
+    )
+    try:
+        make_worker(concurrency=2, burst=True).run()
+    finally:
+        job_finished.disconnect(receiver)
+
+    done = Job.objects.filter(batch=batch)
+    assert all(job.status == JobStatus.COMPLETED for job in done)
+    assert all(len(job.attempt_log) == 1 for job in done)
+    assert sorted(finished) == sorted(job.pk for job in done)
+    assert Job.objects.get(batch=paused).status == JobStatus.PENDING
+
+
+def test_call_worker__once_runs_a_single_claim_round(account):
+    JobFactory.create_batch(3, batch=BatchFactory(account=account))
+
+    worker = make_worker(concurrency=2, once=True)
+    worker.run()
+
+    assert worker.started == 2
+    assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 2
+    assert Job.objects.filter(status=JobStatus.PENDING).count() == 1
+
+
+def test_call_worker__claim_unit_dials_up_to_its_free_slots(account):
+    JobFactory.create_batch(3, batch=BatchFactory(account=account))
+    worker = make_worker(concurrency=2)
+
+    assert worker.claim() is True
+    assert len(worker.calls) == 2
+    assert worker.claim() is False  # no free slot
+    held = Job.objects.filter(status=JobStatus.IN_PROGRESS, claimed_by="w1")
+    assert held.count() == 2
+    assert all(job.dialed_at and job.attempts == 1 for job in held)
+    worker.stop()
+    worker.run()  # lets the two calls finish and exits
+
+
+def test_call_worker__account_that_cannot_pay_is_suspended_not_dialled(
+    account, monkeypatch
+):
+    job = JobFactory(batch=BatchFactory(account=account))
+    monkeypatch.setattr(billing, "reserve_call", lambda job: False)
+
+    worker = make_worker(burst=True)
+    worker.run()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUSPENDED
+    assert job.attempts == 0
+    assert worker.started == 0
+
+
+def test_call_worker__logs_each_claim_decision(account, caplog):
+    job = JobFactory(batch=BatchFactory(account=account))
+
+    with caplog.at_level(logging.INFO, logger="jobs"):
+        make_worker(burst=True).run()
+
+    actions = [getattr(r, "action", None) for r in caplog.records]
+    assert "claim.claimed" in actions
+    assert "claim.empty" in actions
+    claimed = next(r for r in caplog.records if r.action == "job.claimed")
+    assert claimed.job_id == job.pk
+    assert claimed.batch_id == job.batch_id
+    assert claimed.worker_id == "w1"
+
+
+def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
+    batch = BatchFactory(account=account)
+    due = JobFactory(
+        batch=batch,
+        status=JobStatus.SCHEDULED,
+        scheduled_at=timezone.now() - timedelta(seconds=1),
+    )
+    later = JobFactory(
+        batch=batch,
+        status=JobStatus.SCHEDULED,
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
+
+    make_worker(burst=True).run()
+
+    due.refresh_from_db()
+    later.refresh_from_db()
+    assert due.status == JobStatus.COMPLETED
+    assert later.status == JobStatus.SCHEDULED

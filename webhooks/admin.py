@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.services import webhook_delivery_retry
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "account", "is_active", "event_list", "created_at"]
+    list_filter = ["is_active", "account"]
+    search_fields = ["url", "account__name", "description"]
+    autocomplete_fields = ["account"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(description="Events")
+    def event_list(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.event_types or [])
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "number",
+        "created_at",
+        "status_code",
+        "error",
+        "duration_ms",
+        "response_excerpt",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Read-only: deliveries are history. The one thing staff may do is ask
+    for another attempt."""
+
+    list_display = [
+        "delivery_id",
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event"]
+    search_fields = ["delivery_id", "endpoint__url"]
+    date_hierarchy = "created_at"
+    inlines = [WebhookAttemptInline]
+    actions = ["retry_now"]
+    readonly_fields = [
+        "delivery_id",
+        "endpoint",
+        "event",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "response_excerpt",
+        "delivered_at",
+        "created_at",
+        "updated_at",
+        "payload",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Attempt the selected deliveries again now")
+    def retry_now(self, request: HttpRequest, queryset: Any) -> None:
+        retried = sum(
+            webhook_delivery_retry(delivery=d) for d in queryset.order_by("pk")
+        )
+        self.message_user(
+            request,
+            f"{retried} deliver{'y' if retried == 1 else 'ies'} queued for another "
+            "attempt.",
+            messages.SUCCESS,
+        )

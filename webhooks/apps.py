@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class WebhooksConfig(AppConfig):
+    name = "webhooks"
+    verbose_name = "Webhooks"
+
+    def ready(self) -> None:
+        from batches.signals import batch_transitioned
+        from jobs.signals import job_finished
+        from webhooks import receivers
+
+        batch_transitioned.connect(
+            receivers.on_batch_transitioned, dispatch_uid="webhooks.batch"
+        )
+        job_finished.connect(receivers.on_job_finished, dispatch_uid="webhooks.job")

@@ -1,0 +1,240 @@
+"""Webhook emission and delivery.
+
+Emission writes one WebhookDelivery per subscribed endpoint and, once that
+transaction commits, enqueues a django-q2 task per delivery. The task claims
+the delivery with a conditional UPDATE (so two runners never send the same
+attempt), posts outside any transaction, then records the attempt and either
+finishes the delivery or schedules the next try with exponential backoff.
+The periodic ``deliver_due`` task sends what is due: retries, and deliveries
+whose task was lost (a cluster that was down, a sender that died).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from webhooks import signing
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.urlcheck import validate_webhook_url
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 1000
+USER_AGENT = "callcenter-webhooks/1"
+
+
+def backoff_seconds(attempt: int) -> int:
+    """Seconds to wait after the given failed attempt: base * 2**(n-1), capped."""
+    base = settings.WEBHOOK_RETRY_BASE_SECONDS
+    return int(min(base * 2 ** max(attempt - 1, 0), settings.WEBHOOK_RETRY_MAX_SECONDS))
+
+
+def webhook_emit(
+    *, account_id: int, event_type: str, data: dict[str, Any]
+) -> list[int]:
+    """Record a delivery for every active endpoint of the account that
+    subscribes to the event, and enqueue their tasks after commit."""
+    endpoints = [
+        e
+        for e in WebhookEndpoint.objects.filter(account_id=account_id, is_active=True)
+        if e.subscribes(event_type)
+    ]
+    if not endpoints:
+        return []
+    now = timezone.now()
+    created: list[int] = []
+    with transaction.atomic():
+        for endpoint in endpoints:
+            delivery = WebhookDelivery(
+                endpoint=endpoint, event=event_type, next_attempt_at=now, payload={}
+            )
+            # The payload carries its own delivery id so receivers can
+            # de-duplicate a retried request.
+            delivery.payload = json.loads(
+                json.dumps(
+                    {
+                        "id": str(delivery.delivery_id),
+                        "type": event_type,
+                        "created_at": now,
+                        "data": data,
+                    },
+                    cls=DjangoJSONEncoder,
+                )
+            )
+            delivery.save()
+            created.append(delivery.pk)
+        transaction.on_commit(lambda: _enqueue(created))
+    logger.info(
+        "webhook emitted",
+        extra={"action": "webhook.emit", "event": event_type, "deliveries": created},
+    )
+    return created
+
+
+def _enqueue(delivery_pks: list[int]) -> None:
+    from django_q.tasks import async_task
+
+    for pk in delivery_pks:
+        async_task("webhooks.tasks.deliver", pk, task_name=f"webhook-delivery-{pk}")
+
+
+def _claim(delivery_pk: int) -> WebhookDelivery | None:
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_pk,
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at__lte=now,
+    ).update(attempts=F("attempts") + 1, next_attempt_at=lease, updated_at=now)
+    if not claimed:
+        return None
+    return WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_pk)
+
+
+def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
+    """One HTTP attempt: (status code or None, error, response excerpt)."""
+    endpoint = delivery.endpoint
+    if not endpoint.is_active:
+        return None, "endpoint disabled", ""
+    try:
+        validate_webhook_url(endpoint.url)
+    except ValidationError as exc:
+        return None, f"refused: {' '.join(exc.messages)}", ""
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        signing.TIMESTAMP_HEADER: str(timestamp),
+        signing.SIGNATURE_HEADER: signing.sign(endpoint.secret, timestamp, body),
+        signing.EVENT_HEADER: delivery.event,
+        signing.DELIVERY_HEADER: str(delivery.delivery_id),
+    }
+    try:
+        response = requests.post(
+            endpoint.url,
+            data=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            # A redirect could lead to a private address the check never saw.
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:2000], ""
+    excerpt = response.text[:EXCERPT_CHARS]
+    if 200 <= response.status_code < 300:
+        return response.status_code, "", excerpt
+    return response.status_code, f"HTTP {response.status_code}", excerpt
+
+
+def webhook_deliver(*, delivery_pk: int) -> str | None:
+    """Make one attempt if the delivery is due. Returns its new status, or
+    None when there was nothing to do (not due, finished, or taken)."""
+    delivery = _claim(delivery_pk)
+    if delivery is None:
+        return None
+    started = time.monotonic()
+    status_code, error, excerpt = _post(delivery)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    permanent = error.startswith(("refused:", "endpoint disabled"))
+    now = timezone.now()
+    with transaction.atomic():
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempts,
+            status_code=status_code,
+            error=error,
+            response_excerpt=excerpt,
+            duration_ms=duration_ms,
+        )
+        fields: dict[str, Any] = {
+            "last_status_code": status_code,
+            "last_error": error,
+            "response_excerpt": excerpt,
+            "updated_at": now,
+        }
+        if not error:
+            fields.update(
+                status=WebhookDelivery.Status.SUCCEEDED,
+                delivered_at=now,
+                next_attempt_at=None,
+            )
+        elif permanent or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
+        else:
+            fields["next_attempt_at"] = now + timedelta(
+                seconds=backoff_seconds(delivery.attempts)
+            )
+        # Only the holder of this attempt may settle it.
+        WebhookDelivery.objects.filter(
+            pk=delivery.pk,
+            attempts=delivery.attempts,
+            status=WebhookDelivery.Status.PENDING,
+        ).update(**fields)
+    new_status = fields.get("status", WebhookDelivery.Status.PENDING)
+    log = logger.info if not error else logger.warning
+    log(
+        "webhook attempt",
+        extra={
+            "action": "webhook.attempt",
+            "delivery": str(delivery.delivery_id),
+            "event": delivery.event,
+            "attempt": delivery.attempts,
+            "status_code": status_code,
+            "error": error or "-",
+            "outcome": new_status,
+        },
+    )
+    return str(new_status)
+
+
+def webhooks_deliver_due(*, limit: int = 200, budget_seconds: float = 40.0) -> int:
+    """Attempt the deliveries that are due, oldest first, for at most
+    ``budget_seconds`` (below the cluster's task timeout, so a row of slow
+    endpoints cannot get the task killed halfway). What is left waits for the
+    next run. Returns how many were attempted."""
+    due = list(
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at__lte=timezone.now(),
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    attempted = 0
+    stop_at = time.monotonic() + budget_seconds
+    for pk in due:
+        if time.monotonic() >= stop_at:
+            break
+        if webhook_deliver(delivery_pk=pk) is not None:
+            attempted += 1
+    return attempted
+
+
+def webhook_delivery_retry(*, delivery: WebhookDelivery) -> bool:
+    """Attempt a failed (or waiting) delivery once more, now. A failed one gets
+    that single attempt; its earlier attempts stay in the log."""
+    with transaction.atomic():
+        updated = WebhookDelivery.objects.filter(
+            pk=delivery.pk,
+            status__in=[WebhookDelivery.Status.FAILED, WebhookDelivery.Status.PENDING],
+        ).update(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        if updated:
+            transaction.on_commit(lambda: _enqueue([delivery.pk]))
+    return bool(updated)

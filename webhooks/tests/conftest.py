@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from webhooks.tests.server import receiver
+
+__all__ = ["receiver"]

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from accounts.models import Membership
+from accounts.tests.factories import MembershipFactory, UserFactory
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/account/webhooks"
+
+
+def client_for(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def member():
+    return MembershipFactory().user
+
+
+def test_webhooks_api__member_registers_an_endpoint_with_a_generated_secret(member):
+    response = client_for(member).post(
+        URL,
+        {"url": "https://93.184.215.14/hooks", "event_types": ["batch.paused"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["secret"].startswith("whsec_")
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.account_id == member.membership.account_id
+    assert endpoint.event_types == ["batch.paused"]
+
+
+def test_webhooks_api__default_event_types_are_the_batch_events(member):
+    response = client_for(member).post(
+        URL, {"url": "https://93.184.215.14/hooks"}, format="json"
+    )
+    assert response.status_code == 201
+    assert "job.completed" not in response.json()["event_types"]
+    assert "batch.auto_paused" in response.json()["event_types"]
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE_NETWORKS=False)
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "http://127.0.0.1/hooks"},
+        {"url": "http://169.254.169.254/latest"},
+        {"url": "ftp://93.184.215.14/"},
+        {"url": "https://93.184.215.14/", "event_types": ["batch.exploded"]},
+        {"url": "https://93.184.215.14/", "event_types": "batch.paused"},
+    ],
+)
+def test_webhooks_api__refuses_private_urls_and_unknown_events(member, body):
+    response = client_for(member).post(URL, body, format="json")
+    assert response.status_code == 400, response.content
+    assert not WebhookEndpoint.objects.exists()
+
+
+def test_webhooks_api__tenancy_and_roles(member):
+    other = WebhookEndpoint.objects.create(
+        account=MembershipFactory().user.membership.account, url="https://1.1.1.1/"
+    )
+    own = WebhookEndpoint.objects.create(
+        account=member.membership.account, url="https://1.0.0.1/"
+    )
+    client = client_for(member)
+    assert [e["id"] for e in client.get(URL).json()] == [own.pk]
+    assert client.get(f"{URL}/{other.pk}").status_code == 404
+    assert client.delete(f"{URL}/{other.pk}").status_code == 404
+
+    viewer = MembershipFactory(
+        account=member.membership.account, role=Membership.Role.VIEWER
+    ).user
+    viewer_client = client_for(viewer)
+    assert viewer_client.get(URL).status_code == 200
+    assert (
+        viewer_client.post(URL, {"url": "https://1.1.1.1/"}, format="json").status_code
+        == 403
+    )
+
+    staff = UserFactory(username="ops", is_staff=True)
+    assert client_for(staff).get(URL).status_code == 403
+    assert APIClient().get(URL).status_code in (401, 403)
+
+    assert (
+        client.patch(f"{URL}/{own.pk}", {"is_active": False}, format="json").status_code
+        == 200
+    )
+    own.refresh_from_db()
+    assert own.is_active is False
+    assert client.delete(f"{URL}/{own.pk}").status_code == 204
+
+
+def test_webhooks_api__deliveries_show_every_attempt(member):
+    endpoint = WebhookEndpoint.objects.create(
+        account=member.membership.account, url="https://1.1.1.1/"
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event="batch.paused", payload={"type": "batch.paused"}
+    )
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=500)
+    WebhookAttempt.objects.create(delivery=delivery, number=2, status_code=200)
+
+    response = client_for(member).get(f"{URL}/{endpoint.pk}/deliveries")
+
+    assert response.status_code == 200
+    [body] = response.json()
+    assert body["delivery_id"] == str(delivery.delivery_id)
+    assert [a["status_code"] for a in body["attempts_log"]] == [500, 200]

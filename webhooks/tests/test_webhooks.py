@@ -1,0 +1,430 @@
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.test import override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.actor import Actor
+from accounts.tests.factories import AccountFactory
+from batches import services as batch_services
+from batches.tests.factories import BatchFactory
+from jobs.models import Job, JobStatus
+from jobs.signals import job_finished
+from jobs.tests.factories import JobFactory
+from webhooks import events, signing
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.services import backoff_seconds, webhooks_deliver_due
+from webhooks.urlcheck import validate_webhook_url
+
+ACTOR = Actor.system("tests")
+
+
+def endpoint_for(account, url, **kwargs):
+    return WebhookEndpoint.objects.create(account=account, url=url, **kwargs)
+
+
+def bodies(receiver):
+    return [json.loads(r.body) for r in receiver.requests]
+
+
+# --- URL validation --------------------------------------------------------
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE_NETWORKS=False)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://93.184.215.14/x",
+        "file:///etc/passwd",
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://172.16.5.4/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://user:pw@93.184.215.14/hook",
+        "http:///nohost",
+    ],
+)
+def test_validate_webhook_url__refuses_non_http_and_private_addresses(url):
+    with pytest.raises(ValidationError):
+        validate_webhook_url(url)
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE_NETWORKS=False)
+def test_validate_webhook_url__accepts_public_addresses():
+    validate_webhook_url("https://93.184.215.14/hooks")
+    validate_webhook_url("http://[2606:4700:4700::1111]:8080/hooks")
+
+
+@override_settings(WEBHOOKS_ALLOW_PRIVATE_NETWORKS=True)
+def test_validate_webhook_url__private_allowed_by_setting_but_scheme_still_checked():
+    validate_webhook_url("http://127.0.0.1:9/hook")
+    with pytest.raises(ValidationError):
+        validate_webhook_url("gopher://127.0.0.1/")
+
+
+@pytest.mark.django_db
+@override_settings(WEBHOOKS_ALLOW_PRIVATE_NETWORKS=False)
+def test_webhook_endpoint__full_clean_validates_url_and_event_types(account):
+    endpoint = WebhookEndpoint(account=account, url="http://127.0.0.1/x")
+    with pytest.raises(ValidationError) as exc:
+        endpoint.full_clean()
+    assert "url" in exc.value.message_dict
+    endpoint = WebhookEndpoint(
+        account=account, url="https://93.184.215.14/x", event_types=["batch.exploded"]
+    )
+    with pytest.raises(ValidationError) as exc:
+        endpoint.full_clean()
+    assert "event_types" in exc.value.message_dict
+
+
+# --- Signing ---------------------------------------------------------------
+
+
+def test_signing__verify_accepts_its_own_signature_and_rejects_tampering():
+    body = b'{"a":1}'
+    header = signing.sign("s3cret", 1_700_000_000, body)
+    assert header.startswith("v1=")
+    assert signing.verify("s3cret", "1700000000", body, header, now=1_700_000_010)
+    assert not signing.verify("other", "1700000000", body, header, now=1_700_000_010)
+    assert not signing.verify("s3cret", "1700000000", b'{"a":2}', header, now=1.7e9)
+    # Too old: a replayed request.
+    assert not signing.verify("s3cret", "1700000000", body, header, now=1.7e9 + 3600)
+
+
+def test_backoff_seconds__doubles_and_is_capped(settings):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 30
+    settings.WEBHOOK_RETRY_MAX_SECONDS = 200
+    assert [backoff_seconds(n) for n in (1, 2, 3, 4, 5)] == [30, 60, 120, 200, 200]
+
+
+# --- Delivery to a real HTTP server ------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_pause__delivers_a_signed_webhook_after_commit(receiver):
+    batch = BatchFactory()
+    endpoint = endpoint_for(batch.account, receiver.url)
+
+    batch_services.batch_pause(batch=batch, actor=ACTOR, reason="wrong script")
+
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    assert request.path == "/hooks"
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert signing.verify(
+        endpoint.secret,
+        headers["x-callcenter-timestamp"],
+        request.body,
+        headers["x-callcenter-signature"],
+    )
+    payload = json.loads(request.body)
+    assert payload["type"] == events.BATCH_PAUSED
+    assert headers["x-callcenter-event"] == "batch.paused"
+    assert payload["data"]["batch"]["batch_id"] == batch.batch_id
+    assert payload["data"]["batch"]["state"] == "paused"
+    assert payload["data"]["event"]["reason"] == "wrong script"
+    delivery = WebhookDelivery.objects.get()
+    assert headers["x-callcenter-delivery"] == str(delivery.delivery_id)
+    assert payload["id"] == str(delivery.delivery_id)
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert delivery.attempts == 1
+    assert delivery.last_status_code == 200
+    assert list(delivery.attempt_log.values_list("status_code", flat=True)) == [200]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook__nothing_is_sent_for_a_transition_that_rolled_back(receiver):
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+
+    class Boom(Exception):
+        pass
+
+    def pause_then_fail():
+        with transaction.atomic():
+            batch_services.batch_pause(batch=batch, actor=ACTOR)
+            raise Boom
+
+    with pytest.raises(Boom):
+        pause_then_fail()
+
+    assert receiver.requests == []
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__retries_after_500s_with_backoff_then_succeeds(
+    receiver, settings
+):
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 30
+    receiver.statuses = [500, 503, 200]
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    start = timezone.now()
+
+    with time_machine.travel(start, tick=False):
+        batch_services.batch_pause(batch=batch, actor=ACTOR)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert delivery.next_attempt_at == start + timedelta(seconds=30)
+
+    # Not due yet: nothing is sent.
+    with time_machine.travel(start + timedelta(seconds=29), tick=False):
+        assert webhooks_deliver_due() == 0
+    with time_machine.travel(start + timedelta(seconds=31), tick=False):
+        assert webhooks_deliver_due() == 1
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at == start + timedelta(seconds=31 + 60)
+    with time_machine.travel(start + timedelta(seconds=92), tick=False):
+        assert webhooks_deliver_due() == 1
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert delivery.attempts == 3
+    assert delivery.next_attempt_at is None
+    attempts = list(
+        WebhookAttempt.objects.filter(delivery=delivery).values_list(
+            "number", "status_code", "error"
+        )
+    )
+    assert attempts == [(1, 500, "HTTP 500"), (2, 503, "HTTP 503"), (3, 200, "")]
+    # Each retry is the same event, signed afresh, with the same delivery id.
+    assert len({b["id"] for b in bodies(receiver)}) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__gives_up_after_max_attempts(receiver, settings):
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    settings.WEBHOOK_RETRY_BASE_SECONDS = 10
+    receiver.statuses = [500]
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    start = timezone.now()
+
+    with time_machine.travel(start, tick=False):
+        batch_services.batch_pause(batch=batch, actor=ACTOR)
+    for minutes in (1, 2, 3, 4):
+        with time_machine.travel(start + timedelta(minutes=minutes), tick=False):
+            webhooks_deliver_due()
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert delivery.attempts == 3
+    assert delivery.last_status_code == 500
+    assert delivery.response_excerpt == "status 500"
+    assert len(receiver.requests) == 3
+    assert delivery.attempt_log.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__connection_errors_are_logged_and_retried(settings):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    batch = BatchFactory()
+    endpoint_for(batch.account, f"http://127.0.0.1:{port}/hooks")
+
+    batch_services.batch_pause(batch=batch, actor=ACTOR)
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert delivery.last_status_code is None
+    assert "ConnectionError" in delivery.last_error
+    assert delivery.attempt_log.get().error == delivery.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__refused_at_send_time_when_url_turns_private(
+    receiver, settings
+):
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
+
+    batch_services.batch_pause(batch=batch, actor=ACTOR)
+
+    delivery = WebhookDelivery.objects.get()
+    assert receiver.requests == []
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert delivery.last_error.startswith("refused:")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhooks_deliver_due__sends_a_delivery_whose_task_was_lost(receiver):
+    account = AccountFactory()
+    endpoint = endpoint_for(account, receiver.url)
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event=events.BATCH_RESUMED,
+        payload={"type": "batch.resumed"},
+        next_attempt_at=timezone.now() - timedelta(minutes=5),
+    )
+    assert webhooks_deliver_due() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert webhooks_deliver_due() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_events__batch_lifecycle_and_subscriptions(receiver):
+    batch = BatchFactory()
+    other = BatchFactory()  # another account: never told about `batch`
+    endpoint_for(batch.account, receiver.url)
+    endpoint_for(other.account, receiver.url + "/other")
+    endpoint_for(
+        batch.account, receiver.url + "/only-cancel", event_types=["batch.cancelled"]
+    )
+
+    batch_services.batch_pause(batch=batch, actor=ACTOR)
+    batch_services.batch_resume(batch=batch, actor=ACTOR)
+    batch_services.batch_cancel(batch=batch, actor=ACTOR)
+    batch_services.batch_delete(batch=batch, actor=ACTOR)
+
+    sent = [(r.path, json.loads(r.body)["type"]) for r in receiver.requests]
+    assert sent == [
+        ("/hooks", "batch.paused"),
+        ("/hooks", "batch.resumed"),
+        ("/hooks", "batch.cancelled"),
+        ("/hooks/only-cancel", "batch.cancelled"),
+        ("/hooks", "batch.deleted"),
+    ]
+
+
+def _finish(job, status):
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(status=status)
+        job.status = status
+        transaction.on_commit(
+            lambda: job_finished.send(sender=Job, job=job, outcome="answered")
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_events__job_events_are_opt_in(receiver):
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)  # default: batch events only
+    endpoint_for(
+        batch.account,
+        receiver.url + "/jobs",
+        event_types=["job.completed", "job.failed"],
+    )
+    ok, bad, _still_open = (
+        JobFactory(batch=batch, status=JobStatus.IN_PROGRESS) for _ in range(3)
+    )
+
+    _finish(ok, JobStatus.COMPLETED)
+    _finish(bad, JobStatus.FAILED)
+
+    sent = [(r.path, json.loads(r.body)) for r in receiver.requests]
+    assert [(path, body["type"]) for path, body in sent] == [
+        ("/hooks/jobs", "job.completed"),
+        ("/hooks/jobs", "job.failed"),
+    ]
+    assert sent[0][1]["data"]["job"]["id"] == ok.pk
+    assert sent[0][1]["data"]["job"]["batch_id"] == batch.batch_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_events__batch_completed_fires_once_when_workers_finish_together(
+    receiver,
+):
+    workers = 6
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    jobs = [
+        JobFactory(batch=batch, status=JobStatus.IN_PROGRESS, claimed_by=f"w{i}")
+        for i in range(workers)
+    ]
+    barrier = threading.Barrier(workers)
+    errors = []
+
+    def worker(job):
+        try:
+            with transaction.atomic():
+                Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)
+                job.status = JobStatus.COMPLETED
+                transaction.on_commit(
+                    lambda: job_finished.send(sender=Job, job=job, outcome="answered")
+                )
+                barrier.wait(timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    types = [json.loads(r.body)["type"] for r in receiver.requests]
+    assert types.count("batch.completed") == 1
+    assert WebhookDelivery.objects.filter(event="batch.completed").count() == 1
+
+
+# --- Admin -------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delivery_admin__shows_attempts_read_only_and_retries(
+    receiver, admin_client, settings
+):
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    receiver.statuses = [500, 200]
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    batch_services.batch_pause(batch=batch, actor=ACTOR)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+
+    changelist = admin_client.get(reverse("admin:webhooks_webhookdelivery_changelist"))
+    assert changelist.status_code == 200
+    assert "batch.paused" in changelist.content.decode()
+    page = admin_client.get(
+        reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
+    )
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "HTTP 500" in html
+    assert 'name="_save"' not in html  # read-only
+
+    response = admin_client.post(
+        reverse("admin:webhooks_webhookdelivery_changelist"),
+        {"action": "retry_now", "_selected_action": [delivery.pk]},
+        follow=True,
+    )
+    assert "1 delivery queued" in response.content.decode()
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert delivery.attempt_log.count() == 2
+
+
+@pytest.mark.django_db
+def test_webhooks_deliver_due__stops_at_its_time_budget(receiver):
+    endpoint = endpoint_for(AccountFactory(), receiver.url)
+    for _ in range(3):
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event=events.BATCH_PAUSED,
+            payload={},
+            next_attempt_at=timezone.now() - timedelta(seconds=1),
+        )
+    assert webhooks_deliver_due(budget_seconds=0) == 0
+    assert webhooks_deliver_due() == 3
