@@ -11,11 +11,13 @@ committed; both clocks are this machine's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -60,16 +62,35 @@ def _wait_claimed(job_id: int, timeout: float = 10.0) -> datetime | None:
     return None
 
 
-def _insert_job(account_id: int, batch_id: int, n: int) -> tuple[int, float]:
-    from jobs.models import Job
-    from jobs.notify import notify_jobs_available
-
+@contextlib.contextmanager
+def _commit_clock() -> Iterator[list[float]]:
+    """The wall clock at the commit, before any on-commit handler runs
+    (signals, webhooks): the service's own transaction joins this one."""
+    stamp: list[float] = []
     with transaction.atomic():
-        job = Job.objects.create(
-            account_id=account_id, batch_id=batch_id, phone_number=f"+1650{n:07d}"
+        transaction.on_commit(lambda: stamp.append(time.time()))
+        yield stamp
+
+
+def _insert_job(account_id: int, batch_id: int, n: int) -> tuple[int, float]:
+    """One job through the import service, as the API adds jobs (it notifies,
+    and reopens a batch that had been completed)."""
+    from accounts.actor import Actor
+    from batches.models import Batch
+    from jobs.imports import jobs_import, rows_from_json
+    from jobs.models import Job
+
+    phone = f"+1415{5000000 + n:07d}"
+    with _commit_clock() as stamp:
+        result = jobs_import(
+            batch=Batch.objects.get(pk=batch_id),
+            rows=rows_from_json([{"phone_number": phone}]),
+            actor=Actor.system("bench"),
         )
-        notify_jobs_available()
-    return job.pk, time.time()
+    committed = stamp[0]
+    if result.errors:
+        raise RuntimeError(f"import failed: {result.errors[0].as_dict()}")
+    return Job.objects.get(batch_id=batch_id, phone_number=phone).pk, committed
 
 
 def _resume_job(account_id: int, n: int) -> tuple[int, float]:
@@ -85,8 +106,9 @@ def _resume_job(account_id: int, n: int) -> tuple[int, float]:
         account_id=account_id, batch_id=batch_pk, phone_number=f"+1651{n:07d}"
     )
     time.sleep(0.05)
-    batch_resume(batch=Batch.objects.get(pk=batch_pk), actor=Actor.system("bench"))
-    return job.pk, time.time()
+    with _commit_clock() as stamp:
+        batch_resume(batch=Batch.objects.get(pk=batch_pk), actor=Actor.system("bench"))
+    return job.pk, stamp[0]
 
 
 def _samples(ctx: Context, listen: bool, account_id: int, batch_id: int) -> dict:
