@@ -158,6 +158,10 @@ SIMULATED_OUTCOMES = env_str(
 )
 SIMULATED_SEED = env_str("SIMULATED_SEED")
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
+# The claim runs as a server-side prepared statement (planned once per
+# connection). Turn off behind a pooler that cannot keep prepared statements
+# (PgBouncer in transaction mode before 1.21).
+JOB_CLAIM_PREPARED = env_bool("JOB_CLAIM_PREPARED", True)
 
 # --- django-q2: ORM broker on the same database, so no Redis is needed ------
 Q_CLUSTER = {

@@ -18,13 +18,14 @@ database for longer than the lease):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -187,6 +188,21 @@ def record_call(
     Returns the resulting status, or "gone" when the row no longer exists.
     """
     now = timezone.now()
+    if (
+        not interrupted
+        and result.outcome in SUCCESS_OUTCOMES
+        and connection.vendor == "postgresql"
+    ):
+        status = _record_success(
+            job_id=job_id,
+            worker_id=worker_id,
+            dialed_at=dialed_at,
+            call_id=call_id,
+            result=result,
+            now=now,
+        )
+        if status is not None:
+            return status
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -233,6 +249,89 @@ def record_call(
         worker_id=worker_id,
         outcome=result.outcome,
         status_before=before,
+        status=job.status,
+        attempt=job.attempts,
+        call_id=call_id,
+    )
+    return job.status
+
+
+RECORD_SUCCESS_SQL = """
+UPDATE jobs_job
+   SET attempt_log = attempt_log || jsonb_build_array(
+           %(entry)s::jsonb || jsonb_build_object('attempt', attempts)),
+       result = %(result)s::jsonb || jsonb_build_object('attempt', attempts),
+       call_id = CASE WHEN %(call_id)s <> '' THEN %(call_id)s ELSE call_id END,
+       status = 'completed',
+       lease_expires_at = NULL,
+       finished_at = %(now)s,
+       last_error = '',
+       updated_at = %(now)s
+ WHERE id = %(job_id)s
+   AND status = 'in_progress'
+   AND claimed_by = %(worker_id)s
+   AND NOT attempt_log @> %(seen)s::jsonb
+RETURNING {columns}
+"""
+
+
+def _record_success(
+    *,
+    job_id: int,
+    worker_id: str,
+    dialed_at: datetime,
+    call_id: str,
+    result: CallResult,
+    now: datetime,
+) -> str | None:
+    """The common case in one statement: a held job whose call succeeded.
+
+    The general path (row lock, read, append, save) took four round trips
+    per call, most of a no-op call's cost in the bench. Returns None when the
+    job is not held or the attempt is already recorded; the caller then takes
+    the general path, which handles those cases.
+    """
+    from jobs.claim import _RETURNING, _job_from_row
+
+    dial_key = dialed_at.isoformat()
+    entry = {
+        "outcome": result.outcome,
+        "started_at": dial_key,
+        "ended_at": now.isoformat(),
+        "duration_seconds": round(result.duration_seconds, 3),
+        "worker": worker_id,
+        "call_id": call_id,
+        "error": result.error,
+        "hung_up": result.hung_up,
+        "dialed_at": dial_key,
+    }
+    params = {
+        "entry": json.dumps(entry),
+        "result": json.dumps({**result.as_dict(), "call_id": call_id}),
+        "call_id": call_id[:200],
+        "now": now,
+        "job_id": job_id,
+        "worker_id": worker_id,
+        "seen": json.dumps([{"worker": worker_id, "dialed_at": dial_key}]),
+    }
+    sql = RECORD_SUCCESS_SQL.format(columns=_RETURNING.removeprefix("RETURNING "))
+    # One statement: autocommit makes it its own transaction, with no BEGIN
+    # and COMMIT round trips; job_finished is sent once it has committed.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job = _job_from_row(row)
+    _finished(job, result.outcome)
+    _log(
+        "call ended",
+        action="job.call_ended",
+        job_id=job.pk,
+        batch_id=job.batch_id,
+        worker_id=worker_id,
+        outcome=result.outcome,
+        status_before=JobStatus.IN_PROGRESS,
         status=job.status,
         attempt=job.attempts,
         call_id=call_id,

@@ -1,0 +1,189 @@
+"""4. Control-plane latency under load.
+
+8 claimers run at full speed on other batches while (a) PATCH pause/resume
+requests go through the real API on loopback (gunicorn), then (b) a batch of
+1,000,000 pending jobs is cancelled with batch_cancel and another deleted with
+batch_delete. Every claim's latency is recorded in the claimer processes; the
+stall is the longest claim that overlapped a cancel or delete.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+
+from bench import claimers, datagen, server
+from bench.context import Context
+from bench.ours import Missing
+from bench.report import percentile
+from bench.waits import WaitSampler, top
+
+SECTION = "4 control plane"
+CLAIMERS = 8
+
+
+def _claim_kind() -> tuple[str, str]:
+    from bench import ours
+
+    try:
+        ours.claim_and_finish()
+    except Missing as exc:
+        return "raw", f"raw claimers stand in: {exc}"
+    return "ours", ""
+
+
+def _patch_loop(base: str, token: str, batch_id: str, count: int) -> dict[str, list]:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    out: dict[str, list] = {"pause": [], "resume": [], "errors": []}
+    url = f"{base}/api/v1/batches/{batch_id}"
+    for _ in range(count):
+        for action, active in (("pause", False), ("resume", True)):
+            t0 = time.perf_counter()
+            r = session.patch(url, json={"is_active": active}, timeout=30)
+            dt = time.perf_counter() - t0
+            if r.status_code >= 300:
+                out["errors"].append(f"{r.status_code} {r.text[:200]}")
+            else:
+                out[action].append(dt * 1000)
+            time.sleep(0.02)
+    return out
+
+
+def _stall(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """Longest claim (ms) that overlapped [start, end]."""
+    return max(
+        (dt * 1000 for t0, dt in samples if t0 <= end and t0 + dt >= start),
+        default=0.0,
+    )
+
+
+def run(ctx: Context) -> None:
+    from accounts.actor import Actor
+    from batches.models import Batch
+    from batches.services import batch_cancel, batch_delete
+
+    big = ctx.sizes.control_big_batch
+    datagen.truncate_jobs()
+    slug = "bench-control"
+    account = datagen.create_account(slug)
+    # Claimers work on these; the big batches rank below, so claimers never
+    # take their jobs, but share the table and its indexes with them.
+    others = datagen.create_batches(account, 8, active=True, prefix="cp", priority=10)
+    target = datagen.create_batches(account, 1, active=True, prefix="cp-t", priority=5)
+    doomed = datagen.create_batches(account, 2, active=True, prefix="cp-big")
+    datagen.insert_jobs(account, others, max(2000, big // 10) // 8)
+    datagen.insert_jobs(account, target, 1000)
+    datagen.insert_jobs(account, doomed, big)
+    datagen.vacuum_analyze()
+
+    kind, note = _claim_kind()
+    api_note = ""
+    token = ""
+    try:
+        server.require_api()
+        token = server.api_token("bench-control", slug)
+    except Missing as exc:
+        api_note = str(exc)
+
+    srv = server.Server() if token else None
+    pool: claimers.Pool | None = None
+    idle: dict[str, list] = {}
+    patch: dict[str, list] = {}
+    try:
+        if srv:
+            srv.warm(token)
+            target_id = Batch.objects.get(pk=target[0]).batch_id
+            # The same requests with no claimer running, for comparison.
+            idle = _patch_loop(
+                srv.url, token, target_id, max(5, ctx.sizes.control_requests // 4)
+            )
+        pool = claimers.Pool(
+            kind, CLAIMERS, options={"url": ctx.dbs.url}, keep_samples=True, drain=False
+        )
+        pool.go()
+        time.sleep(1.0)
+        if srv:
+            patch = _patch_loop(srv.url, token, target_id, ctx.sizes.control_requests)
+        if srv:
+            srv.stop()
+            srv = None
+        actor = Actor.system("bench")
+        windows = {}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            sweeper = cursor.fetchone()[0]
+        sampler = WaitSampler(ctx.dbs.url, exclude=[sweeper])
+        sampler.start()
+        t0 = time.monotonic()
+        cancelled = batch_cancel(batch=Batch.objects.get(pk=doomed[0]), actor=actor)
+        windows["cancel"] = (t0, time.monotonic(), cancelled)
+        t0 = time.monotonic()
+        deleted = batch_delete(batch=Batch.objects.get(pk=doomed[1]), actor=actor)
+        windows["delete"] = (t0, time.monotonic(), deleted.cancelled_jobs)
+        claimer_waits = sampler.stop()
+        time.sleep(0.5)
+        result = pool.stop()
+        pool = None
+    finally:
+        if srv:
+            srv.stop()
+        if pool:
+            pool.stop_event.set()
+    if result.errors:
+        raise RuntimeError(result.errors[0])
+    samples = [s for r in result.results for s in r.samples]
+    steady = [dt * 1000 for t, dt in samples if t < windows["cancel"][0]]
+    ctx.report.raw["control"] = {
+        "claim_kind": kind,
+        "claims": result.jobs,
+        "claim_ms_p50_before": percentile(steady, 50),
+        "claim_ms_p99_before": percentile(steady, 99),
+        "patch_ms": patch,
+        "patch_ms_idle": idle,
+        "windows": {k: [v[1] - v[0], v[2]] for k, v in windows.items()},
+        "claimer_waits_during_sweeps": claimer_waits,
+        "claim_ms_max_before": max(steady, default=0.0),
+    }
+    if token:
+        for action in ("pause", "resume"):
+            lat = patch[action]
+            p99 = percentile(lat, 99)
+            ctx.report.add(
+                SECTION,
+                f"PATCH {action} p50 / p99 ({len(lat)} requests)",
+                p99,
+                "ms (p99)",
+                target="p99 <= 50 ms",
+                passed=p99 <= 50,
+                note=f"p50 {percentile(lat, 50):.1f} ms; {CLAIMERS} {kind} claimers;"
+                f" gunicorn 2 sync workers; without claimers: p50"
+                f" {percentile(idle[action], 50):.1f} / p99"
+                f" {percentile(idle[action], 99):.1f} ms",
+            )
+        if patch["errors"]:
+            ctx.report.missing.append(f"PATCH errors: {patch['errors'][:3]}")
+    else:
+        ctx.report.missing.append(f"control PATCH latency: {api_note}")
+    for op, (start, end, jobs) in windows.items():
+        stall = _stall(samples, start, end)
+        ctx.report.add(
+            SECTION, f"batch_{op} of {jobs:,} pending jobs", end - start, "s"
+        )
+        ctx.report.add(
+            SECTION,
+            f"longest claim during {op}",
+            stall,
+            "ms",
+            target="<= 100 ms",
+            passed=stall <= 100,
+            note=(
+                f"claims before: p99 {percentile(steady, 99):.0f} ms, max"
+                f" {max(steady, default=0.0):.0f} ms; claimer waits during sweeps:"
+                f" {top(claimer_waits)}; {note}"
+            ).strip("; "),
+        )
+    datagen.truncate_jobs()

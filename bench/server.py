@@ -1,0 +1,131 @@
+"""The API over loopback: a gunicorn subprocess running the project's WSGI app."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.ours import Missing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_api() -> None:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve("/api/v1/batches/batch-x")
+    except Resolver404 as exc:
+        raise Missing("the API (/api/v1/batches/...) is not merged") from exc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """gunicorn with sync workers, as a deployment would run it."""
+
+    def __init__(self, workers: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "callcenter.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "300",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    def warm(self, token: str, requests_count: int = 6) -> None:
+        """Make every gunicorn worker load the app before anything is timed."""
+        import requests
+
+        for _ in range(requests_count):
+            requests.get(
+                f"{self.url}/api/v1/batches",
+                headers={"Authorization": f"Token {token}"},
+                timeout=120,
+            )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def api_token(username: str, account_slug: str) -> str:
+    """A token through the project's own command, as an operator makes one.
+
+    Until that command exists, the same thing through the models: a member
+    user of the account and a REST framework token.
+    """
+    if not (ROOT / "accounts/management/commands/create_api_token.py").exists():
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+
+        from accounts.models import Account, Membership
+
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        Membership.objects.get_or_create(
+            user=user, defaults={"account": Account.objects.get(slug=account_slug)}
+        )
+        return Token.objects.get_or_create(user=user)[0].key
+    out = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "create_api_token",
+            username,
+            "--account",
+            account_slug,
+            "--create-user",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # The command prints only the key.
+    key = out.strip().splitlines()[-1].strip() if out.strip() else ""
+    if not re.fullmatch(r"\S{20,}", key):
+        raise RuntimeError(f"no token in create_api_token output: {out!r}")
+    return key
