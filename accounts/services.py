@@ -131,6 +131,22 @@ def share_lock_clause() -> str:
     return " FOR SHARE" if connection.vendor == "postgresql" else ""
 
 
+def _without_flush_wait() -> None:
+    """Commit this transaction without waiting for its WAL flush.
+
+    Every worker of an account updates the same account row to reserve and to
+    settle. Waiting for the flush while holding that row lock serialised the
+    account's calls on the disk (measured: 224 -> 74 calls/s). It is safe
+    here: the worker's next step after a reserve is ``mark_dialed``, a normal
+    commit, and PostgreSQL flushes WAL in order, so the reservation is durable
+    before any call is dialled; a settle lost in a server crash is an orphaned
+    reservation, which ``credits_settle_orphans`` settles from the attempt log.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 def _execute(sql: str, params: list[Any]) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -154,6 +170,7 @@ def credits_reserve(
     if amount <= 0:
         return True
     with transaction.atomic():
+        _without_flush_wait()
         if (
             job_pk is not None
             and CreditEntry.objects.filter(
@@ -201,6 +218,7 @@ def credits_settle(
     Returns the amount actually moved (negative = charged).
     """
     with transaction.atomic():
+        _without_flush_wait()
         reserved_entry = (
             CreditEntry.objects.select_for_update()
             .filter(job_pk=job_pk, claim_key=key, kind=CreditEntry.Kind.RESERVE)
