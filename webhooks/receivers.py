@@ -71,7 +71,7 @@ def on_job_finished(sender: Any, job: Any, outcome: Any = None, **kwargs: Any) -
         webhook_emit(
             account_id=job.account_id,
             event_type=event_type,
-            data=job_data(job, outcome),
+            data=lambda: job_data(job, outcome),
         )
     except Exception:
         logger.exception(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,10 +43,17 @@ def backoff_seconds(attempt: int) -> int:
 
 
 def webhook_emit(
-    *, account_id: int, event_type: str, data: dict[str, Any]
+    *,
+    account_id: int,
+    event_type: str,
+    data: dict[str, Any] | Callable[[], dict[str, Any]],
 ) -> list[int]:
     """Record a delivery for every active endpoint of the account that
-    subscribes to the event, and enqueue their tasks after commit."""
+    subscribes to the event, and enqueue their tasks after commit.
+
+    ``data`` may be a callable: it is then built only when an endpoint
+    subscribes (a worker finishes many jobs whose events nobody wants).
+    """
     endpoints = [
         e
         for e in WebhookEndpoint.objects.filter(account_id=account_id, is_active=True)
@@ -53,6 +61,8 @@ def webhook_emit(
     ]
     if not endpoints:
         return []
+    if callable(data):
+        data = data()
     now = timezone.now()
     created: list[int] = []
     with transaction.atomic():
