@@ -33,10 +33,11 @@ run: deps
 	$(PY) manage.py seed_demo
 	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
 
-## make test: ruff, then pytest against PostgreSQL (DATABASE_URL, or the local
+## make test: ruff, mypy, then pytest against PostgreSQL (DATABASE_URL, or the local
 ## server at 127.0.0.1:5432).
 test: dev-deps check-postgres browser
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	$(PY) manage.py makemigrations --check --dry-run --settings=callcenter.settings_test
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
@@ -178,7 +179,7 @@ def _claim_prepared(limit: int, params: dict[str, object]) -> list[Job]:
 
 
 def _execute_prepared(
-    name: str, limit: int, params: dict[str, object], prepared: set[str]
+    name: str, limit: int, params: dict[str, Any], prepared: set[str]
 ) -> list[tuple[object, ...]]:
     with connection.cursor() as cursor:
         if name not in prepared:

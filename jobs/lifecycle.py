@@ -305,7 +305,7 @@ def _record_success(
         "hung_up": result.hung_up,
         "dialed_at": dial_key,
     }
-    params = {
+    params: dict[str, Any] = {
         "entry": json.dumps(entry),
         "result": json.dumps({**result.as_dict(), "call_id": call_id}),
         "call_id": call_id[:200],

@@ -22,6 +22,7 @@ def _dialled(worker_id: str) -> Job:
 
 
 def _record(job: Job, worker_id: str, outcome: str = Outcome.ANSWERED) -> str:
+    assert job.dialed_at is not None
     return lifecycle.record_call(
         job_id=job.pk,
         worker_id=worker_id,
