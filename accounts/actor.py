@@ -30,6 +30,20 @@ class Actor:
     remote_addr: str | None = None
     label: str = ""  # e.g. the worker id or command name
 
+    @property
+    def display(self) -> str:
+        """The label, or the user's name: what audit rows and logs show."""
+        return self.label or (self.user.get_username() if self.user else "")
+
+    def audit_fields(self) -> dict[str, Any]:
+        """The who-and-from-where columns shared by every audit table."""
+        return {
+            "source": self.source,
+            "actor": self.user,
+            "actor_label": self.display,
+            "remote_addr": self.remote_addr,
+        }
+
     @classmethod
     def system(cls, label: str = "") -> Actor:
         return cls(source=Source.SYSTEM, label=label)

@@ -111,12 +111,7 @@ def _entry(
         balance_after=balance_after,
         job_pk=job_pk,
         claim_key=claim_key,
-        source=actor.source if actor else "worker",
-        actor=actor.user if actor else None,
-        actor_label=(actor.label or (actor.user.get_username() if actor.user else ""))
-        if actor
-        else "",
-        remote_addr=actor.remote_addr if actor else None,
+        **(actor or Actor(source="worker")).audit_fields(),
         note=note[:255],
     )
 

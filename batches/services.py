@@ -70,10 +70,7 @@ def _record(
         batch_public_id=batch.batch_id,
         account_id=batch.account_id,
         action=action,
-        source=actor.source,
-        actor=actor.user,
-        actor_label=actor.label or (actor.user.get_username() if actor.user else ""),
-        remote_addr=actor.remote_addr,
+        **actor.audit_fields(),
         changes=changes or {},
         reason=reason[:255],
     )

@@ -519,7 +519,7 @@ def jobs_import(
             "jobs_created": result.created,
             "jobs_scheduled": result.scheduled,
             "source": actor.source,
-            "actor": actor.label or (actor.user.get_username() if actor.user else "-"),
+            "actor": actor.display or "-",
         },
     )
     return result

@@ -47,10 +47,7 @@ def job_record(
         job_pk=job.pk,
         account_id=job.account_id,
         action=action,
-        source=actor.source,
-        actor=actor.user,
-        actor_label=actor.label or (actor.user.get_username() if actor.user else ""),
-        remote_addr=actor.remote_addr,
+        **actor.audit_fields(),
         changes=changes or {},
         reason=reason[:255],
     )
