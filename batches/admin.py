@@ -111,13 +111,43 @@ class BatchChangeList(ChangeList):
             batch.status_counts = counts[batch.pk]  # type: ignore[attr-defined]
 
 
-class BatchEventInline(admin.TabularInline):
+class AuditTrailInline(admin.TabularInline):
+    """A read-only audit trail on its parent's page (batches and jobs).
+
+    Whoever may see the parent sees its trail; nobody edits it.
+    """
+
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "audit trail"
+    parent_perms: tuple[str, ...] = ()
+
+    @admin.display(description="when")
+    def when(self, event: Any) -> str:
+        return exact_time(event.created_at)
+
+    @admin.display(description="changes")
+    def what(self, event: Any) -> str:
+        return describe_changes(event.changes)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return any(request.user.has_perm(perm) for perm in self.parent_perms)
+
+
+class BatchEventInline(AuditTrailInline):
     """The audit trail, read-only, newest first."""
 
     model = BatchEvent
     fk_name = "batch"
-    extra = 0
-    can_delete = False
     show_change_link = False
     readonly_fields = (
         "when",
@@ -130,39 +160,16 @@ class BatchEventInline(admin.TabularInline):
     )
     fields = readonly_fields
     verbose_name = "audit event"
-    verbose_name_plural = "audit trail"
+    parent_perms = ("batches.view_batch", "batches.change_batch")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
-
-    @admin.display(description="when")
-    def when(self, event: BatchEvent) -> str:
-        return exact_time(event.created_at)
-
-    @admin.display(description="changes")
-    def what(self, event: BatchEvent) -> str:
-        return describe_changes(event.changes)
 
     @admin.display(description="who")
     def who(self, event: BatchEvent) -> str:
         if event.actor is not None:
             return event.actor.get_username()
         return event.actor_label or "-"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        # The trail is part of the batch page: whoever may see the batch sees it.
-        return request.user.has_perm("batches.view_batch") or request.user.has_perm(
-            "batches.change_batch"
-        )
 
 
 class BatchForm(forms.ModelForm):

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from accounts.actor import Actor, Source
-from batches.admin import ReadOnlyAdmin, describe_changes, exact_time
+from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from batches.admin_kit import GuardedActionsMixin, outcome_message
 from batches.exceptions import DomainError
 from jobs import services
@@ -52,36 +52,12 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class JobEventInline(admin.TabularInline):
+class JobEventInline(AuditTrailInline):
     model = JobEvent
     fk_name = "job"
-    extra = 0
-    can_delete = False
     readonly_fields = ("when", "action", "source", "actor_label", "what", "reason")
     fields = readonly_fields
-    verbose_name_plural = "audit trail"
-
-    @admin.display(description="when")
-    def when(self, event: JobEvent) -> str:
-        return exact_time(event.created_at)
-
-    @admin.display(description="changes")
-    def what(self, event: JobEvent) -> str:
-        return describe_changes(event.changes)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("jobs.view_job") or request.user.has_perm(
-            "jobs.change_job"
-        )
+    parent_perms = ("jobs.view_job", "jobs.change_job")
 
 
 @admin.register(Job)
