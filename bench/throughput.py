@@ -29,6 +29,12 @@ def _prepare(ctx: Context, kind: str, count: int, batches: list[int], account: i
                 cursor.execute(claimers.RAW_INDEX_SQL)
             else:
                 cursor.execute(f"DROP INDEX IF EXISTS {claimers.RAW_INDEX}")
+            # A run fast enough to drain a batch completes it; a completed
+            # batch is never claimed again, so reopen them for this run.
+            cursor.execute(
+                "UPDATE batches_batch SET completed_at = NULL WHERE id = ANY(%s)",
+                [batches],
+            )
         datagen.insert_jobs(account, batches, count // len(batches))
         datagen.vacuum_analyze("jobs_job")
     elif kind == "django-q2":
@@ -67,6 +73,12 @@ def run(ctx: Context) -> None:
                     waits.setdefault(kind, []).append(sampler.stop())
                 if result.errors:
                     errors[kind] = result.errors[0]
+                    continue
+                if not result.jobs:
+                    # Never a silent zero in a median: say so in the report.
+                    ctx.report.missing.append(
+                        f"throughput {kind}, {n} claimers: no job claimed"
+                    )
                     continue
                 rates[kind].setdefault(n, []).append(result.rate)
     with connection.cursor() as cursor:
