@@ -11,18 +11,18 @@ class BatchesConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from batches.receivers import (
-            complete_batch_on_job_finished,
             complete_batch_on_resume,
+            complete_batches_on_jobs_finished,
         )
         from batches.signals import batch_transitioned
         from callcenter.schedules import ensure_schedules
-        from jobs.signals import job_finished
+        from jobs.signals import jobs_finished
 
         post_migrate.connect(
             ensure_schedules, sender=self, dispatch_uid="callcenter.schedules"
         )
-        job_finished.connect(
-            complete_batch_on_job_finished, dispatch_uid="batches.complete_on_finish"
+        jobs_finished.connect(
+            complete_batches_on_jobs_finished, dispatch_uid="batches.complete_on_finish"
         )
         batch_transitioned.connect(
             complete_batch_on_resume, dispatch_uid="batches.complete_on_resume"

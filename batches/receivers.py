@@ -11,20 +11,26 @@ from batches.services import batch_complete_if_done
 logger = logging.getLogger(__name__)
 
 
-def complete_batch_on_job_finished(sender: Any, job: Any, **kwargs: Any) -> None:
-    """job_finished is sent after the job's transaction committed, so the
-    check sees the job terminal. A failure here must not break the worker
-    that finished the job: the reconciliation task catches up."""
-    if not job.batch_id:
-        return
-    actor = Actor.worker(job.claimed_by) if job.claimed_by else None
-    try:
-        batch_complete_if_done(batch_id=job.batch_id, actor=actor)
-    except Exception:
-        logger.exception(
-            "batch completion check failed",
-            extra={"action": "batch.complete_check", "job_id": job.pk},
-        )
+def complete_batches_on_jobs_finished(
+    sender: Any, finished: list[tuple[Any, Any]], **kwargs: Any
+) -> None:
+    """jobs_finished is sent after the jobs' transaction committed, so the
+    check sees them terminal; it runs once per batch of the group. A failure
+    here must not break the worker that finished the jobs: the reconciliation
+    task catches up."""
+    batches: dict[int, Any] = {}
+    for job, _outcome in finished:
+        if job.batch_id:
+            batches.setdefault(job.batch_id, job)
+    for batch_id, job in batches.items():
+        actor = Actor.worker(job.claimed_by) if job.claimed_by else None
+        try:
+            batch_complete_if_done(batch_id=batch_id, actor=actor)
+        except Exception:
+            logger.exception(
+                "batch completion check failed",
+                extra={"action": "batch.complete_check", "job_id": job.pk},
+            )
 
 
 def complete_batch_on_resume(

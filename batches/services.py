@@ -599,7 +599,21 @@ def batch_complete_if_done(*, batch_id: int, actor: Actor | None = None) -> bool
 
     actor = actor or Actor.system("completion")
     open_statuses = sorted(str(s) for s in NON_TERMINAL_STATUSES)
-    sql = _COMPLETE_SQL.format(open=", ".join(["%s"] * len(open_statuses)))
+    placeholders = ", ".join(["%s"] * len(open_statuses))
+    if not connection.in_atomic_block:
+        # The common answer, "not done", in one read and no transaction: one
+        # round trip for every job a worker finishes (job_batch_status_idx).
+        # Whoever finishes the last job still sees every job terminal here,
+        # because this read starts after that job's commit.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs_job WHERE batch_id = %s"
+                f" AND status IN ({placeholders}))",
+                [batch_id, *open_statuses],
+            )
+            if cursor.fetchone()[0]:
+                return False
+    sql = _COMPLETE_SQL.format(open=placeholders)
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:

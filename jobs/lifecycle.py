@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,7 @@ from django.utils import timezone
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
-from jobs.signals import job_finished
+from jobs.signals import send_jobs_finished_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ def _log(message: str, **fields: Any) -> None:
 
 
 def _finished(job: Job, outcome: str | None) -> None:
-    transaction.on_commit(
-        lambda: job_finished.send(sender=Job, job=job, outcome=outcome)
-    )
+    send_jobs_finished_on_commit([(job, outcome)])
 
 
 def retry_backoff(attempts: int) -> timedelta:
@@ -163,6 +162,17 @@ def _attempt_entry(
     }
 
 
+@dataclass(frozen=True)
+class CallEnd:
+    """A call that ended, as the worker reports it to ``record_calls``."""
+
+    job_id: int
+    dialed_at: datetime
+    call_id: str
+    result: CallResult
+    interrupted: str = ""
+
+
 def record_call(
     *,
     job_id: int,
@@ -187,22 +197,36 @@ def record_call(
     recorded twice, so a retry after a lost database connection is safe.
     Returns the resulting status, or "gone" when the row no longer exists.
     """
+    end = CallEnd(job_id, dialed_at, call_id, result, interrupted)
+    return record_calls(worker_id=worker_id, ended=[end])[job_id]
+
+
+def record_calls(*, worker_id: str, ended: list[CallEnd]) -> dict[int, str]:
+    """``record_call`` for every call that ended in one round of the worker.
+
+    The common case, a held job whose call succeeded, is one statement for
+    all of them; the rest go one by one through the general path. Returns the
+    resulting status of each job id.
+    """
     now = timezone.now()
-    if (
-        not interrupted
-        and result.outcome in SUCCESS_OUTCOMES
-        and connection.vendor == "postgresql"
-    ):
-        status = _record_success(
-            job_id=job_id,
-            worker_id=worker_id,
-            dialed_at=dialed_at,
-            call_id=call_id,
-            result=result,
-            now=now,
-        )
-        if status is not None:
-            return status
+    statuses: dict[int, str] = {}
+    common = [
+        end
+        for end in ended
+        if not end.interrupted and end.result.outcome in SUCCESS_OUTCOMES
+    ]
+    if common and connection.vendor == "postgresql":
+        statuses.update(_record_successes(common, worker_id=worker_id, now=now))
+    for end in ended:
+        if end.job_id not in statuses:
+            statuses[end.job_id] = _record_one(end, worker_id=worker_id, now=now)
+    return statuses
+
+
+def _record_one(end: CallEnd, *, worker_id: str, now: datetime) -> str:
+    """The general path: lock the row, append the attempt, apply the outcome."""
+    job_id, dialed_at, call_id = end.job_id, end.dialed_at, end.call_id
+    result, interrupted = end.result, end.interrupted
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -258,85 +282,92 @@ def record_call(
 
 RECORD_SUCCESS_SQL = """
 UPDATE jobs_job
-   SET attempt_log = attempt_log || jsonb_build_array(
-           %(entry)s::jsonb || jsonb_build_object('attempt', attempts)),
-       result = %(result)s::jsonb || jsonb_build_object('attempt', attempts),
-       call_id = CASE WHEN %(call_id)s <> '' THEN %(call_id)s ELSE call_id END,
+   SET attempt_log = jobs_job.attempt_log || jsonb_build_array(
+           i.entry::jsonb || jsonb_build_object('attempt', jobs_job.attempts)),
+       result = i.result::jsonb || jsonb_build_object('attempt', jobs_job.attempts),
+       call_id = CASE WHEN i.call_id <> '' THEN i.call_id ELSE jobs_job.call_id END,
        status = 'completed',
        lease_expires_at = NULL,
        finished_at = %(now)s,
        last_error = '',
        updated_at = %(now)s
- WHERE id = %(job_id)s
-   AND status = 'in_progress'
-   AND claimed_by = %(worker_id)s
-   AND NOT attempt_log @> %(seen)s::jsonb
+  FROM unnest(%(ids)s::bigint[], %(entries)s::text[], %(results)s::text[],
+              %(call_ids)s::text[], %(seen)s::text[])
+       AS i(id, entry, result, call_id, seen)
+ WHERE jobs_job.id = i.id
+   AND jobs_job.status = 'in_progress'
+   AND jobs_job.claimed_by = %(worker_id)s
+   AND NOT jobs_job.attempt_log @> i.seen::jsonb
 RETURNING {columns}
 """
 
 
-def _record_success(
-    *,
-    job_id: int,
-    worker_id: str,
-    dialed_at: datetime,
-    call_id: str,
-    result: CallResult,
-    now: datetime,
-) -> str | None:
-    """The common case in one statement: a held job whose call succeeded.
+def _record_successes(
+    ended: list[CallEnd], *, worker_id: str, now: datetime
+) -> dict[int, str]:
+    """The common case in one statement: held jobs whose calls succeeded.
 
     The general path (row lock, read, append, save) took four round trips
-    per call, most of a no-op call's cost in the bench. Returns None when the
-    job is not held or the attempt is already recorded; the caller then takes
-    the general path, which handles those cases.
+    per call, most of a no-op call's cost in the bench; this is one for all
+    the calls of a round. Jobs it does not return (not held, or the attempt
+    already recorded) are left to the general path, which handles those.
     """
     from jobs.claim import _RETURNING, _job_from_row
 
-    dial_key = dialed_at.isoformat()
-    entry = {
-        "outcome": result.outcome,
-        "started_at": dial_key,
-        "ended_at": now.isoformat(),
-        "duration_seconds": round(result.duration_seconds, 3),
-        "worker": worker_id,
-        "call_id": call_id,
-        "error": result.error,
-        "hung_up": result.hung_up,
-        "dialed_at": dial_key,
-    }
+    entries, results, seen = [], [], []
+    for end in ended:
+        dial_key = end.dialed_at.isoformat()
+        entries.append(
+            json.dumps(
+                {
+                    "outcome": end.result.outcome,
+                    "started_at": dial_key,
+                    "ended_at": now.isoformat(),
+                    "duration_seconds": round(end.result.duration_seconds, 3),
+                    "worker": worker_id,
+                    "call_id": end.call_id,
+                    "error": end.result.error,
+                    "hung_up": end.result.hung_up,
+                    "dialed_at": dial_key,
+                }
+            )
+        )
+        results.append(json.dumps({**end.result.as_dict(), "call_id": end.call_id}))
+        seen.append(json.dumps([{"worker": worker_id, "dialed_at": dial_key}]))
     params: dict[str, Any] = {
-        "entry": json.dumps(entry),
-        "result": json.dumps({**result.as_dict(), "call_id": call_id}),
-        "call_id": call_id[:200],
+        "ids": [end.job_id for end in ended],
+        "entries": entries,
+        "results": results,
+        "call_ids": [end.call_id[:200] for end in ended],
+        "seen": seen,
         "now": now,
-        "job_id": job_id,
         "worker_id": worker_id,
-        "seen": json.dumps([{"worker": worker_id, "dialed_at": dial_key}]),
     }
     sql = RECORD_SUCCESS_SQL.format(columns=_RETURNING.removeprefix("RETURNING "))
     # One statement: autocommit makes it its own transaction, with no BEGIN
-    # and COMMIT round trips; job_finished is sent once it has committed.
+    # and COMMIT round trips; jobs_finished is sent once it has committed.
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    job = _job_from_row(row)
-    _finished(job, result.outcome)
-    _log(
-        "call ended",
-        action="job.call_ended",
-        job_id=job.pk,
-        batch_id=job.batch_id,
-        worker_id=worker_id,
-        outcome=result.outcome,
-        status_before=JobStatus.IN_PROGRESS,
-        status=job.status,
-        attempt=job.attempts,
-        call_id=call_id,
-    )
-    return job.status
+        rows = cursor.fetchall()
+    outcomes = {end.job_id: end.result.outcome for end in ended}
+    finished: list[tuple[Job, str | None]] = []
+    for row in rows:
+        job = _job_from_row(row)
+        finished.append((job, outcomes[job.pk]))
+        _log(
+            "call ended",
+            action="job.call_ended",
+            job_id=job.pk,
+            batch_id=job.batch_id,
+            worker_id=worker_id,
+            outcome=outcomes[job.pk],
+            status_before=JobStatus.IN_PROGRESS,
+            status=job.status,
+            attempt=job.attempts,
+            call_id=job.call_id,
+        )
+    send_jobs_finished_on_commit(finished)
+    return {job.pk: job.status for job, _ in finished}
 
 
 def _apply_outcome(

@@ -18,7 +18,7 @@ from batches.exceptions import DomainError
 from batches.models import Batch
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available
-from jobs.signals import job_finished
+from jobs.signals import send_jobs_finished_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = MANUAL_CANCEL_REASON) ->
             changes={"status": [before, JobStatus.CANCELLED]},
             reason=reason,
         )
-        transaction.on_commit(
-            lambda: job_finished.send(sender=Job, job=locked, outcome=None)
-        )
+        send_jobs_finished_on_commit([(locked, None)])
     return locked
 
 

@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from django.db import transaction
 from django.dispatch import Signal
 
-# Sent with: job (Job), outcome (str or None). Fired once per job when it
-# reaches a terminal status (completed, failed or cancelled).
-job_finished = Signal()
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+# Sent with: finished, a list of (job, outcome) pairs, outcome a str or None.
+# Every job is in it once, when it reaches a terminal status (completed, failed
+# or cancelled); jobs that finished in one commit (a worker recording the calls
+# that ended in one round) come in one list, so receivers can do their work
+# once per batch or account instead of once per job.
+jobs_finished = Signal()
+
+
+def send_jobs_finished_on_commit(finished: list[tuple[Job, str | None]]) -> None:
+    """Send ``jobs_finished`` once the current transaction has committed (at
+    once in autocommit), so no receiver ever hears of a rolled-back change."""
+    if not finished:
+        return
+    from jobs.models import Job
+
+    transaction.on_commit(lambda: jobs_finished.send(sender=Job, finished=finished))

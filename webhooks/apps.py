@@ -9,10 +9,10 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from batches.signals import batch_transitioned
-        from jobs.signals import job_finished
+        from jobs.signals import jobs_finished
         from webhooks import receivers
 
         batch_transitioned.connect(
             receivers.on_batch_transitioned, dispatch_uid="webhooks.batch"
         )
-        job_finished.connect(receivers.on_job_finished, dispatch_uid="webhooks.job")
+        jobs_finished.connect(receivers.on_jobs_finished, dispatch_uid="webhooks.job")

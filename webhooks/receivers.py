@@ -11,7 +11,7 @@ from typing import Any
 
 from webhooks import events
 from webhooks.payloads import batch_data, job_data
-from webhooks.services import webhook_emit
+from webhooks.services import webhook_emit, webhook_emit_many
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +58,32 @@ def on_batch_transitioned(
         )
 
 
-def on_job_finished(sender: Any, job: Any, outcome: Any = None, **kwargs: Any) -> None:
+def on_jobs_finished(
+    sender: Any, finished: list[tuple[Any, Any]], **kwargs: Any
+) -> None:
+    """job.completed / job.failed for each job, one endpoint lookup per account."""
     from jobs.models import COMPLETED_STATUSES, JobStatus
 
-    if job.status in COMPLETED_STATUSES:
-        event_type = events.JOB_COMPLETED
-    elif job.status == JobStatus.FAILED:
-        event_type = events.JOB_FAILED
-    else:
-        return
-    try:
-        webhook_emit(
-            account_id=job.account_id,
-            event_type=event_type,
-            data=lambda: job_data(job, outcome),
+    by_account: dict[int, list[tuple[str, Any]]] = {}
+    for job, outcome in finished:
+        if job.status in COMPLETED_STATUSES:
+            event_type = events.JOB_COMPLETED
+        elif job.status == JobStatus.FAILED:
+            event_type = events.JOB_FAILED
+        else:
+            continue
+        by_account.setdefault(job.account_id, []).append(
+            (event_type, _job_payload(job, outcome))
         )
-    except Exception:
-        logger.exception(
-            "webhook emission failed",
-            extra={"action": "webhook.emit", "event": event_type, "job_id": job.pk},
-        )
+    for account_id, emitted in by_account.items():
+        try:
+            webhook_emit_many(account_id=account_id, emitted=emitted)
+        except Exception:
+            logger.exception(
+                "webhook emission failed",
+                extra={"action": "webhook.emit", "account_id": account_id},
+            )
+
+
+def _job_payload(job: Any, outcome: Any) -> Any:
+    return lambda: job_data(job, outcome)

@@ -54,42 +54,65 @@ def webhook_emit(
     ``data`` may be a callable: it is then built only when an endpoint
     subscribes (a worker finishes many jobs whose events nobody wants).
     """
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(account_id=account_id, is_active=True)
-        if e.subscribes(event_type)
+    return webhook_emit_many(account_id=account_id, emitted=[(event_type, data)])
+
+
+def webhook_emit_many(
+    *,
+    account_id: int,
+    emitted: list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]]]],
+) -> list[int]:
+    """``webhook_emit`` for several events of one account, with one lookup of
+    its endpoints: a worker that records the calls of one round emits them
+    together."""
+    endpoints = list(
+        WebhookEndpoint.objects.filter(account_id=account_id, is_active=True).order_by(
+            "pk"
+        )
+    )
+    wanted = [
+        (event_type, data, [e for e in endpoints if e.subscribes(event_type)])
+        for event_type, data in emitted
     ]
-    if not endpoints:
+    wanted = [item for item in wanted if item[2]]
+    if not wanted:
         return []
-    if callable(data):
-        data = data()
     now = timezone.now()
     created: list[int] = []
     with transaction.atomic():
-        for endpoint in endpoints:
-            delivery = WebhookDelivery(
-                endpoint=endpoint, event=event_type, next_attempt_at=now, payload={}
-            )
-            # The payload carries its own delivery id so receivers can
-            # de-duplicate a retried request.
-            delivery.payload = json.loads(
-                json.dumps(
-                    {
-                        "id": str(delivery.delivery_id),
-                        "type": event_type,
-                        "created_at": now,
-                        "data": data,
-                    },
-                    cls=DjangoJSONEncoder,
+        for event_type, data, subscribers in wanted:
+            if callable(data):
+                data = data()
+            ids: list[int] = []
+            for endpoint in subscribers:
+                delivery = WebhookDelivery(
+                    endpoint=endpoint, event=event_type, next_attempt_at=now, payload={}
                 )
+                # The payload carries its own delivery id so receivers can
+                # de-duplicate a retried request.
+                delivery.payload = json.loads(
+                    json.dumps(
+                        {
+                            "id": str(delivery.delivery_id),
+                            "type": event_type,
+                            "created_at": now,
+                            "data": data,
+                        },
+                        cls=DjangoJSONEncoder,
+                    )
+                )
+                delivery.save()
+                ids.append(delivery.pk)
+            created += ids
+            logger.info(
+                "webhook emitted",
+                extra={
+                    "action": "webhook.emit",
+                    "event": event_type,
+                    "deliveries": ids,
+                },
             )
-            delivery.save()
-            created.append(delivery.pk)
         transaction.on_commit(lambda: _enqueue(created))
-    logger.info(
-        "webhook emitted",
-        extra={"action": "webhook.emit", "event": event_type, "deliveries": created},
-    )
     return created
 
 

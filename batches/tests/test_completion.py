@@ -11,21 +11,19 @@ from batches import services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
 from jobs.models import Job, JobStatus
-from jobs.signals import job_finished
+from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory
 
 
 def finish(job: Job, status: str = JobStatus.COMPLETED) -> None:
     """What a worker does when a call ends: a conditional update, then
-    job_finished once the transaction has committed."""
+    jobs_finished once the transaction has committed."""
     with transaction.atomic():
         Job.objects.filter(pk=job.pk, status=JobStatus.IN_PROGRESS).update(
             status=status, finished_at=timezone.now()
         )
         job.status = status
-        transaction.on_commit(
-            lambda: job_finished.send(sender=Job, job=job, outcome="answered")
-        )
+        send_jobs_finished_on_commit([(job, "answered")])
 
 
 def completed_events(batch):
@@ -89,7 +87,7 @@ def test_batch_complete_if_done__not_for_empty_paused_or_deleted_batches(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_job_finished__completes_the_batch_after_the_last_job_commits():
+def test_jobs_finished__completes_the_batch_after_the_last_job_commits():
     batch = BatchFactory()
     first, last = (
         JobFactory(batch=batch, status=JobStatus.IN_PROGRESS, claimed_by="w1")
@@ -137,9 +135,7 @@ def test_batch_complete_if_done__exactly_once_when_workers_finish_together(round
         job = jobs[i]
         with transaction.atomic():
             Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)
-            transaction.on_commit(
-                lambda: job_finished.send(sender=Job, job=job, outcome="answered")
-            )
+            send_jobs_finished_on_commit([(job, "answered")])
             # Every worker commits its last job at the same moment.
             at_commit.wait(timeout=30)
 
@@ -202,3 +198,17 @@ def test_batch_resume__a_batch_with_nothing_left_completes_at_once(system_actor)
     batch.refresh_from_db()
     assert batch.state == Batch.State.COMPLETED
     assert completed_events(batch).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_complete_if_done__not_done_is_one_read_and_no_transaction():
+    """Every finished job asks this; the common answer costs one read."""
+    from django.test.utils import CaptureQueriesContext
+
+    batch = BatchFactory()
+    JobFactory(batch=batch, status=JobStatus.COMPLETED)
+    JobFactory(batch=batch, status=JobStatus.PENDING)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.batch_complete_if_done(batch_id=batch.pk) is False
+    (only,) = [q["sql"] for q in queries.captured_queries]
+    assert only.startswith("SELECT EXISTS")

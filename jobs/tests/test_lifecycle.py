@@ -22,7 +22,7 @@ from jobs.lifecycle import (
 )
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel
-from jobs.signals import job_finished
+from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,12 +34,12 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 def finished():
     seen = []
 
-    def receiver(sender, job, outcome, **kwargs):
-        seen.append((job.pk, outcome))
+    def receiver(sender, finished, **kwargs):
+        seen.extend((job.pk, outcome) for job, outcome in finished)
 
-    job_finished.connect(receiver)
+    jobs_finished.connect(receiver)
     yield seen
-    job_finished.disconnect(receiver)
+    jobs_finished.disconnect(receiver)
 
 
 def dialled_job(account, **fields) -> Job:

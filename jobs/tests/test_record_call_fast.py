@@ -9,7 +9,7 @@ from jobs import lifecycle
 from jobs.claim import claim_jobs
 from jobs.dialers.base import CallResult, Outcome
 from jobs.models import Job, JobStatus
-from jobs.signals import job_finished
+from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,17 +34,17 @@ def _record(job: Job, worker_id: str, outcome: str = Outcome.ANSWERED) -> str:
 
 def test_record_call__success_completes_with_the_full_attempt_entry():
     JobFactory()
-    finished = []
+    seen = []
 
-    def on_finished(sender, job, outcome, **kwargs):
-        finished.append((job.pk, job.status, outcome))
+    def on_finished(sender, finished, **kwargs):
+        seen.extend((job.pk, job.status, outcome) for job, outcome in finished)
 
-    job_finished.connect(on_finished)
+    jobs_finished.connect(on_finished)
     try:
         job = _dialled("w-1")
         status = _record(job, "w-1")
     finally:
-        job_finished.disconnect(on_finished)
+        jobs_finished.disconnect(on_finished)
 
     job.refresh_from_db()
     assert status == job.status == JobStatus.COMPLETED
@@ -66,7 +66,7 @@ def test_record_call__success_completes_with_the_full_attempt_entry():
         "attempt", "outcome", "started_at", "ended_at", "duration_seconds",
         "worker", "call_id", "error", "hung_up", "dialed_at",
     }  # fmt: skip
-    assert finished == [(job.pk, JobStatus.COMPLETED, "answered")]
+    assert seen == [(job.pk, JobStatus.COMPLETED, "answered")]
 
 
 def test_record_call__success_twice_is_recorded_once():

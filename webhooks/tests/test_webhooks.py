@@ -18,7 +18,7 @@ from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.tests.factories import BatchFactory
 from jobs.models import Job, JobStatus
-from jobs.signals import job_finished
+from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory
 from webhooks import events, signing
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -309,9 +309,7 @@ def _finish(job, status):
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(status=status)
         job.status = status
-        transaction.on_commit(
-            lambda: job_finished.send(sender=Job, job=job, outcome="answered")
-        )
+        send_jobs_finished_on_commit([(job, "answered")])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -340,6 +338,32 @@ def test_webhook_events__job_events_are_opt_in(receiver):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_webhook_events__jobs_finished_together_look_up_the_endpoints_once(receiver):
+    from django.test.utils import CaptureQueriesContext
+
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url, event_types=["job.completed"])
+    jobs = [JobFactory(batch=batch, status=JobStatus.IN_PROGRESS) for _ in range(4)]
+    JobFactory(batch=batch)  # still open: the batch does not complete
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        Job.objects.filter(pk__in=[j.pk for j in jobs]).update(
+            status=JobStatus.COMPLETED
+        )
+        for job in jobs:
+            job.status = JobStatus.COMPLETED
+        send_jobs_finished_on_commit([(job, "answered") for job in jobs])
+
+    lookups = [
+        q
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT "webhooks_webhookendpoint"')
+    ]
+    assert len(lookups) == 1
+    sent = sorted(json.loads(r.body)["data"]["job"]["id"] for r in receiver.requests)
+    assert sent == sorted(job.pk for job in jobs)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_webhook_events__batch_completed_fires_once_when_workers_finish_together(
     receiver,
 ):
@@ -358,9 +382,7 @@ def test_webhook_events__batch_completed_fires_once_when_workers_finish_together
             with transaction.atomic():
                 Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)
                 job.status = JobStatus.COMPLETED
-                transaction.on_commit(
-                    lambda: job_finished.send(sender=Job, job=job, outcome="answered")
-                )
+                send_jobs_finished_on_commit([(job, "answered")])
                 barrier.wait(timeout=30)
         except BaseException as exc:
             errors.append(exc)
