@@ -3,11 +3,12 @@
 Two ways to finish a claimed job, so that the claim itself can be compared
 with the raw CTE on equal terms:
 
-* ``lifecycle`` (the "ours" claimer): what run_call_worker does for a call
-  that ends at once with ``answered``: billing.reserve_call, then
-  lifecycle.mark_dialed (spends the attempt, separate transaction, before the
-  dial), then lifecycle.record_call (locks the row, appends the attempt log,
-  completes the job);
+* ``lifecycle`` (the "ours" claimer): what run_call_worker does for calls
+  that end at once with ``answered``: billing.reserve_calls, then
+  lifecycle.mark_dialed (spends the attempt, its own commit, before the
+  dial), then lifecycle.record_calls (appends the attempt log, completes the
+  jobs; the jobs_finished receivers check the batch's completion and look for
+  webhook endpoints), then billing.settle_calls;
 * ``raw finish`` (the "ours-claim" claimer): claim_jobs, then the very UPDATE
   the raw baseline uses to complete its jobs.
 """
@@ -38,16 +39,20 @@ def claim_and_finish() -> tuple[Callable[..., list[Any]], Callable[[list[Any]], 
     answered = CallResult(outcome=Outcome.ANSWERED)
 
     def finish(jobs: list[Any]) -> None:
+        # What CallWorker.claim() and CallWorker.finish_calls() do, in order,
+        # for calls that end at once.
         worker_id = jobs[0].claimed_by
-        payable = [job for job in jobs if billing.reserve_call(job)]
-        for job in lifecycle.mark_dialed(jobs=payable, worker_id=worker_id):
-            lifecycle.record_call(
-                job_id=job.pk,
-                worker_id=worker_id,
-                dialed_at=job.dialed_at,
-                call_id="",
-                result=answered,
-            )
+        payable = billing.reserve_calls(jobs, worker_id=worker_id)
+        dialed = lifecycle.mark_dialed(jobs=payable, worker_id=worker_id)
+        lifecycle.record_calls(
+            worker_id=worker_id,
+            ended=[
+                lifecycle.CallEnd(job.pk, job.dialed_at, "", answered) for job in dialed
+            ],
+        )
+        billing.settle_calls(
+            [(job, answered.duration_seconds, answered.outcome) for job in dialed]
+        )
 
     return claim_jobs, finish
 

@@ -47,17 +47,56 @@ def reserve_call(job: Job) -> bool:
     return False
 
 
+def reserve_calls(jobs: list[Job], *, worker_id: str) -> list[Job]:
+    """``reserve_call`` for every job of a claim; returns those that may be
+    dialled, in order, and suspends the others (``suspend_job``).
+
+    When the balance covers the whole claim this is one statement per
+    account; otherwise (or on a retry) each job goes through ``reserve_call``.
+    """
+    from accounts.services import call_reservation, claim_key, credits_reserve_many
+
+    by_account: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_account.setdefault(job.account_id, []).append(job)
+    reserved: set[int] = set()
+    for account_id, group in by_account.items():
+        reserved |= credits_reserve_many(
+            account_id=account_id,
+            amount=call_reservation(),
+            claims=[(job.pk, claim_key(job.claimed_at)) for job in group],
+        )
+    payable = []
+    for job in jobs:
+        if job.pk in reserved or reserve_call(job):
+            payable.append(job)
+        else:
+            suspend_job(job, worker_id=worker_id)
+    return payable
+
+
+def settle_calls(ended: list[tuple[Job, float, str]]) -> None:
+    """``settle_call`` for every (job, duration_seconds, outcome) of a round
+    of the worker: one statement per account in the common case."""
+    from accounts.services import Settlement, call_cost, claim_key, credits_settle_many
+
+    by_account: dict[int, list[Settlement]] = {}
+    for job, duration_seconds, outcome in ended:
+        by_account.setdefault(job.account_id, []).append(
+            Settlement(
+                job_pk=job.pk,
+                key=claim_key(job.claimed_at),
+                cost=call_cost(duration_seconds=duration_seconds, outcome=outcome),
+                note=f"{outcome}, {duration_seconds:.0f}s",
+            )
+        )
+    for account_id, settlements in by_account.items():
+        credits_settle_many(account_id=account_id, settlements=settlements)
+
+
 def settle_call(job: Job, *, duration_seconds: float, outcome: str) -> None:
     """Charge the real cost of a call that ended against its reservation."""
-    from accounts.services import call_cost, claim_key, credits_settle
-
-    credits_settle(
-        account_id=job.account_id,
-        job_pk=job.pk,
-        key=claim_key(job.claimed_at),
-        cost=call_cost(duration_seconds=duration_seconds, outcome=outcome),
-        note=f"{outcome}, {duration_seconds:.0f}s",
-    )
+    settle_calls([(job, duration_seconds, outcome)])
 
 
 def suspend_job(job: Job, *, worker_id: str) -> bool:

@@ -227,35 +227,42 @@ class CallWorker:
         return found
 
     def finish_calls(self) -> bool:
-        found = False
-        for job_id, call in list(self.calls.items()):
-            result = call.result
-            if result is None:
-                continue
-            interrupted = (
-                lifecycle.WORKER_STOPPED
-                if call.hangup_reason == lifecycle.WORKER_STOPPED
-                else ""
-            )
-            if not call.recorded:
-                lifecycle.record_call(
-                    job_id=job_id,
-                    worker_id=self.worker_id,
+        """Record every call that has ended, then settle them: one statement
+        each for all of them in the common case."""
+        ended = [call for call in self.calls.values() if call.result is not None]
+        if not ended:
+            return False
+        lifecycle.record_calls(
+            worker_id=self.worker_id,
+            ended=[
+                lifecycle.CallEnd(
+                    job_id=call.job.pk,
                     dialed_at=call.dialed_at,
                     call_id=call.call_id,
-                    result=result,
-                    interrupted=interrupted,
+                    result=call.result,
+                    interrupted=(
+                        lifecycle.WORKER_STOPPED
+                        if call.hangup_reason == lifecycle.WORKER_STOPPED
+                        else ""
+                    ),
                 )
-                call.recorded = True
-            billing.settle_call(
-                call.job,
-                duration_seconds=result.duration_seconds,
-                outcome=result.outcome,
-            )
-            del self.calls[job_id]
-            self.wake = True  # a slot is free
-            found = True
-        return found
+                for call in ended
+                if not call.recorded and call.result is not None
+            ],
+        )
+        for call in ended:
+            call.recorded = True
+        billing.settle_calls(
+            [
+                (call.job, call.result.duration_seconds, call.result.outcome)
+                for call in ended
+                if call.result is not None
+            ]
+        )
+        for call in ended:
+            del self.calls[call.job.pk]
+        self.wake = True  # slots are free
+        return True
 
     def renew(self) -> bool:
         if time.monotonic() < self.next_renew:
@@ -350,7 +357,6 @@ class CallWorker:
             wanted=free,
             job_ids=[job.pk for job in jobs],
         )
-        payable = []
         for job in jobs:
             self._log(
                 logging.INFO,
@@ -361,10 +367,7 @@ class CallWorker:
                 priority=job.priority,
                 attempt=job.attempts + 1,
             )
-            if billing.reserve_call(job):
-                payable.append(job)
-            else:
-                billing.suspend_job(job, worker_id=self.worker_id)
+        payable = billing.reserve_calls(jobs, worker_id=self.worker_id)
         for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
             assert job.dialed_at is not None  # set by mark_dialed
             call = Call(job=job, dialed_at=job.dialed_at)

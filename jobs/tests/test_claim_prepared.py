@@ -58,3 +58,14 @@ def test_claim_jobs__prepares_again_after_discard_all(settings):
         cursor.execute("DEALLOCATE ALL")
 
     assert len(claim_jobs(worker_id="w-1", limit=1)) == 1
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_claim_jobs__async_commit_is_the_claims_own(settings, prepared):
+    """The claim turns synchronous_commit off for its own transaction only:
+    the worker's next write (mark_dialed) must still wait for the flush."""
+    JobFactory()
+    assert _claim(settings, prepared, "w-1")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"

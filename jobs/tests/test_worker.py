@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import Account
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
-from jobs import billing
+from jobs.dialers.base import CallResult, Outcome
 from jobs.dialers.simulated import SimulatedDialer
 from jobs.models import Job, JobStatus
-from jobs.signals import job_finished
+from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
 from jobs.worker import CallWorker
 
@@ -35,19 +36,21 @@ def test_call_worker__burst_calls_every_claimable_job_once(account, system_actor
     JobFactory.create_batch(5, batch=batch)
     JobFactory(batch=paused)
     batch_pause(batch=paused, actor=system_actor)
-    finished = []
-    job_finished.connect(
-        receiver := lambda sender, job, outcome, **kw: finished.append(job.pk)
+    seen = []
+    jobs_finished.connect(
+        receiver := lambda sender, finished, **kw: seen.extend(
+            job.pk for job, _ in finished
+        )
     )
     try:
         make_worker(concurrency=2, burst=True).run()
     finally:
-        job_finished.disconnect(receiver)
+        jobs_finished.disconnect(receiver)
 
     done = Job.objects.filter(batch=batch)
     assert all(job.status == JobStatus.COMPLETED for job in done)
     assert all(len(job.attempt_log) == 1 for job in done)
-    assert sorted(finished) == sorted(job.pk for job in done)
+    assert sorted(seen) == sorted(job.pk for job in done)
     assert Job.objects.get(batch=paused).status == JobStatus.PENDING
 
 
@@ -76,11 +79,9 @@ def test_call_worker__claim_unit_dials_up_to_its_free_slots(account):
     worker.run()  # lets the two calls finish and exits
 
 
-def test_call_worker__account_that_cannot_pay_is_suspended_not_dialled(
-    account, monkeypatch
-):
+def test_call_worker__account_that_cannot_pay_is_suspended_not_dialled(account):
     job = JobFactory(batch=BatchFactory(account=account))
-    monkeypatch.setattr(billing, "reserve_call", lambda job: False)
+    Account.objects.filter(pk=account.pk).update(credits=0)
 
     worker = make_worker(burst=True)
     worker.run()
@@ -125,3 +126,40 @@ def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
     later.refresh_from_db()
     assert due.status == JobStatus.COMPLETED
     assert later.status == JobStatus.SCHEDULED
+
+
+def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
+    account, settings
+):
+    """Claiming, reserving and marking N jobs, then recording, checking and
+    settling their N calls, takes a fixed number of statements, each its own
+    transaction: none of them grows with N."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.CALL_COST_PER_CALL = 1
+    batch = BatchFactory(account=account)
+    JobFactory.create_batch(7, batch=batch)  # one is left: no completion
+    counts = []
+    for size in (1, 5):
+        worker = make_worker(concurrency=size)
+        with CaptureQueriesContext(connection) as claim_round:
+            assert worker.claim()
+        assert len(worker.calls) == size
+        for call in worker.calls.values():  # the calls end at once
+            call.result = CallResult(outcome=Outcome.ANSWERED, duration_seconds=1)
+        with CaptureQueriesContext(connection) as finish_round:
+            assert worker.finish_calls()
+        sent = [
+            [q["sql"] for q in r.captured_queries if not q["sql"].startswith("PREPARE")]
+            for r in (claim_round, finish_round)
+        ]
+        # Each statement is its own transaction: no BEGIN ... COMMIT.
+        assert not [sql for sql in sent[0] + sent[1] if sql == "BEGIN"]
+        counts.append((len(sent[0]), len(sent[1])))
+    # claim, reserve, mark dialled | record, completion check, webhook
+    # endpoints, settle.
+    assert counts == [(3, 4), (3, 4)]
+    done = Job.objects.filter(batch=batch, status=JobStatus.COMPLETED)
+    assert done.count() == 6
+    assert account.credit_entries.filter(kind="settle").count() == 6

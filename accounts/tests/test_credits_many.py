@@ -1,0 +1,173 @@
+"""Reserving and settling many claims in one statement (the worker's rounds)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts import services
+from accounts.models import Account, CreditEntry
+from accounts.services import Settlement
+from accounts.tests.factories import AccountFactory
+
+
+def balance(account) -> int:
+    return Account.objects.values_list("credits", flat=True).get(pk=account.pk)
+
+
+def statements(queries) -> list[str]:
+    """What was sent, without the savepoints the test's transaction adds."""
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
+
+
+def entries(kind: str) -> list[tuple[int | None, int, int, str]]:
+    return list(
+        CreditEntry.objects.filter(kind=kind)
+        .order_by("id")
+        .values_list("job_pk", "amount", "balance_after", "note")
+    )
+
+
+@pytest.mark.django_db
+def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
+    account = AccountFactory(credits=20)
+    claims = [(11, "k"), (12, "k"), (13, "k")]
+    with CaptureQueriesContext(connection) as queries:
+        reserved = services.credits_reserve_many(
+            account_id=account.pk, amount=3, claims=claims
+        )
+    assert reserved == {11, 12, 13}
+    assert len(statements(queries)) == 1
+    assert balance(account) == 11
+    # Each entry's balance is the balance right after it, in claim order.
+    assert [(j, a, b) for j, a, b, _ in entries("reserve")] == [
+        (11, -3, 17),
+        (12, -3, 14),
+        (13, -3, 11),
+    ]
+
+
+@pytest.mark.django_db
+def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
+    account = AccountFactory(credits=8)  # two reservations of 3, not three
+    reserved = services.credits_reserve_many(
+        account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k"), (3, "k")]
+    )
+    assert reserved == set()
+    assert balance(account) == 8
+    assert not CreditEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_credits_reserve_many__skips_claims_reserved_before():
+    account = AccountFactory(credits=20)
+    services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
+    reserved = services.credits_reserve_many(
+        account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
+    )
+    assert reserved == {2}
+    assert balance(account) == 14
+    assert [j for j, *_ in entries("reserve")] == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credits_reserve_many__commits_without_waiting_for_the_flush_only_itself():
+    account = AccountFactory(credits=20)
+    services.credits_reserve_many(account_id=account.pk, amount=3, claims=[(1, "k")])
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db
+def test_credits_settle_many__refunds_each_claim_in_one_statement():
+    account = AccountFactory(credits=20)
+    services.credits_reserve_many(
+        account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        services.credits_settle_many(
+            account_id=account.pk,
+            settlements=[
+                Settlement(job_pk=1, key="k", cost=1, note="answered, 5s"),
+                Settlement(job_pk=2, key="k", cost=5),  # 2 more than reserved
+            ],
+        )
+    assert len(statements(queries)) == 1
+    assert balance(account) == 20 - 1 - 5
+    assert entries("settle") == [
+        (1, 2, 16, "answered, 5s"),
+        (2, -2, 14, "cost 5, reserved 3"),
+    ]
+
+
+@pytest.mark.django_db
+def test_credits_settle_many__is_idempotent_per_claim():
+    account = AccountFactory(credits=20)
+    services.credits_reserve_many(
+        account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
+    )
+    settlements = [Settlement(1, "k", 1), Settlement(2, "k", 1)]
+    services.credits_settle_many(account_id=account.pk, settlements=settlements)
+    services.credits_settle_many(account_id=account.pk, settlements=settlements)
+    assert balance(account) == 18
+    assert len(entries("settle")) == 2
+
+
+@pytest.mark.django_db
+def test_credits_settle_many__a_charge_that_must_be_capped_takes_the_careful_path():
+    account = AccountFactory(credits=7)
+    services.credits_reserve_many(
+        account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
+    )
+    assert balance(account) == 1
+    # Job 1 costs 6 (3 more than reserved, only 1 left); job 2 refunds 2.
+    services.credits_settle_many(
+        account_id=account.pk,
+        settlements=[Settlement(1, "k", 6), Settlement(2, "k", 1)],
+    )
+    assert balance(account) == 2  # 1 - 1 (capped) + 2
+    moved = [(j, a, b) for j, a, b, _ in entries("settle")]
+    assert moved == [(1, -1, 0), (2, 2, 2)]
+    assert "shortfall 2" in CreditEntry.objects.get(job_pk=1, kind="settle").note
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credits_reserve_many__concurrent_workers_never_overspend():
+    account = AccountFactory(credits=30)  # room for 10 reservations of 3
+    barrier = threading.Barrier(6)
+    won: list[set[int]] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            won.append(
+                services.credits_reserve_many(
+                    account_id=account.pk,
+                    amount=3,
+                    claims=[(n * 10 + i, "k") for i in range(4)],
+                )
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    # Claims of 4: two fit in 30 credits, and never a part of a third.
+    assert sorted(len(w) for w in won) == [0, 0, 0, 0, 4, 4]
+    assert balance(account) == 30 - 8 * 3
+    assert CreditEntry.objects.filter(kind="reserve").count() == 8
