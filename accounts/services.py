@@ -38,6 +38,7 @@ from django.utils import timezone
 from accounts.actor import Actor
 from accounts.models import Account, CreditEntry
 from batches.exceptions import DomainError
+from callcenter.prepared import fetch_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -142,20 +143,18 @@ def _without_flush_wait() -> None:
             cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def fetch_one_statement(sql: str, params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement as a transaction of its own and return its rows.
+def fetch_one_statement(name: str, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    """Run one statement, prepared as ``name``, as a transaction of its own
+    and return its rows.
 
     In autocommit (the worker) that costs one round trip: no BEGIN, no
     COMMIT. Inside a transaction a savepoint keeps a failed statement from
     spoiling it.
     """
     if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+        with transaction.atomic():
+            return fetch_prepared(name, sql, params)
+    return fetch_prepared(name, sql, params)
 
 
 def _execute(sql: str, params: Any) -> Any:
@@ -380,7 +379,12 @@ def credits_reserve_many(
         "keys": [key for _, key in claims],
     }
     try:
-        return {int(row[0]) for row in fetch_one_statement(_RESERVE_MANY_SQL, params)}
+        return {
+            int(row[0])
+            for row in fetch_one_statement(
+                "callcenter_reserve_many", _RESERVE_MANY_SQL, params
+            )
+        }
     except IntegrityError:
         # A concurrent reserve of one of these claims won: take the slow path.
         return set()
@@ -456,7 +460,10 @@ def credits_settle_many(*, account_id: int, settlements: list[Settlement]) -> No
         }
         try:
             done = {
-                int(row[0]) for row in fetch_one_statement(_SETTLE_MANY_SQL, params)
+                int(row[0])
+                for row in fetch_one_statement(
+                    "callcenter_settle_many", _SETTLE_MANY_SQL, params
+                )
             }
         except IntegrityError:
             done = set()  # a concurrent settle of one claim won: one by one

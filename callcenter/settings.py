@@ -158,10 +158,11 @@ SIMULATED_OUTCOMES = env_str(
 )
 SIMULATED_SEED = env_str("SIMULATED_SEED")
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
-# The claim runs as a server-side prepared statement (planned once per
-# connection). Turn off behind a pooler that cannot keep prepared statements
-# (PgBouncer in transaction mode before 1.21).
-JOB_CLAIM_PREPARED = env_bool("JOB_CLAIM_PREPARED", True)
+# The worker's hot statements (claim, reservation, outcome record, settlement)
+# run as server-side prepared statements, planned once per connection. Turn
+# off behind a pooler that cannot keep prepared statements (PgBouncer in
+# transaction mode before 1.21).
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # --- django-q2: ORM broker on the same database, so no Redis is needed ------
 Q_CLUSTER = {

@@ -45,14 +45,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import ProgrammingError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from callcenter.prepared import fetch_prepared
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
 
@@ -153,60 +153,19 @@ def claim_jobs(
         return _claim_jobs_conditional_update(
             worker_id=worker_id, limit=limit, lease_seconds=_lease(lease_seconds)
         )
-    params = {"n": limit, "worker_id": worker_id, "lease": _lease(lease_seconds)}
-    if settings.JOB_CLAIM_PREPARED:
-        return _claim_prepared(limit, params)
-    # raw() maps columns by name and applies the fields' converters; list()
-    # iterates it once, so the statement runs once.
-    return list(Job.objects.raw(CLAIM_SQL, params))
-
-
-def _claim_prepared(limit: int, params: dict[str, object]) -> list[Job]:
-    """The claim as a server-side prepared statement.
-
-    Planning the claim cost more than running it (about 0.5 ms against 0.3 ms
-    on the bench machine); prepared, PostgreSQL plans it once per connection
-    and limit. The limit is written into the text, not bound: with ``LIMIT
-    $1`` the generic plan cannot know the limit is small and sorts every
-    pending job of the batch (30x slower). Django turns psycopg's automatic
-    preparation off (for connection poolers), so the statement is prepared by
-    name, once per connection; JOB_CLAIM_PREPARED=false turns this off.
-    """
+    # The limit is written into the text, not bound: with ``LIMIT $1`` a
+    # generic plan cannot know the limit is small and sorts every pending job
+    # of the batch (30x slower). So there is one prepared claim per limit.
     limit = int(limit)
-    name = f"callcenter_claim_{limit}"
-    connection.ensure_connection()
-    raw_conn = connection.connection
-    prepared: set[str] | None = getattr(raw_conn, "_callcenter_prepared", None)
-    if prepared is None:
-        prepared = set()
-        raw_conn._callcenter_prepared = prepared
-    try:
-        rows = _execute_prepared(name, limit, params, prepared)
-    except ProgrammingError:
-        # The session lost its prepared statements (DISCARD ALL by a pooler):
-        # prepare again, once, if no transaction was spoiled by the error.
-        if not connection.get_autocommit() or name not in prepared:
-            raise
-        prepared.clear()
-        rows = _execute_prepared(name, limit, params, prepared)
+    sql = CLAIM_SQL.replace("%(n)s", str(limit)).replace(
+        "RETURNING jobs_job.*", _RETURNING
+    )
+    rows = fetch_prepared(
+        f"callcenter_claim_{limit}",
+        sql,
+        {"worker_id": worker_id, "lease": _lease(lease_seconds)},
+    )
     return [_job_from_row(row) for row in rows]
-
-
-def _execute_prepared(
-    name: str, limit: int, params: dict[str, Any], prepared: set[str]
-) -> list[tuple[object, ...]]:
-    with connection.cursor() as cursor:
-        if name not in prepared:
-            body = CLAIM_SQL.replace("%(n)s", str(limit)).replace("%(worker_id)s", "$1")
-            body = body.replace("%(lease)s", "$2").replace(
-                "RETURNING jobs_job.*", _RETURNING
-            )
-            cursor.execute(f"PREPARE {name} (text, integer) AS {body}")
-            prepared.add(name)
-        cursor.execute(
-            f"EXECUTE {name} (%s, %s)", [params["worker_id"], params["lease"]]
-        )
-        return cursor.fetchall()
 
 
 _FIELDS = list(Job._meta.concrete_fields)

@@ -31,6 +31,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from callcenter.prepared import fetch_prepared
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
@@ -346,9 +347,7 @@ def _record_successes(
     sql = RECORD_SUCCESS_SQL.format(columns=_RETURNING.removeprefix("RETURNING "))
     # One statement: autocommit makes it its own transaction, with no BEGIN
     # and COMMIT round trips; jobs_finished is sent once it has committed.
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = fetch_prepared("callcenter_record_successes", sql, params)
     outcomes = {end.job_id: end.result.outcome for end in ended}
     finished: list[tuple[Job, str | None]] = []
     for row in rows:

@@ -19,11 +19,13 @@ def balance(account) -> int:
 
 
 def statements(queries) -> list[str]:
-    """What was sent, without the savepoints the test's transaction adds."""
+    """What was sent, without the savepoints the test's transaction adds and
+    the PREPARE a connection sends once per statement."""
     return [
         q["sql"]
         for q in queries.captured_queries
-        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "PREPARE"))
+        and "FROM pg_prepared_statements" not in q["sql"]
     ]
 
 

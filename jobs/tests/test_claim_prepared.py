@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _claim(settings, prepared: bool, worker_id: str) -> list[Job]:
-    settings.JOB_CLAIM_PREPARED = prepared
+    settings.DATABASE_PREPARED_STATEMENTS = prepared
     return claim_jobs(worker_id=worker_id, limit=2)
 
 
@@ -37,7 +37,7 @@ def test_claim_jobs__prepared_and_unprepared_return_the_same_jobs(settings, prep
 
 def test_claim_jobs__prepared_plans_once_per_limit(settings):
     JobFactory.create_batch(3)
-    settings.JOB_CLAIM_PREPARED = True
+    settings.DATABASE_PREPARED_STATEMENTS = True
 
     for _ in range(3):
         claim_jobs(worker_id="w-1", limit=1)
@@ -52,7 +52,7 @@ def test_claim_jobs__prepared_plans_once_per_limit(settings):
 
 def test_claim_jobs__prepares_again_after_discard_all(settings):
     JobFactory.create_batch(2)
-    settings.JOB_CLAIM_PREPARED = True
+    settings.DATABASE_PREPARED_STATEMENTS = True
     claim_jobs(worker_id="w-1", limit=1)
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
