@@ -240,6 +240,12 @@ WORKER_MAX_CALL_SECONDS = env_float("WORKER_MAX_CALL_SECONDS", 3600.0, minimum=1
 WORKER_DB_BACKOFF_MAX_SECONDS = env_float(
     "WORKER_DB_BACKOFF_MAX_SECONDS", 10.0, minimum=0.1
 )
+# A worker lowers its own CPU priority by this much at start (Unix nice), so
+# that on a saturated host the web process (a supervisor's pause) is served
+# first; idle CPU is still the worker's. 0 keeps the priority it was given.
+WORKER_NICE = env_int("WORKER_NICE", 10, minimum=0)
+if WORKER_NICE > 19:
+    raise ImproperlyConfigured(f"WORKER_NICE must be <= 19, got {WORKER_NICE}")
 
 # --- REST API v1 (batches/urls.py, callcenter/api.py) -----------------------
 REST_FRAMEWORK.update(

@@ -60,6 +60,19 @@ def database_now() -> datetime:
     return value
 
 
+def lower_cpu_priority(increment: int) -> int:
+    """Make this process ``increment`` nicer (Unix); return its niceness.
+
+    A worker's calls wait on the network, but a host can still run out of
+    CPU (many workers, no-op calls, a batch import); then the web process,
+    where a supervisor clicks pause, should not queue behind the workers.
+    The PostgreSQL backend serving the worker keeps its priority.
+    """
+    if not hasattr(os, "nice"):  # not Unix
+        return 0
+    return os.nice(max(increment, 0))
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -523,6 +536,7 @@ class CallWorker:
             dialer=self.dialer.name,
             concurrency=self.concurrency,
             lease_seconds=self.lease_seconds,
+            nice=lower_cpu_priority(0),
         )
         if self.listen and connections["default"].vendor == "postgresql":
             self.listener = Listener(self.inbox, self.worker_id)

@@ -63,6 +63,8 @@ def test_settings__secret_key_required_without_debug():
         ("JOB_LEASE_SECONDS", "soon"),
         ("JOB_LEASE_SECONDS", "1"),
         ("DATABASE_URL", "nosuchdb://x"),
+        ("WORKER_NICE", "20"),
+        ("WORKER_NICE", "-5"),
     ],
 )
 def test_settings__bad_value_names_the_variable(name, value):

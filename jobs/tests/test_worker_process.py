@@ -285,3 +285,20 @@ def listening_queries() -> str:
             ["callcenter-worker-listen"],
         )
         return cursor.fetchone()[0] or ""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "nicer_by"),
+    [((), {}, 10), ((), {"WORKER_NICE": "4"}, 4), (("--nice=0",), {}, 0)],
+)
+def test_run_call_worker__yields_the_cpu_to_the_web_process(
+    start_worker, args, env, nicer_by
+):
+    """WORKER_NICE (default 10), or --nice, lowers the worker's CPU priority."""
+    worker = start_worker("--concurrency=1", *args, **env)
+    wait_until(lambda: "worker started" in worker.output, worker, "the start")
+    expected = min(os.getpriority(os.PRIO_PROCESS, 0) + nicer_by, 19)
+    assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == expected
+    assert f"nice={expected}" in worker.output
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from jobs.dialers import get_dialer
-from jobs.worker import CallWorker, default_worker_id
+from jobs.worker import CallWorker, default_worker_id, lower_cpu_priority
 
 
 class Command(BaseCommand):
@@ -28,8 +28,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-jobs", type=int, default=None)
         parser.add_argument("--shutdown-timeout", type=float, default=30.0)
+        parser.add_argument(
+            "--nice",
+            type=int,
+            default=None,
+            choices=range(20),
+            metavar="N",
+            help="lower this worker's CPU priority by N (0-19; default WORKER_NICE)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        nice = options["nice"] if options["nice"] is not None else settings.WORKER_NICE
+        lower_cpu_priority(nice)
         dialer = get_dialer(options["dialer"] or settings.CALL_DIALER)
         worker = CallWorker(
             dialer=dialer,
