@@ -48,6 +48,9 @@ WHERE id = ANY(%s) AND status = 'in_progress'
 
 class Claimer:
     name = "claimer"
+    # Seconds the claim statement alone took in the last step, for claimers
+    # whose step does more than claim (None: not measured).
+    last_claim: float | None = None
 
     def __init__(self, worker_id: str, limit: int, options: dict[str, Any]):
         self.worker_id = worker_id
@@ -94,7 +97,9 @@ class OursClaimer(Claimer):
         self.claim, self.finish = ours.claim_and_finish()
 
     def step(self) -> int | None:
+        t0 = time.monotonic()
         jobs = self.claim(worker_id=self.worker_id, limit=self.limit)
+        self.last_claim = time.monotonic() - t0
         if not jobs:
             return None
         self.finish(jobs)
@@ -212,6 +217,8 @@ class ClaimerResult:
     last: float = 0.0
     # (monotonic start, seconds) of every step, kept only when asked for.
     samples: list[tuple[float, float]] = field(default_factory=list)
+    # The same for the claim statement alone, where the claimer measures it.
+    claim_samples: list[tuple[float, float]] = field(default_factory=list)
     error: str = ""
 
 
@@ -228,7 +235,14 @@ def _child(
     quota: int,
 ) -> None:
     result = ClaimerResult()
+    pace = float(options.get("pace", 0.0))
     try:
+        if options.get("nice"):
+            # As run_call_worker does (WORKER_NICE): the claimers stand in
+            # for workers sharing the host with the web process.
+            from jobs.worker import lower_cpu_priority
+
+            lower_cpu_priority(int(options["nice"]))
         claimer = KINDS[kind](worker_id, limit, options)
         claimer.setup()
         start.wait()
@@ -239,6 +253,10 @@ def _child(
             t1 = time.monotonic()
             if keep_samples:
                 result.samples.append((t0, t1 - t0))
+                if claimer.last_claim is not None:
+                    result.claim_samples.append((t0, claimer.last_claim))
+            if pace:
+                time.sleep(pace)
             if n is None:
                 if drain:
                     break
