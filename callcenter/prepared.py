@@ -19,6 +19,7 @@ that cannot keep prepared statements (PgBouncer in transaction mode before
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -33,6 +34,10 @@ def fetch_prepared(
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` with ``params`` and return its rows, prepared as ``name``.
 
+    ``sql`` must return rows (a SELECT, or RETURNING): they are fetched
+    without asking for the result's description first, which psycopg builds
+    column by column (about 60 us for the claim's 23 columns).
+
     Runs in the current transaction, or as its own in autocommit. Unprepared
     when DATABASE_PREPARED_STATEMENTS is off or the database is not
     PostgreSQL.
@@ -40,7 +45,7 @@ def fetch_prepared(
     if not settings.DATABASE_PREPARED_STATEMENTS or connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+            return cursor.fetchall()
     connection.ensure_connection()
     raw_conn = connection.connection
     prepared: set[str] | None = getattr(raw_conn, "_callcenter_prepared", None)
@@ -69,9 +74,10 @@ def _server_prepared() -> set[str]:
         return {name for (name,) in cursor.fetchall()}
 
 
-def _execute(
-    name: str, sql: str, params: dict[str, Any], prepared: set[str]
-) -> list[tuple[Any, ...]]:
+@functools.cache
+def _compile(name: str, sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """The PREPARE text, the EXECUTE text and the parameters' order, once per
+    process: the claim runs thousands of times a second."""
     order: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -81,13 +87,18 @@ def _execute(
         return f"${order.index(key) + 1}"
 
     body = _PLACEHOLDER.sub(number, sql)
+    marks = ", ".join(["%s"] * len(order))
+    execute = f"EXECUTE {name} ({marks})" if order else f"EXECUTE {name}"
+    return f"PREPARE {name} AS {body}", execute, tuple(order)
+
+
+def _execute(
+    name: str, sql: str, params: dict[str, Any], prepared: set[str]
+) -> list[tuple[Any, ...]]:
+    prepare, execute, order = _compile(name, sql)
     with connection.cursor() as cursor:
         if name not in prepared:
-            cursor.execute(f"PREPARE {name} AS {body}")
+            cursor.execute(prepare)
             prepared.add(name)
-        if order:
-            marks = ", ".join(["%s"] * len(order))
-            cursor.execute(f"EXECUTE {name} ({marks})", [params[k] for k in order])
-        else:
-            cursor.execute(f"EXECUTE {name}")
-        return cursor.fetchall() if cursor.description else []
+        cursor.execute(execute, [params[k] for k in order] if order else None)
+        return cursor.fetchall()

@@ -43,6 +43,7 @@ done in an IMMEDIATE transaction, and read back by its claim token.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 
@@ -157,15 +158,19 @@ def claim_jobs(
     # generic plan cannot know the limit is small and sorts every pending job
     # of the batch (30x slower). So there is one prepared claim per limit.
     limit = int(limit)
-    sql = CLAIM_SQL.replace("%(n)s", str(limit)).replace(
-        "RETURNING jobs_job.*", _RETURNING
-    )
     rows = fetch_prepared(
         f"callcenter_claim_{limit}",
-        sql,
+        _claim_sql(limit),
         {"worker_id": worker_id, "lease": _lease(lease_seconds)},
     )
     return [_job_from_row(row) for row in rows]
+
+
+@functools.cache
+def _claim_sql(limit: int) -> str:
+    return CLAIM_SQL.replace("%(n)s", str(limit)).replace(
+        "RETURNING jobs_job.*", _RETURNING
+    )
 
 
 _FIELDS = list(Job._meta.concrete_fields)
