@@ -319,6 +319,63 @@ def test_reserve_call__suspends_the_account_when_it_cannot_pay():
 
 
 @pytest.mark.django_db
+def test_reserve_calls__a_claim_the_balance_only_partly_covers():
+    """Reserve is 3; 7 credits pay for two of the claim's three calls: those
+    two are dialled, the third is suspended and the account's campaign
+    pauses, as with one reservation at a time."""
+    account = AccountFactory(credits=7)
+    batch = BatchFactory(account=account)
+    now = timezone.now()
+    claim = [
+        JobFactory(
+            batch=batch, status=JobStatus.IN_PROGRESS, claimed_by="w", claimed_at=now
+        )
+        for _ in range(3)
+    ]
+
+    payable = billing.reserve_calls(claim, worker_id="w")
+
+    assert payable == claim[:2]
+    assert balance(account) == 1
+    assert Job.objects.get(pk=claim[2].pk).status == JobStatus.SUSPENDED
+    batch.refresh_from_db()
+    assert batch.pause_reason == "no credits"
+    reserved = CreditEntry.objects.filter(kind="reserve")
+    assert sorted(reserved.values_list("job_pk", flat=True)) == [
+        claim[0].pk,
+        claim[1].pk,
+    ]
+
+
+@pytest.mark.django_db
+def test_reserve_calls__a_covered_claim_is_one_statement():
+    from django.test.utils import CaptureQueriesContext
+
+    account = AccountFactory(credits=100)
+    now = timezone.now()
+    claim = [
+        JobFactory(
+            account=account,
+            batch=None,
+            status=JobStatus.IN_PROGRESS,
+            claimed_by="w",
+            claimed_at=now,
+        )
+        for _ in range(5)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        assert billing.reserve_calls(claim, worker_id="w") == claim
+    sent = [
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "PREPARE"))
+        and "pg_prepared_statements" not in q["sql"]
+    ]
+    assert len(sent) == 1
+    assert balance(account) == 100 - 5 * 3
+
+
+@pytest.mark.django_db
 def test_credits_settle_orphans__refunds_undialled_and_keeps_lost_calls():
     account = AccountFactory(credits=100)
     claimed = timezone.now() - timedelta(hours=3)
