@@ -29,7 +29,7 @@ from django.utils.timezone import localtime
 
 from accounts.actor import Actor, Source
 from batches import services
-from batches.admin_kit import GuardedActionsMixin, outcome_message, plural
+from batches.admin_kit import GuardedActionsMixin, plural
 from batches.exceptions import DomainError
 from batches.models import Batch, BatchEvent
 from batches.selectors import REPORTED_STATUSES, batch_status_counts, counts_summary
@@ -399,7 +399,14 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                     skipped += 1
             except DomainError as exc:
                 errors.append(exc.message)
-        self._report(request, changed, "paused", skipped, "already paused", errors)
+        self.report_outcome(
+            request,
+            changed=changed,
+            verb="paused",
+            skipped=skipped,
+            skipped_as="already paused",
+            errors=errors,
+        )
 
     @admin.action(description="Resume selected batches", permissions=["change"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
@@ -414,7 +421,14 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                     skipped += 1
             except DomainError as exc:
                 errors.append(exc.message)
-        self._report(request, changed, "resumed", skipped, "already active", errors)
+        self.report_outcome(
+            request,
+            changed=changed,
+            verb="resumed",
+            skipped=skipped,
+            skipped_as="already active",
+            errors=errors,
+        )
 
     @admin.action(description="Cancel selected batches…", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Batch]):
@@ -434,22 +448,6 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             return None
         return self._delete_confirmation(request, batches, single=False)
 
-    def _report(self, request, changed, verb, skipped, skipped_as, errors) -> None:
-        if changed or skipped:
-            self.message_user(
-                request,
-                outcome_message(
-                    changed=changed,
-                    verb=verb,
-                    skipped=skipped,
-                    skipped_as=skipped_as,
-                    singular="batch",
-                    plural_="batches",
-                ),
-                messages.SUCCESS if changed else messages.WARNING,
-            )
-        self.report_errors(request, errors)
-
     def _cancel(self, request: HttpRequest, batches: list[Batch]) -> None:
         actor = admin_actor(request)
         changed = skipped = jobs = 0
@@ -465,21 +463,15 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 skipped += 1
             else:
                 changed += 1
-        message = outcome_message(
+        self.report_outcome(
+            request,
             changed=changed,
             verb="cancelled",
             skipped=skipped,
             skipped_as="already cancelled",
-            singular="batch",
-            plural_="batches",
+            errors=errors,
+            detail=f"{plural(jobs, 'job', 'jobs')} cancelled",
         )
-        if changed or skipped:
-            self.message_user(
-                request,
-                f"{message}; {plural(jobs, 'job', 'jobs')} cancelled",
-                messages.SUCCESS if changed else messages.WARNING,
-            )
-        self.report_errors(request, errors)
 
     def _delete(self, request: HttpRequest, batches: list[Batch], *, delete_jobs: bool):
         actor = admin_actor(request)

@@ -59,3 +59,33 @@ class GuardedActionsMixin:
     def report_errors(self, request: HttpRequest, errors: Iterable[str]) -> None:
         for error in errors:
             self.message_user(request, error, messages.ERROR)  # type: ignore[attr-defined]
+
+    def report_outcome(
+        self,
+        request: HttpRequest,
+        *,
+        changed: int,
+        verb: str,
+        skipped: int,
+        skipped_as: str,
+        errors: Iterable[str] = (),
+        detail: str = "",
+    ) -> None:
+        """One message counting what an action changed and skipped, in the
+        model's own words (success if anything changed), then one per error."""
+        if changed or skipped:
+            meta = self.model._meta  # type: ignore[attr-defined]
+            message = outcome_message(
+                changed=changed,
+                verb=verb,
+                skipped=skipped,
+                skipped_as=skipped_as,
+                singular=str(meta.verbose_name),
+                plural_=str(meta.verbose_name_plural),
+            )
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                f"{message}; {detail}" if detail else message,
+                messages.SUCCESS if changed else messages.WARNING,
+            )
+        self.report_errors(request, errors)

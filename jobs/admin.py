@@ -3,7 +3,7 @@ fields that workers own are never written from a form."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 
 from accounts.actor import Actor, Source
 from batches.admin import AuditTrailInline, ReadOnlyAdmin
-from batches.admin_kit import GuardedActionsMixin, outcome_message
+from batches.admin_kit import GuardedActionsMixin
 from batches.exceptions import DomainError
 from jobs import services
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
@@ -166,8 +166,14 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 skipped += 1  # finished between the page load and now
             except DomainError as exc:
                 errors.append(exc.message)
-        self._report(request, changed, "cancelled", skipped, "already finished")
-        self.report_errors(request, errors)
+        self.report_outcome(
+            request,
+            changed=changed,
+            verb="cancelled",
+            skipped=skipped,
+            skipped_as="already finished",
+            errors=errors,
+        )
         return None
 
     @admin.action(
@@ -186,23 +192,13 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 changed += 1
             except DomainError as exc:
                 errors.append(exc.message)
-        self._report(request, changed, "requeued", skipped, "not failed or suspended")
-        self.report_errors(request, errors)
-
-    def _report(self, request, changed, verb, skipped, skipped_as) -> None:
-        if not (changed or skipped):
-            return
-        self.message_user(
+        self.report_outcome(
             request,
-            outcome_message(
-                changed=changed,
-                verb=verb,
-                skipped=skipped,
-                skipped_as=skipped_as,
-                singular="job",
-                plural_="jobs",
-            ),
-            messages.SUCCESS if changed else messages.WARNING,
+            changed=changed,
+            verb="requeued",
+            skipped=skipped,
+            skipped_as="not failed or suspended",
+            errors=errors,
         )
 
 
