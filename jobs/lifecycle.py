@@ -142,25 +142,39 @@ def renew_leases(
 
 
 def _attempt_entry(
-    job: Job,
-    *,
-    worker_id: str,
-    call_id: str,
-    result: CallResult,
-    started_at: datetime | None,
-    ended_at: datetime,
+    end: CallEnd, *, worker_id: str, ended_at: datetime
 ) -> dict[str, Any]:
+    """A recorded call in the attempt log, less its attempt number (which
+    the job's row holds). ``dialed_at`` is what makes recording idempotent."""
+    dial_key = end.dialed_at.isoformat()
     return {
-        "attempt": job.attempts,
-        "outcome": result.outcome,
-        "started_at": started_at.isoformat() if started_at else None,
+        "outcome": end.result.outcome,
+        "started_at": dial_key,
         "ended_at": ended_at.isoformat(),
-        "duration_seconds": round(result.duration_seconds, 3),
+        "duration_seconds": round(end.result.duration_seconds, 3),
         "worker": worker_id,
-        "call_id": call_id,
-        "error": result.error,
-        "hung_up": result.hung_up,
+        "call_id": end.call_id,
+        "error": end.result.error,
+        "hung_up": end.result.hung_up,
+        "dialed_at": dial_key,
     }
+
+
+def _log_call_ended(
+    job: Job, *, worker_id: str, outcome: str, status_before: str, held: bool = True
+) -> None:
+    _log(
+        "call ended" if held else "call ended for a job no longer held",
+        action="job.call_ended" if held else "job.call_ended_unheld",
+        job_id=job.pk,
+        batch_id=job.batch_id,
+        worker_id=worker_id,
+        outcome=outcome,
+        status_before=status_before,
+        status=job.status,
+        attempt=job.attempts,
+        call_id=job.call_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -243,15 +257,10 @@ def _record_one(end: CallEnd, *, worker_id: str, now: datetime) -> str:
         for entry in job.attempt_log or []:
             if entry.get("worker") == worker_id and entry.get("dialed_at") == dial_key:
                 return job.status
-        entry = _attempt_entry(
-            job,
-            worker_id=worker_id,
-            call_id=call_id,
-            result=result,
-            started_at=dialed_at,
-            ended_at=now,
-        )
-        entry["dialed_at"] = dial_key
+        entry = {
+            "attempt": job.attempts,
+            **_attempt_entry(end, worker_id=worker_id, ended_at=now),
+        }
         job.attempt_log = [*(job.attempt_log or []), entry]
         job.result = {**result.as_dict(), "call_id": call_id, "attempt": job.attempts}
         if call_id:
@@ -266,17 +275,12 @@ def _record_one(end: CallEnd, *, worker_id: str, now: datetime) -> str:
         job.save(update_fields=fields)
         if held and job.is_terminal:
             _finished(job, result.outcome)
-    _log(
-        "call ended" if held else "call ended for a job no longer held",
-        action="job.call_ended" if held else "job.call_ended_unheld",
-        job_id=job.pk,
-        batch_id=job.batch_id,
+    _log_call_ended(
+        job,
         worker_id=worker_id,
         outcome=result.outcome,
         status_before=before,
-        status=job.status,
-        attempt=job.attempts,
-        call_id=call_id,
+        held=held,
     )
     return job.status
 
@@ -317,24 +321,12 @@ def _record_successes(
 
     entries, results, seen = [], [], []
     for end in ended:
-        dial_key = end.dialed_at.isoformat()
-        entries.append(
-            json.dumps(
-                {
-                    "outcome": end.result.outcome,
-                    "started_at": dial_key,
-                    "ended_at": now.isoformat(),
-                    "duration_seconds": round(end.result.duration_seconds, 3),
-                    "worker": worker_id,
-                    "call_id": end.call_id,
-                    "error": end.result.error,
-                    "hung_up": end.result.hung_up,
-                    "dialed_at": dial_key,
-                }
-            )
-        )
+        entry = _attempt_entry(end, worker_id=worker_id, ended_at=now)
+        entries.append(json.dumps(entry))
         results.append(json.dumps({**end.result.as_dict(), "call_id": end.call_id}))
-        seen.append(json.dumps([{"worker": worker_id, "dialed_at": dial_key}]))
+        seen.append(
+            json.dumps([{"worker": worker_id, "dialed_at": entry["dialed_at"]}])
+        )
     params: dict[str, Any] = {
         "ids": [end.job_id for end in ended],
         "entries": entries,
@@ -353,17 +345,11 @@ def _record_successes(
     for row in rows:
         job = _job_from_row(row)
         finished.append((job, outcomes[job.pk]))
-        _log(
-            "call ended",
-            action="job.call_ended",
-            job_id=job.pk,
-            batch_id=job.batch_id,
+        _log_call_ended(
+            job,
             worker_id=worker_id,
             outcome=outcomes[job.pk],
             status_before=JobStatus.IN_PROGRESS,
-            status=job.status,
-            attempt=job.attempts,
-            call_id=job.call_id,
         )
     send_jobs_finished_on_commit(finished)
     return {job.pk: job.status for job, _ in finished}
