@@ -243,9 +243,7 @@ WORKER_DB_BACKOFF_MAX_SECONDS = env_float(
 # A worker lowers its own CPU priority by this much at start (Unix nice), so
 # that on a saturated host the web process (a supervisor's pause) is served
 # first; idle CPU is still the worker's. 0 keeps the priority it was given.
-WORKER_NICE = env_int("WORKER_NICE", 10, minimum=0)
-if WORKER_NICE > 19:
-    raise ImproperlyConfigured(f"WORKER_NICE must be <= 19, got {WORKER_NICE}")
+WORKER_NICE = env_int("WORKER_NICE", 10, minimum=0, maximum=19)
 
 # --- REST API v1 (batches/urls.py, callcenter/api.py) -----------------------
 REST_FRAMEWORK.update(
