@@ -242,7 +242,12 @@ class CallWorker:
     def finish_calls(self) -> bool:
         """Record every call that has ended, then settle them: one statement
         each for all of them in the common case."""
-        ended = [call for call in self.calls.values() if call.result is not None]
+        # Read each result once: a call thread may set it meanwhile.
+        ended = [
+            (call, result)
+            for call in self.calls.values()
+            if (result := call.result) is not None
+        ]
         if not ended:
             return False
         lifecycle.record_calls(
@@ -252,27 +257,26 @@ class CallWorker:
                     job_id=call.job.pk,
                     dialed_at=call.dialed_at,
                     call_id=call.call_id,
-                    result=call.result,
+                    result=result,
                     interrupted=(
                         lifecycle.WORKER_STOPPED
                         if call.hangup_reason == lifecycle.WORKER_STOPPED
                         else ""
                     ),
                 )
-                for call in ended
-                if not call.recorded and call.result is not None
+                for call, result in ended
+                if not call.recorded
             ],
         )
-        for call in ended:
+        for call, _ in ended:
             call.recorded = True
         billing.settle_calls(
             [
-                (call.job, call.result.duration_seconds, call.result.outcome)
-                for call in ended
-                if call.result is not None
+                (call.job, result.duration_seconds, result.outcome)
+                for call, result in ended
             ]
         )
-        for call in ended:
+        for call, _ in ended:
             del self.calls[call.job.pk]
         self.wake = True  # slots are free
         return True
