@@ -15,6 +15,7 @@ from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.tests.queries import statements_sent
 from jobs import billing
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
@@ -365,13 +366,7 @@ def test_reserve_calls__a_covered_claim_is_one_statement():
     ]
     with CaptureQueriesContext(connection) as queries:
         assert billing.reserve_calls(claim, worker_id="w") == claim
-    sent = [
-        q["sql"]
-        for q in queries.captured_queries
-        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "PREPARE"))
-        and "pg_prepared_statements" not in q["sql"]
-    ]
-    assert len(sent) == 1
+    assert len(statements_sent(queries)) == 1
     assert balance(account) == 100 - 5 * 3
 
 

@@ -12,21 +12,11 @@ from accounts import services
 from accounts.models import Account, CreditEntry
 from accounts.services import Settlement
 from accounts.tests.factories import AccountFactory
+from callcenter.tests.queries import statements_sent
 
 
 def balance(account) -> int:
     return Account.objects.values_list("credits", flat=True).get(pk=account.pk)
-
-
-def statements(queries) -> list[str]:
-    """What was sent, without the savepoints the test's transaction adds and
-    the PREPARE a connection sends once per statement."""
-    return [
-        q["sql"]
-        for q in queries.captured_queries
-        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "PREPARE"))
-        and "FROM pg_prepared_statements" not in q["sql"]
-    ]
 
 
 def entries(kind: str) -> list[tuple[int | None, int, int, str]]:
@@ -46,7 +36,7 @@ def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
             account_id=account.pk, amount=3, claims=claims
         )
     assert reserved == {11, 12, 13}
-    assert len(statements(queries)) == 1
+    assert len(statements_sent(queries)) == 1
     assert balance(account) == 11
     # Each entry's balance is the balance right after it, in claim order.
     assert [(j, a, b) for j, a, b, _ in entries("reserve")] == [
@@ -102,7 +92,7 @@ def test_credits_settle_many__refunds_each_claim_in_one_statement():
                 Settlement(job_pk=2, key="k", cost=5),  # 2 more than reserved
             ],
         )
-    assert len(statements(queries)) == 1
+    assert len(statements_sent(queries)) == 1
     assert balance(account) == 20 - 1 - 5
     assert entries("settle") == [
         (1, 2, 16, "answered, 5s"),

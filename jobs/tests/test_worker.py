@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Account
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
+from callcenter.tests.queries import statements_sent
 from jobs.dialers.base import CallResult, Outcome
 from jobs.dialers.simulated import SimulatedDialer
 from jobs.models import Job, JobStatus
@@ -128,11 +129,6 @@ def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
     assert later.status == JobStatus.SCHEDULED
 
 
-def once_per_connection(sql: str) -> bool:
-    """Statements a connection sends once, for its prepared statements."""
-    return sql.startswith("PREPARE") or "FROM pg_prepared_statements" in sql
-
-
 def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
     account, settings
 ):
@@ -155,10 +151,7 @@ def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
             call.result = CallResult(outcome=Outcome.ANSWERED, duration_seconds=1)
         with CaptureQueriesContext(connection) as finish_round:
             assert worker.finish_calls()
-        sent = [
-            [q["sql"] for q in r.captured_queries if not once_per_connection(q["sql"])]
-            for r in (claim_round, finish_round)
-        ]
+        sent = [statements_sent(r) for r in (claim_round, finish_round)]
         # Each statement is its own transaction: no BEGIN ... COMMIT.
         assert not [sql for sql in sent[0] + sent[1] if sql == "BEGIN"]
         counts.append((len(sent[0]), len(sent[1])))
