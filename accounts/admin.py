@@ -27,10 +27,11 @@ class AccountAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     actions = ["add_credits"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        # The balance changes only through the credit services (ledger, resume
-        # of auto-paused batches), never by editing the number.
-        return ["credits"] if obj is not None else []
+    # The balance changes only through the credit services (ledger, resume of
+    # auto-paused batches), never by typing a number: not when editing, and
+    # not when adding, where a typed balance would have no ledger entry. A
+    # new account starts at 0; the "Add credits" action books the first top-up.
+    readonly_fields = ["credits"]
 
     def has_add_credits_permission(self, request: HttpRequest) -> bool:
         return request.user.is_staff and (

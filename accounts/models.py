@@ -110,10 +110,12 @@ class CreditEntry(models.Model):
         SETTLE = "settle", "Settled at call end"
 
     # credit_account_idx leads with the account: no index of its own, one
-    # less to write for every reserve and settle.
+    # less to write for every reserve and settle. PROTECT: the ledger is the
+    # account's financial history, so an account that has one cannot be
+    # deleted (as one with batches or jobs cannot).
     account = models.ForeignKey(
         Account,
-        on_delete=models.CASCADE,
+        on_delete=models.PROTECT,
         related_name="credit_entries",
         db_index=False,
     )

@@ -12,8 +12,9 @@ class CreditsAddSerializer(serializers.Serializer):
     amount = serializers.IntegerField(min_value=1, max_value=MAX_CREDITS_PER_REQUEST)
     account = serializers.SlugField(
         required=False,
-        help_text="The account's slug. Staff may name any account; others may "
-        "only top up their own, which is the default.",
+        help_text="The account's slug. Staff with the accounts.add_credits "
+        "permission may name any account; others may only top up their own, "
+        "which is the default.",
     )
     note = serializers.CharField(
         required=False, allow_blank=True, max_length=255, default=""

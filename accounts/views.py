@@ -21,6 +21,7 @@ from accounts.services import call_reservation, credits_add
 from callcenter.api import error_responses
 
 ADD_CREDITS_PERMISSION = "accounts.add_credits"
+VIEW_ACCOUNT_PERMISSION = "accounts.view_account"
 
 
 def _own_account(request: Request) -> Account | None:
@@ -28,8 +29,10 @@ def _own_account(request: Request) -> Account | None:
     return membership.account if membership is not None else None
 
 
-def _target_account(request: Request, slug: str | None) -> Account:
-    """Staff may act on any account; everyone else on their own only."""
+def _target_account(request: Request, slug: str | None, *, permission: str) -> Account:
+    """The user's own account by default. Another account takes what the
+    admin takes for it: staff status and ``permission`` (a superuser has
+    every permission). Staff status alone is not enough."""
     own = _own_account(request)
     if slug is None or (own is not None and own.slug == slug):
         if own is None:
@@ -37,8 +40,12 @@ def _target_account(request: Request, slug: str | None) -> Account:
                 {"account": ["Required: you belong to no account."]}
             )
         return own
-    if not request.user.is_staff:
-        raise exceptions.PermissionDenied("You may only act on your own account.")
+    user = request.user
+    if not (user.is_staff and user.has_perm(permission)):
+        raise exceptions.PermissionDenied(
+            "You may only act on your own account; another account takes staff "
+            f"status and the {permission} permission."
+        )
     try:
         return Account.objects.get(slug=slug)
     except Account.DoesNotExist:
@@ -46,15 +53,12 @@ def _target_account(request: Request, slug: str | None) -> Account:
 
 
 class CanAddCredits(permissions.BasePermission):
-    message = (
-        "Adding credits takes staff status or the accounts.add_credits permission."
-    )
+    message = "Adding credits takes the accounts.add_credits permission."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if request.method in permissions.SAFE_METHODS:
             return True
-        user = request.user
-        return bool(user.is_staff or user.has_perm(ADD_CREDITS_PERMISSION))
+        return bool(request.user.has_perm(ADD_CREDITS_PERMISSION))
 
 
 class AccountCreditsView(APIView):
@@ -65,7 +69,11 @@ class AccountCreditsView(APIView):
         summary="The account's balance",
     )
     def get(self, request: Request) -> Response:
-        account = _target_account(request, request.query_params.get("account"))
+        account = _target_account(
+            request,
+            request.query_params.get("account"),
+            permission=VIEW_ACCOUNT_PERMISSION,
+        )
         data = {
             "account": account.slug,
             "credits": account.credits,
@@ -81,13 +89,18 @@ class AccountCreditsView(APIView):
             "Adds credits to the account. If it can pay for a call again, the "
             "batches the system paused for lack of credits resume and suspended "
             "jobs return to the queue; batches a person paused stay paused. "
-            "Staff, or users with the accounts.add_credits permission."
+            "Takes the accounts.add_credits permission (a superuser has it); "
+            "another account's slug also takes staff status."
         ),
     )
     def post(self, request: Request) -> Response:
         payload = CreditsAddSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        account = _target_account(request, payload.validated_data.get("account"))
+        account = _target_account(
+            request,
+            payload.validated_data.get("account"),
+            permission=ADD_CREDITS_PERMISSION,
+        )
         result = credits_add(
             account=account,
             amount=payload.validated_data["amount"],

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db.models import ProtectedError
 from django.urls import reverse
 
+from accounts.actor import Actor
 from accounts.models import Account, CreditEntry
-from accounts.services import account_suspend_for_credits
+from accounts.services import account_suspend_for_credits, credits_add
 from accounts.tests.factories import AccountFactory, UserFactory
 from batches.tests.factories import BatchFactory
 from jobs.tests.factories import JobFactory
@@ -88,3 +90,41 @@ def test_account_admin__credits_field_is_read_only_on_change(admin_client):
     page = admin_client.get(reverse("admin:accounts_account_change", args=[account.pk]))
     assert page.status_code == 200
     assert 'name="credits"' not in page.content.decode()
+
+
+def test_account_admin__add_form_takes_no_balance(admin_client):
+    """A new account starts at 0; credits come only through the ledger."""
+    page = admin_client.get(reverse("admin:accounts_account_add"))
+    assert 'name="credits"' not in page.content.decode()
+
+    response = admin_client.post(
+        reverse("admin:accounts_account_add"),
+        {
+            "name": "Typed",
+            "slug": "typed",
+            "credits": "5000",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302, response.content
+    account = Account.objects.get(slug="typed")
+    assert account.credits == 0
+    assert not CreditEntry.objects.filter(account=account).exists()
+
+
+def test_account_delete__keeps_the_ledger(admin_client):
+    account = AccountFactory(credits=0)
+    credits_add(account=account, amount=30, actor=Actor.system("tests"))
+
+    with pytest.raises(ProtectedError):
+        account.delete()
+    page = admin_client.post(
+        reverse("admin:accounts_account_delete", args=[account.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 200  # "cannot delete", naming the ledger
+    assert "credit entr" in page.content.decode()
+    assert Account.objects.filter(pk=account.pk).exists()
+    assert CreditEntry.objects.filter(account=account).count() == 1

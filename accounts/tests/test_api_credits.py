@@ -22,9 +22,61 @@ def client_for(user):
     return client
 
 
+def grant(user, *codenames):
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    # has_perm caches per instance: reload so the new permissions count.
+    return type(user).objects.get(pk=user.pk)
+
+
 @pytest.fixture
 def staff():
-    return UserFactory(username="ops", is_staff=True)
+    """Staff with the same permission the admin's add_credits action needs."""
+    return grant(UserFactory(username="ops", is_staff=True), "add_credits")
+
+
+def test_credits_post__staff_without_the_permission_is_refused():
+    AccountFactory(slug="acme", credits=5)
+    staff = UserFactory(username="clerk", is_staff=True)
+
+    response = client_for(staff).post(
+        URL, {"account": "acme", "amount": 500}, format="json"
+    )
+
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert not CreditEntry.objects.exists()
+    assert AccountFactory(slug="acme").credits == 5
+
+
+def test_credits_post__superuser_adds_to_any_account():
+    AccountFactory(slug="acme", credits=5)
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    response = client_for(root).post(
+        URL, {"account": "acme", "amount": 10}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["credits"] == 15
+
+
+def test_credits_get__another_account_needs_the_view_permission():
+    AccountFactory(slug="acme", credits=42)
+    staff = UserFactory(username="clerk", is_staff=True)
+
+    refused = client_for(staff).get(URL, {"account": "acme"})
+    assert refused.status_code == 403, refused.content
+    assert "42" not in refused.content.decode()
+
+    allowed = client_for(grant(staff, "view_account")).get(URL, {"account": "acme"})
+    assert allowed.status_code == 200
+    assert allowed.json()["credits"] == 42
+
+
+def test_credits_get__member_with_view_permission_still_sees_only_own():
+    member = grant(MembershipFactory(account__slug="own").user, "view_account")
+    AccountFactory(slug="other")
+    response = client_for(member).get(URL, {"account": "other"})
+    assert response.status_code == 403
 
 
 def test_credits_post__staff_adds_to_any_account_and_resumes_auto_paused(staff):
@@ -52,8 +104,10 @@ def test_credits_post__staff_adds_to_any_account_and_resumes_auto_paused(staff):
 
 
 def test_credits_post__member_with_permission_tops_up_own_account_only():
-    member = MembershipFactory(account__slug="own", account__credits=5).user
-    member.user_permissions.add(Permission.objects.get(codename="add_credits"))
+    member = grant(
+        MembershipFactory(account__slug="own", account__credits=5).user,
+        "add_credits",
+    )
     AccountFactory(slug="other")
     client = client_for(member)
 
