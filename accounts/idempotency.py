@@ -1,4 +1,5 @@
-"""Idempotency-Key for POSTs that create things (batches, job imports).
+"""Idempotency-Key for POSTs that create things (batches, job imports) or
+move money (credits).
 
 The key row is inserted first, in the same transaction as the creation, and
 updated with the response before commit. Two concurrent requests with one key
@@ -52,12 +53,23 @@ def request_fingerprint(request) -> str:
 
 
 def idempotent(
-    request, *, account: Account, create: Callable[[], Response]
+    request,
+    *,
+    account: Account,
+    create: Callable[[], Response],
+    after_commit: Callable[[Response], Response] | None = None,
 ) -> Response:
-    """Run ``create`` once per (account, Idempotency-Key)."""
+    """Run ``create`` once per (account, Idempotency-Key).
+
+    ``after_commit``, if given, finishes the first request's work after the
+    key and ``create``'s writes have committed (long follow-up work that must
+    not hold their locks); the response it returns is the one stored for
+    replays. A replay never runs it.
+    """
     key = request.headers.get(HEADER)
     if key is None:
-        return create()
+        response = create()
+        return after_commit(response) if after_commit else response
     if not _KEY_RE.match(key):
         raise ApiError(
             f"{HEADER} must be 1 to 255 printable ASCII characters.",
@@ -99,6 +111,9 @@ def idempotent(
         record.response_status = response.status_code
         record.response_body = response.data
         record.save(update_fields=["response_status", "response_body"])
+    if after_commit is not None:
+        response = after_commit(response)
+        IdempotencyKey.objects.filter(pk=record.pk).update(response_body=response.data)
     return response
 
 

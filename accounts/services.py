@@ -577,12 +577,24 @@ def _move_jobs(
 
 
 def credits_add(
-    *, account: Account, amount: int, actor: Actor, note: str = ""
+    *,
+    account: Account,
+    amount: int,
+    actor: Actor,
+    note: str = "",
+    restore_jobs: bool = True,
 ) -> CreditsAdded:
     """Add credits. If the account can now pay for a call, the batches that
     the system paused for lack of credits resume and suspended jobs return to
     the queue (to ``scheduled`` if their time has not come). A batch a person
-    paused stays paused; its jobs are ready for when they resume it."""
+    paused stays paused; its jobs are ready for when they resume it.
+
+    With ``restore_jobs=False`` the suspended jobs are left for the caller to
+    restore with ``credits_unsuspend_jobs`` once its own transaction has
+    committed: restoring a large account takes many chunks, and inside a
+    caller's transaction it would hold the account row (every settle's lock)
+    all that time.
+    """
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidCreditAmountError("The amount must be a positive whole number.")
     resumed: list[str] = []
@@ -607,7 +619,9 @@ def credits_add(
             resumed = _resume_credit_paused(account_id=account.pk, actor=actor)
     account.credits = balance
     unsuspended = (
-        _move_jobs(account_id=account.pk, from_statuses=["suspended"]) if can_pay else 0
+        _move_jobs(account_id=account.pk, from_statuses=["suspended"])
+        if can_pay and restore_jobs
+        else 0
     )
     logger.info(
         "credits added",
@@ -624,6 +638,16 @@ def credits_add(
     return CreditsAdded(
         balance=balance, resumed_batches=resumed, unsuspended_jobs=unsuspended
     )
+
+
+def credits_unsuspend_jobs(*, account_id: int) -> int:
+    """Return the account's suspended jobs to the queue if it can pay for a
+    call (the second half of ``credits_add(restore_jobs=False)``)."""
+    if not Account.objects.filter(
+        pk=account_id, credits__gte=call_reservation()
+    ).exists():
+        return 0
+    return _move_jobs(account_id=account_id, from_statuses=["suspended"])
 
 
 def _resume_credit_paused(*, account_id: int, actor: Actor) -> list[str]:

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.actor import Actor, Source
+from accounts.idempotency import idempotent
 from accounts.models import Account
 from accounts.serializers import (
     CreditsAddedSerializer,
     CreditsAddSerializer,
     CreditsSerializer,
 )
-from accounts.services import call_reservation, credits_add
+from accounts.services import call_reservation, credits_add, credits_unsuspend_jobs
 from callcenter.api import error_responses
 
 ADD_CREDITS_PERMISSION = "accounts.add_credits"
 VIEW_ACCOUNT_PERMISSION = "accounts.view_account"
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retrying with the same key returns the first response and "
+    "never adds the credits twice (kept API_IDEMPOTENCY_TTL_HOURS).",
+)
 
 
 def _own_account(request: Request) -> Account | None:
@@ -83,7 +94,8 @@ class AccountCreditsView(APIView):
 
     @extend_schema(
         request=CreditsAddSerializer,
-        responses={200: CreditsAddedSerializer, **error_responses()},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: CreditsAddedSerializer, **error_responses(422)},
         summary="Add credits",
         description=(
             "Adds credits to the account. If it can pay for a call again, the "
@@ -101,17 +113,32 @@ class AccountCreditsView(APIView):
             payload.validated_data.get("account"),
             permission=ADD_CREDITS_PERMISSION,
         )
-        result = credits_add(
-            account=account,
-            amount=payload.validated_data["amount"],
-            actor=Actor.from_request(request, Source.API),
-            note=payload.validated_data["note"],
+        amount = payload.validated_data["amount"]
+
+        def add() -> Response:
+            result = credits_add(
+                account=account,
+                amount=amount,
+                actor=Actor.from_request(request, Source.API),
+                note=payload.validated_data["note"],
+                restore_jobs=False,
+            )
+            data = {
+                "account": account.slug,
+                "added": amount,
+                "credits": result.balance,
+                "resumed_batches": result.resumed_batches,
+                "unsuspended_jobs": 0,
+            }
+            return Response(CreditsAddedSerializer(data).data)
+
+        def restore_jobs(response: Response) -> Response:
+            response.data["unsuspended_jobs"] = credits_unsuspend_jobs(
+                account_id=account.pk
+            )
+            return response
+
+        # The key is the target account's, as for batches and imports.
+        return idempotent(
+            request, account=account, create=add, after_commit=restore_jobs
         )
-        data = {
-            "account": account.slug,
-            "added": payload.validated_data["amount"],
-            "credits": result.balance,
-            "resumed_batches": result.resumed_batches,
-            "unsuspended_jobs": result.unsuspended_jobs,
-        }
-        return Response(CreditsAddedSerializer(data).data)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.models import CreditEntry
@@ -165,3 +168,59 @@ def test_credits_get__member_sees_own_balance():
     assert response.status_code == 200
     assert response.json()["credits"] == 42
     assert response.json()["account"] == "own"
+
+
+# --- Idempotency-Key ----------------------------------------------------------
+
+
+def test_credits_post__idempotency_key_adds_once_and_replays(staff):
+    account = AccountFactory(slug="acme", credits=0)
+    BatchFactory(account=account)
+    account_suspend_for_credits(account_id=account.pk)
+    client = client_for(staff)
+    body = {"account": "acme", "amount": 70}
+
+    first = client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="inv-7")
+    again = client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="inv-7")
+
+    assert first.status_code == again.status_code == 200, again.content
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert CreditEntry.objects.filter(kind="add").count() == 1
+    assert AccountFactory(slug="acme").credits == 70
+    other = client.post(
+        URL, {**body, "amount": 71}, format="json", HTTP_IDEMPOTENCY_KEY="inv-7"
+    )
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert AccountFactory(slug="acme").credits == 70
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credits_post__concurrent_retries_with_one_key_add_once():
+    account = AccountFactory(slug="acme", credits=0)
+    member = grant(MembershipFactory(account=account).user, "add_credits")
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def post():
+        try:
+            client = client_for(member)
+            barrier.wait(10)
+            response = client.post(
+                URL, {"amount": 25}, format="json", HTTP_IDEMPOTENCY_KEY="topup-1"
+            )
+            statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    assert statuses == [200] * 4
+    assert CreditEntry.objects.filter(kind="add").count() == 1
+    assert AccountFactory(slug="acme").credits == 25
