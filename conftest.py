@@ -31,7 +31,7 @@ def staff_user():
     return UserFactory(username="staff", is_staff=True, is_superuser=True)
 
 
-# --- REST API (issue 4) ------------------------------------------------------
+# --- REST API ---------------------------------------------------------------
 
 
 def _token_client(user):

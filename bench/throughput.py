@@ -93,7 +93,7 @@ def run(ctx: Context) -> None:
         # credits, writes the dial mark before the call, the attempt log, the
         # completion check and the webhook lookup: with claims of 10, as
         # run_call_worker --concurrency 10 runs, it must still beat the peers;
-        # one job per claim is shown for comparison (README: why).
+        # one job per claim is shown for comparison (docs/performance.md: why).
         ("ours-claim", "raw", ">= 0.8x", lambda r: r >= 0.8),
         ("ours-claim", "django-q2", "> 1x", lambda r: r > 1),
         ("ours-claim", "procrastinate", "> 1x", lambda r: r > 1),

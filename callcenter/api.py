@@ -423,8 +423,8 @@ def error_responses(*extra: int) -> dict[int, OpenApiResponse]:
 
 
 def both_slashes(route: str, view, name: str) -> list:
-    """The route with and without a trailing slash: the reference's curl
-    examples have none, and clients that add one must not get a redirect
+    """The route with and without a trailing slash: the original system's
+    curl examples have none, and clients that add one must not get a redirect
     (a redirected POST or PATCH loses its body)."""
     return [path(route, view, name=name), path(f"{route}/", view)]
 

@@ -1,7 +1,7 @@
 """Settings for callcenter.
 
 Everything that differs between deployments comes from the environment (see
-the settings table in README.md). Defaults are the production-safe ones:
+the settings tables in docs/operations.md). Defaults are the production-safe ones:
 DEBUG is off, a secret key is required, cookies are secure.
 """
 
@@ -177,7 +177,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
 }
 
-# --- Credits, webhooks and maintenance (issue 6) ---------------------------
+# --- Credits, webhooks and maintenance ------------------------------------
 # What a call costs: a fixed part per call and a part per started minute.
 # The per-minute part of the first CALL_RESERVE_MINUTES is reserved when the
 # call starts and settled against the real duration when it ends.

@@ -22,7 +22,8 @@ claim that already holds the share lock makes the pause wait until the claim
 has committed; a claim that arrives while the pause holds its lock skips the
 batch; a claim whose snapshot predates the pause but locks the row after it
 committed re-reads the row (EvalPlanQual) and sees ``is_active = false``. So
-once a pause has returned, no claim can commit a job of that batch.
+once a pause has returned, no claim can commit a job of that batch (the test
+that proves it: docs/architecture.md#why-pause-is-exact).
 
 The claim's commit does not wait for its WAL flush (``synchronous_commit``
 is turned off inside the statement, for its own transaction only). That is

@@ -6,7 +6,7 @@ the meantime is never overwritten, and two workers recovering the same
 expired lease cannot both act on it.
 
 Crash policy, applied when a lease expires (the worker died or lost the
-database for longer than the lease):
+database for longer than the lease; docs/architecture.md#crash-policy-leases):
 
 * claimed but never dialled (``dialed_at IS NULL``): back to ``pending``; no
   attempt was spent;

@@ -32,7 +32,7 @@ def verify(
     tolerance: int = 300,
     now: float | None = None,
 ) -> bool:
-    """What a receiver does (the README shows the same code)."""
+    """What a receiver does (docs/webhooks.md shows the same code)."""
     try:
         ts = int(timestamp)
     except (TypeError, ValueError):

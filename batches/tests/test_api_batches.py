@@ -323,8 +323,8 @@ def test_batches_retrieve__unknown_or_odd_ids_are_404(api_client, batch_id):
     assert_error(api_client.get(f"{BASE}/{batch_id}"), 404)
 
 
-def test_batches_update__reference_pause_body(api_client, batch):
-    # Verbatim from the reference: -d '{"is_active": false}'
+def test_batches_update__original_pause_body(api_client, batch):
+    # Verbatim from the original system's examples: -d '{"is_active": false}'
     response = api_client.patch(
         f"{BASE}/{batch.batch_id}",
         '{"is_active": false}',
@@ -340,7 +340,7 @@ def test_batches_update__reference_pause_body(api_client, batch):
     assert batch.pause_source == "api"
 
 
-def test_batches_update__reference_resume_body(api_client, batch, api_actor):
+def test_batches_update__original_resume_body(api_client, batch, api_actor):
     services.batch_pause(batch=batch, actor=api_actor)
     response = api_client.patch(
         f"{BASE}/{batch.batch_id}",
@@ -353,7 +353,7 @@ def test_batches_update__reference_resume_body(api_client, batch, api_actor):
     assert batch.is_active is True
 
 
-def test_batches_update__reference_multi_field_body(api_client, batch):
+def test_batches_update__original_multi_field_body(api_client, batch):
     body = """{
     "is_active": false,
     "name": "Campaña Actualizada",

@@ -4,7 +4,7 @@ watches the dashboard move.
 
 Playwright drives Debian's Chromium (``make test`` installs it when missing).
 Screenshots land in test-artifacts/screenshots/; with UPDATE_SCREENSHOTS=1
-they replace the README's images in docs/screenshots/ ($SCREENSHOTS_DIR
+they replace the documentation's images in docs/screenshots/ ($SCREENSHOTS_DIR
 overrides both).
 """
 
@@ -63,7 +63,7 @@ def _allow_orm_beside_playwright(monkeypatch):
 @pytest.fixture
 def screenshots() -> Path:
     # A plain `make test` must not dirty the working tree, so the committed
-    # README images are only rewritten on request (UPDATE_SCREENSHOTS=1).
+    # documentation images are only rewritten on request (UPDATE_SCREENSHOTS=1).
     base = Path(settings.BASE_DIR)
     if os.environ.get("UPDATE_SCREENSHOTS"):
         default = base / "docs" / "screenshots"

@@ -24,7 +24,7 @@ def make_jobs(batch, **statuses):
             JobFactory(batch=batch, status=status, **extra)
 
 
-def test_batch_create__generates_reference_style_id_and_audits(account, api_actor):
+def test_batch_create__generates_original_style_id_and_audits(account, api_actor):
     batch = services.batch_create(account=account, name="Renewals", actor=api_actor)
     assert batch.batch_id.startswith("batch-")
     # batch-2025-10-25-144129-862530

@@ -13,7 +13,7 @@ from jobs.tests.factories import JobFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_job_status__has_all_eight_reference_values():
+def test_job_status__has_all_eight_original_values():
     assert set(JobStatus.values) == {
         "pending",
         "scheduled",

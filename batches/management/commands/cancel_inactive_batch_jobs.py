@@ -1,6 +1,6 @@
 """Cancel the pending and scheduled jobs of inactive batches.
 
-The reference system's maintenance script, made safe to run by hand or from
+The original system's maintenance script, made safe to run by hand or from
 cron: it previews with --dry-run, filters by batch and by how long a batch has
 been inactive, asks before acting (or requires --yes when no one is at a
 terminal), cancels in committed chunks with a progress bar, and is idempotent.
