@@ -242,10 +242,20 @@ def _reserve_pg(*, account_id: int, amount: int, job_pk: int | None, key: str) -
                 _RESERVE_SQL,
                 {"amount": amount, "account": account_id, "job": job_pk, "key": key},
             )
-    except IntegrityError:
-        # A concurrent reserve for the same claim won; ours rolled back.
-        return True
+    except IntegrityError as exc:
+        # A concurrent reserve for the same claim won (the ledger's unique
+        # index), so the claim is reserved. Anything else, the balance CHECK
+        # included, took nothing: a failed reservation must never read as one
+        # that succeeded.
+        return _sqlstate(exc) == UNIQUE_VIOLATION
     return row is not None
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+def _sqlstate(exc: IntegrityError) -> str | None:
+    return getattr(exc.__cause__, "sqlstate", None)
 
 
 _SETTLE_SQL = """

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import services
@@ -118,6 +119,73 @@ def test_credits_settle__is_idempotent_per_claim():
         services.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1) == 0
     )
     assert balance(account) == 9
+
+
+@pytest.mark.django_db
+def test_credits_reserve__refused_by_the_balance_check_is_a_failure(monkeypatch):
+    """Were the statement's own balance condition ever lost, the CHECK on the
+    balance refuses the reservation, and that must read as a failure: a call
+    would otherwise be placed without funds."""
+    unguarded = services._RESERVE_SQL.replace(" AND credits >= %(amount)s", "")
+    assert unguarded != services._RESERVE_SQL
+    monkeypatch.setattr(services, "_RESERVE_SQL", unguarded)
+    account = AccountFactory(credits=2)
+
+    assert not services.credits_reserve(
+        account_id=account.pk, amount=3, job_pk=1, key="k"
+    )
+    assert balance(account) == 2
+    assert not CreditEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credits_reserve__a_concurrent_reserve_of_the_same_claim_is_a_success():
+    """Two reserves of one claim: the second waits on the ledger's unique
+    index, loses, and answers True (the claim is reserved) without taking the
+    credits twice."""
+    account = AccountFactory(credits=10)
+    second: list[bool] = []
+
+    def reserve_again() -> None:
+        try:
+            second.append(
+                services.credits_reserve(
+                    account_id=account.pk, amount=3, job_pk=7, key="k"
+                )
+            )
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert services.credits_reserve(
+            account_id=account.pk, amount=3, job_pk=7, key="k"
+        )
+        other = threading.Thread(target=reserve_again)
+        other.start()
+        wait_for_lock_wait()  # the second reserve waits for this transaction
+    other.join(timeout=30)
+
+    assert second == [True]
+    assert balance(account) == 7
+    assert CreditEntry.objects.filter(kind="reserve").count() == 1
+
+
+def wait_for_lock_wait(timeout: float = 30) -> None:
+    """Wait until another session of this database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            # Inside a transaction the statistics views are read once, unless
+            # their snapshot is cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no session waited for a lock")
 
 
 @pytest.mark.django_db(transaction=True)
