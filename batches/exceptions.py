@@ -23,3 +23,11 @@ class BatchCancelledError(DomainError):
 
 class BatchDeletedError(DomainError):
     code = "batch_deleted"
+
+
+class BatchPausedByStaffError(DomainError):
+    """Staff paused the batch (a supervisor stopping a campaign): only staff,
+    or an operator's command, may resume it."""
+
+    code = "paused_by_staff"
+    status_code = 403

@@ -61,6 +61,10 @@ class Batch(models.Model):
         max_length=16, choices=Source.choices, blank=True, default=""
     )
     pause_reason = models.CharField(max_length=255, blank=True, default="")
+    # A staff pause (from the admin, or by any staff user) is a supervisor's
+    # stop: a member cannot lift it through the API. Stored, not derived from
+    # paused_by, so that it holds after that user is deleted.
+    paused_by_staff = models.BooleanField(default=False, db_default=False)
 
     cancelled_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

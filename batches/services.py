@@ -21,9 +21,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.actor import Actor
+from accounts.actor import Actor, Source
 from accounts.models import Account
-from batches.exceptions import BatchCancelledError, BatchDeletedError
+from batches.exceptions import (
+    BatchCancelledError,
+    BatchDeletedError,
+    BatchPausedByStaffError,
+)
 from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
@@ -131,6 +135,7 @@ def batch_create(
             batch.paused_at = timezone.now()
             batch.paused_by = actor.user
             batch.pause_source = actor.source
+            batch.paused_by_staff = _is_staff(actor)
         batch.full_clean(exclude=["account"])
         batch.save()
         _record(
@@ -146,27 +151,56 @@ def batch_create(
     return batch
 
 
+def _is_staff(actor: Actor) -> bool:
+    """The admin is staff only; elsewhere, a staff user."""
+    user = actor.user
+    return actor.source == Source.ADMIN or bool(user is not None and user.is_staff)
+
+
 def _apply_pause(locked: Batch, *, actor: Actor, reason: str) -> None:
+    if locked.is_active:
+        locked.paused_at = timezone.now()
     locked.is_active = False
-    locked.paused_at = timezone.now()
     locked.paused_by = actor.user
     locked.pause_source = actor.source
     locked.pause_reason = reason[:255]
+    locked.paused_by_staff = _is_staff(actor)
 
 
-def _apply_resume(locked: Batch) -> None:
+def _apply_resume(locked: Batch, *, actor: Actor) -> None:
     if locked.cancelled_at is not None:
         raise BatchCancelledError(
             f"Batch {locked.batch_id} is cancelled and cannot be resumed."
+        )
+    # Staff and operators (commands) may lift a staff pause; a member, and
+    # the system's own automatic resumes, may not.
+    if (
+        locked.paused_by_staff
+        and not _is_staff(actor)
+        and actor.source != Source.COMMAND
+    ):
+        who = locked.paused_by.get_username() if locked.paused_by else "staff"
+        why = f": {locked.pause_reason}" if locked.pause_reason else ""
+        raise BatchPausedByStaffError(
+            f"Batch {locked.batch_id} was paused by staff ({who}){why}. "
+            "Only staff can resume it; ask them to."
         )
     locked.is_active = True
     locked.paused_at = None
     locked.paused_by = None
     locked.pause_source = ""
     locked.pause_reason = ""
+    locked.paused_by_staff = False
 
 
-_PAUSE_FIELDS = ["is_active", "paused_at", "paused_by", "pause_source", "pause_reason"]
+_PAUSE_FIELDS = [
+    "is_active",
+    "paused_at",
+    "paused_by",
+    "pause_source",
+    "pause_reason",
+    "paused_by_staff",
+]
 
 
 def batch_pause(*, batch: Batch, actor: Actor, reason: str = "") -> bool:
@@ -177,16 +211,29 @@ def batch_pause(*, batch: Batch, actor: Actor, reason: str = "") -> bool:
     """
     with transaction.atomic():
         locked = _lock(batch)
-        if not locked.is_active:
+        # Staff pausing a batch that a member (or the credit logic) paused
+        # takes the pause over, so that the member cannot resume it.
+        takes_over = (
+            not locked.is_active
+            and _is_staff(actor)
+            and not locked.paused_by_staff
+            and locked.cancelled_at is None
+        )
+        if not locked.is_active and not takes_over:
             _sync(batch, locked)
             return False
+        changes = (
+            {"paused_by_staff": [False, True]}
+            if takes_over
+            else {"is_active": [True, False]}
+        )
         _apply_pause(locked, actor=actor, reason=reason)
         locked.save(update_fields=[*_PAUSE_FIELDS, "updated_at"])
         _record(
             locked,
             action=BatchEvent.Action.PAUSED,
             actor=actor,
-            changes={"is_active": [True, False]},
+            changes=changes,
             reason=reason,
         )
     _sync(batch, locked)
@@ -200,7 +247,7 @@ def batch_resume(*, batch: Batch, actor: Actor) -> bool:
         if locked.is_active:
             _sync(batch, locked)
             return False
-        _apply_resume(locked)
+        _apply_resume(locked, actor=actor)
         locked.save(update_fields=[*_PAUSE_FIELDS, "updated_at"])
         _record(
             locked,
@@ -232,7 +279,7 @@ def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
         save_fields = set(changed)
         if "is_active" in changed:
             if fields["is_active"]:
-                _apply_resume(locked)
+                _apply_resume(locked, actor=actor)
                 notify_jobs_available()
             else:
                 _apply_pause(locked, actor=actor, reason="")

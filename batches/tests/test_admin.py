@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from accounts.actor import Source
+from accounts.actor import Actor, Source
 from accounts.tests.factories import UserFactory
 from batches import services
 from batches.models import Batch, BatchEvent
@@ -151,11 +151,16 @@ def test_batch_changelist__hides_deleted_batches(admin_client, system_actor):
 # --- actions: pause and resume ---------------------------------------------------
 
 
+@pytest.fixture
+def other_staff_actor():
+    return Actor(source=Source.ADMIN, user=UserFactory(is_staff=True))
+
+
 def test_pause_selected__pauses_and_counts_the_already_paused(
-    admin_client, admin_user, system_actor
+    admin_client, admin_user, other_staff_actor
 ):
     a, b, c = BatchFactory(), BatchFactory(), BatchFactory()
-    services.batch_pause(batch=c, actor=system_actor)
+    services.batch_pause(batch=c, actor=other_staff_actor)
 
     response = run_action(admin_client, "pause_selected", [a, b, c])
 
@@ -170,7 +175,25 @@ def test_pause_selected__pauses_and_counts_the_already_paused(
         assert event.source == Source.ADMIN
         assert event.actor == admin_user
         assert event.remote_addr == "127.0.0.1"
-    assert c.events.filter(source=Source.ADMIN).count() == 0
+    assert c.events.filter(actor=admin_user).count() == 0
+
+
+def test_pause_selected__takes_over_a_credits_pause(admin_client, admin_user):
+    """Staff pausing a batch the system paused for credits makes it a staff
+    pause: a top-up no longer resumes it."""
+    from accounts.services import account_suspend_for_credits, credits_add
+
+    batch = BatchFactory(account__credits=0)
+    account_suspend_for_credits(account_id=batch.account_id)
+
+    response = run_action(admin_client, "pause_selected", [batch])
+
+    assert texts(response) == ["1 batch paused"]
+    credits_add(account=batch.account, amount=100, actor=Actor.system("tests"))
+    batch.refresh_from_db()
+    assert batch.is_active is False
+    assert (batch.pause_source, batch.paused_by) == (Source.ADMIN, admin_user)
+    assert batch.paused_by_staff is True
 
 
 def test_pause_selected__across_a_whole_filter(admin_client, account):
@@ -193,9 +216,11 @@ def test_pause_selected__across_a_whole_filter(admin_client, account):
     assert other.is_active is True
 
 
-def test_pause_selected__all_already_paused_is_a_warning(admin_client, system_actor):
+def test_pause_selected__all_already_paused_is_a_warning(
+    admin_client, other_staff_actor
+):
     batch = BatchFactory()
-    services.batch_pause(batch=batch, actor=system_actor)
+    services.batch_pause(batch=batch, actor=other_staff_actor)
 
     response = run_action(admin_client, "pause_selected", [batch])
 

@@ -678,3 +678,28 @@ def test_pause__on_cancelled_batch_says_it_is_cancelled(api_client, account, api
     assert response.status_code == 200
     assert response.json()["changed"] is False
     assert response.json()["message"] == "Nothing to do: the batch is cancelled."
+
+
+# --- A staff pause (issue 15, point 14) -------------------------------------------
+
+
+def test_batches_resume__a_staff_pause_is_403_for_a_member(
+    api_client, batch, staff_user
+):
+    from accounts.actor import Actor, Source
+
+    staff = Actor(source=Source.ADMIN, user=staff_user)
+    services.batch_pause(batch=batch, actor=staff, reason="wrong script")
+    url = f"{BASE}/{batch.batch_id}"
+
+    error = assert_error(api_client.put(f"{url}/resume"), 403, "paused_by_staff")
+    assert "paused by staff" in error["message"]
+    assert "wrong script" in error["message"]
+    assert_error(api_client.patch(url, {"is_active": True}), 403, "paused_by_staff")
+    # Other fields stay editable, and pausing again is a no-op.
+    renamed = api_client.patch(url, {"name": "Renamed"})
+    assert renamed.status_code == 200, renamed.content
+    assert api_client.put(f"{url}/pause").json()["changed"] is False
+    batch.refresh_from_db()
+    assert batch.is_active is False
+    assert batch.paused_by_staff is True

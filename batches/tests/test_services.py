@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.actor import Source
+from accounts.actor import Actor, Source
 from batches import services
-from batches.exceptions import BatchCancelledError, BatchDeletedError
+from batches.exceptions import (
+    BatchCancelledError,
+    BatchDeletedError,
+    BatchPausedByStaffError,
+)
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
 from jobs.models import Job, JobStatus
@@ -243,3 +247,66 @@ def test_batch_cancel_jobs__portable_path_matches_postgres_path(settings):
     assert sum(chunks) == 5
     assert Job.objects.filter(batch=batch, status="cancelled").count() == 5
     assert Job.objects.filter(batch=batch, status="completed").count() == 1
+
+
+# --- A staff pause (issue 15, point 14) -------------------------------------------
+
+
+@pytest.fixture
+def staff_actor(staff_user):
+    return Actor(source=Source.ADMIN, user=staff_user, remote_addr="10.0.0.1")
+
+
+def test_batch_pause__records_whether_staff_paused(api_actor, staff_actor):
+    by_member, by_staff = BatchFactory(), BatchFactory()
+    services.batch_pause(batch=by_member, actor=api_actor)
+    services.batch_pause(batch=by_staff, actor=staff_actor, reason="wrong script")
+    by_member.refresh_from_db()
+    by_staff.refresh_from_db()
+    assert (by_member.paused_by_staff, by_staff.paused_by_staff) == (False, True)
+    assert by_staff.paused_by == staff_actor.user
+    event = by_staff.events.get(action=BatchEvent.Action.PAUSED)
+    assert (event.source, event.actor) == (Source.ADMIN, staff_actor.user)
+
+
+def test_batch_resume__a_member_cannot_lift_a_staff_pause(api_actor, staff_actor):
+    batch = BatchFactory(account=api_actor.user.membership.account)
+    services.batch_pause(batch=batch, actor=staff_actor, reason="wrong script")
+
+    with pytest.raises(BatchPausedByStaffError, match="paused by staff"):
+        services.batch_resume(batch=batch, actor=api_actor)
+    with pytest.raises(BatchPausedByStaffError):
+        services.batch_update(batch=batch, actor=api_actor, is_active=True)
+    batch.refresh_from_db()
+    assert batch.is_active is False
+    assert not batch.events.filter(action=BatchEvent.Action.RESUMED).exists()
+
+    assert services.batch_resume(batch=batch, actor=staff_actor) is True
+    batch.refresh_from_db()
+    assert (batch.is_active, batch.paused_by_staff) == (True, False)
+
+
+def test_batch_resume__an_operator_command_may_lift_a_staff_pause(staff_actor):
+    batch = BatchFactory()
+    services.batch_pause(batch=batch, actor=staff_actor)
+    assert services.batch_resume(batch=batch, actor=Actor.command("ops")) is True
+
+
+def test_batch_pause__staff_takes_over_a_member_pause(api_actor, staff_actor):
+    batch = BatchFactory()
+    services.batch_pause(batch=batch, actor=api_actor, reason="lunch")
+    batch.refresh_from_db()
+    paused_at = batch.paused_at
+
+    assert services.batch_pause(batch=batch, actor=staff_actor, reason="stop") is True
+    batch.refresh_from_db()
+    assert batch.paused_by_staff is True
+    assert (batch.paused_by, batch.pause_source) == (staff_actor.user, Source.ADMIN)
+    assert batch.pause_reason == "stop"
+    assert batch.paused_at == paused_at  # paused since the member's pause
+    event = batch.events.filter(action=BatchEvent.Action.PAUSED).first()
+    assert event.changes == {"paused_by_staff": [False, True]}
+    with pytest.raises(BatchPausedByStaffError):
+        services.batch_resume(batch=batch, actor=api_actor)
+    # A second staff pause changes nothing.
+    assert services.batch_pause(batch=batch, actor=staff_actor) is False
