@@ -680,7 +680,7 @@ def test_pause__on_cancelled_batch_says_it_is_cancelled(api_client, account, api
     assert response.json()["message"] == "Nothing to do: the batch is cancelled."
 
 
-# --- A staff pause (issue 15, point 14) -------------------------------------------
+# --- A staff pause ------------------------------------------------------------------
 
 
 def test_batches_resume__a_staff_pause_is_403_for_a_member(

@@ -249,7 +249,7 @@ def test_batch_cancel_jobs__portable_path_matches_postgres_path(settings):
     assert Job.objects.filter(batch=batch, status="completed").count() == 1
 
 
-# --- A staff pause (issue 15, point 14) -------------------------------------------
+# --- A staff pause ------------------------------------------------------------------
 
 
 @pytest.fixture
