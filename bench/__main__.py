@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--only SECTION ...]`: run the benchmarks."""
+"""`python -m bench [--quick] [--only SECTION ...] [--kinds KIND ...]`: run the
+benchmarks."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one rep")
     parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=None)
     parser.add_argument("--out", help="JSON path (default bench/results/<ts>.json)")
+    parser.add_argument(
+        "--kinds",
+        nargs="*",
+        default=None,
+        help="throughput: only these systems (see bench/throughput.py KINDS)",
+    )
     args = parser.parse_args(argv)
 
     dbs = db.resolve()
@@ -53,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report(machine=_machine(dbs))
     ctx = Context(
-        dbs=dbs, sizes=QUICK if args.quick else FULL, report=report, quick=args.quick
+        dbs=dbs,
+        sizes=QUICK if args.quick else FULL,
+        report=report,
+        quick=args.quick,
+        kinds=tuple(args.kinds) if args.kinds else None,
     )
     started = time.monotonic()
     timings: dict[str, float] = {}

@@ -24,14 +24,20 @@ RAW_INDEX_SQL = (
     " WHERE status = 'pending'"
 )
 
+# The claim's own transaction commits without waiting for its WAL flush, as
+# jobs.claim.CLAIM_SQL does: set_config(..., true) lasts for this transaction.
+_ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
+
 # The practical limit: one statement, SKIP LOCKED over a partial index that
 # holds exactly the claimable rows in claim order, no batch semantics at all.
+# The limit is in the text, as the product prepares its claim: a generic plan
+# with LIMIT $1 may sort instead of walking the index.
 RAW_CLAIM_SQL = """
 WITH c AS (
     SELECT id FROM jobs_job
     WHERE status = 'pending'
     ORDER BY priority DESC, id
-    LIMIT %s
+    LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs_job AS j
@@ -40,10 +46,58 @@ SET status = 'in_progress', claimed_by = %s, claimed_at = now(),
 FROM c WHERE j.id = c.id
 RETURNING j.id, j.phone_number
 """
+
+# The same statement under the claim's commit setting.
+RAW_ASYNC_CLAIM_SQL = f"""
+WITH async_commit AS ({_ASYNC_COMMIT}),
+c AS (
+    SELECT id FROM jobs_job
+    WHERE status = 'pending'
+    ORDER BY priority DESC, id
+    LIMIT {{limit}}
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs_job AS j
+SET status = 'in_progress', claimed_by = %s, claimed_at = now(),
+    lease_expires_at = now() + interval '60 seconds', updated_at = now()
+FROM c, async_commit WHERE j.id = c.id
+RETURNING j.id, j.phone_number
+"""
+
+# The raw CTE doing the work the product's claim does: only jobs of an active,
+# unfinished batch, each batch row locked FOR SHARE (what makes pause exact),
+# and the claim's commit setting.
+RAW_SAME_CLAIM_SQL = f"""
+WITH async_commit AS ({_ASYNC_COMMIT}),
+c AS (
+    SELECT j.id FROM jobs_job j
+    JOIN batches_batch b ON b.id = j.batch_id
+    WHERE j.status = 'pending' AND b.is_active AND b.completed_at IS NULL
+    ORDER BY j.priority DESC, j.id
+    LIMIT {{limit}}
+    FOR UPDATE OF j SKIP LOCKED
+    FOR SHARE OF b SKIP LOCKED
+)
+UPDATE jobs_job AS j
+SET status = 'in_progress', claimed_by = %s, claimed_at = now(),
+    lease_expires_at = now() + interval '60 seconds', updated_at = now()
+FROM c, async_commit WHERE j.id = c.id
+RETURNING j.id, j.phone_number
+"""
+
 RAW_FINISH_SQL = """
 UPDATE jobs_job SET status = 'completed', finished_at = now(), updated_at = now()
 WHERE id = ANY(%s) AND status = 'in_progress'
 """
+
+# The commit setting the peers run with, on every statement of their session.
+# Neither django-q2's nor Procrastinate's docs mention synchronous_commit, and
+# both document at-least-once delivery; an asynchronous commit lost in a
+# server crash can only turn into a redelivery, which both already allow. So
+# they get the fastest setting PostgreSQL has, through the connection options
+# each documents (Django's DATABASES OPTIONS; Procrastinate's connector
+# arguments, passed on to psycopg).
+PEER_SYNCHRONOUS_COMMIT = "off"
 
 
 class Claimer:
@@ -68,15 +122,19 @@ class Claimer:
 
 
 class RawClaimer(Claimer):
+    """The practical limit, every commit synchronous (the server default)."""
+
     name = "raw"
+    claim_sql = RAW_CLAIM_SQL
 
     def setup(self) -> None:
         import psycopg
 
         self.conn = psycopg.connect(self.options["url"], autocommit=True)
+        self.sql = self.claim_sql.format(limit=int(self.limit))
 
     def step(self) -> int | None:
-        rows = self.conn.execute(RAW_CLAIM_SQL, [self.limit, self.worker_id]).fetchall()
+        rows = self.conn.execute(self.sql, [self.worker_id]).fetchall()
         if not rows:
             return None
         self.conn.execute(RAW_FINISH_SQL, [[r[0] for r in rows]])
@@ -84,6 +142,21 @@ class RawClaimer(Claimer):
 
     def teardown(self) -> None:
         self.conn.close()
+
+
+class RawAsyncClaimer(RawClaimer):
+    """The practical limit, its claim committed as the product's claim is."""
+
+    name = "raw-async"
+    claim_sql = RAW_ASYNC_CLAIM_SQL
+
+
+class RawSameWorkClaimer(RawClaimer):
+    """The raw CTE doing the product claim's work (batch join, FOR SHARE on the
+    batch rows, the claim's commit setting)."""
+
+    name = "raw-same"
+    claim_sql = RAW_SAME_CLAIM_SQL
 
 
 class OursClaimer(Claimer):
@@ -134,13 +207,32 @@ class OursClaimOnly(OursClaimer):
 
 
 class DjangoQClaimer(Claimer):
-    """django-q2's ORM broker: dequeue() then acknowledge() each task."""
+    """django-q2's ORM broker: dequeue() then acknowledge() each task.
+
+    In django-q2's own configuration, not this project's: its defaults
+    (``bulk`` 1), Django's default of no connection health checks (this
+    project's ``conn_health_checks`` would add a ``SELECT 1`` to each of the
+    broker's ``close_old_connections()`` calls), a persistent connection (with
+    Django's default ``CONN_MAX_AGE`` of 0 those calls would reconnect before
+    every statement), and PEER_SYNCHRONOUS_COMMIT.
+    """
 
     name = "django-q2"
+    bulk = 1
 
     def setup(self) -> None:
+        from django.db import connections
         from django_q.brokers import get_broker
+        from django_q.conf import Conf
 
+        db = connections[Conf.ORM].settings_dict
+        db["CONN_HEALTH_CHECKS"] = False
+        db["CONN_MAX_AGE"] = None
+        db["OPTIONS"] = {
+            **db.get("OPTIONS", {}),
+            "options": f"-c synchronous_commit={PEER_SYNCHRONOUS_COMMIT}",
+        }
+        Conf.BULK = self.bulk
         self.broker = get_broker(self.options.get("list_key", "bench"))
 
     def step(self) -> int | None:
@@ -157,12 +249,21 @@ class DjangoQClaimer(Claimer):
         connections.close_all()
 
 
+class DjangoQBulkClaimer(DjangoQClaimer):
+    """django-q2's own batching: ``bulk`` 10, up to 10 tasks per dequeue()."""
+
+    name = "django-q2-bulk"
+    bulk = 10
+
+
 class ProcrastinateClaimer(Claimer):
     """Procrastinate's own worker calls: fetch_job, then finish_job(succeeded).
 
     Exactly the two statements its worker runs per job (procrastinate_fetch_job_v2
     and procrastinate_finish_job_v1), on a one-connection pool, without the
-    worker's task dispatch, heartbeat or listener around them.
+    worker's task dispatch, heartbeat or listener around them, with
+    PEER_SYNCHRONOUS_COMMIT. Procrastinate 3.10 fetches one job per round
+    trip whatever its worker's concurrency: it has no batch fetch.
     """
 
     name = "procrastinate"
@@ -174,7 +275,9 @@ class ProcrastinateClaimer(Claimer):
 
         self.loop = asyncio.new_event_loop()
         self.app, self.proc_worker_id = self.loop.run_until_complete(
-            peers.procrastinate_open(self.options["peer_url"])
+            peers.procrastinate_open(
+                self.options["peer_url"], synchronous_commit=PEER_SYNCHRONOUS_COMMIT
+            )
         )
         from procrastinate.jobs import Status
 
@@ -200,10 +303,13 @@ KINDS: dict[str, type[Claimer]] = {
     c.name: c
     for c in (
         RawClaimer,
+        RawAsyncClaimer,
+        RawSameWorkClaimer,
         OursClaimer,
         OursBatchClaimer,
         OursClaimOnly,
         DjangoQClaimer,
+        DjangoQBulkClaimer,
         ProcrastinateClaimer,
     )
 }

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from bench import datagen
+from bench import before, datagen
 from bench.context import Context
 from bench.report import percentile
 from bench.server import ROOT
@@ -167,6 +167,12 @@ def run(ctx: Context) -> None:
                 "ms",
                 target="p50 <= 50 ms" if is_notify else "",
                 passed=(p50 <= 50) if is_notify else None,
+                key=f"latency:{kind}:{mode}",
+                before=before.figure(
+                    f"same:{kind} -> claim,"
+                    f" {'LISTEN/NOTIFY' if is_notify else 'polling alone'}"
+                    " p50 (30 samples):ms"
+                ),
                 note=f"p99 {p99:.1f} ms"
                 + (
                     ""

@@ -14,7 +14,7 @@ import time
 
 from django.db import connection
 
-from bench import datagen
+from bench import before, datagen
 from bench.context import Context
 from bench.server import ROOT
 
@@ -116,6 +116,10 @@ def run(ctx: Context) -> None:
         target="flat: end <= 1.10x the 10% point",
         passed=growth <= 0.10 and proc.returncode == 0,
         ratio=end / start,
+        key="memory",
+        before=before.figure(
+            "same:worker RSS, --concurrency 50, 10,000 calls:MiB peak"
+        ),
         note=f"at 10% of calls: {start / 1024:.1f} MiB, 50%: {mid / 1024:.1f} MiB,"
         f" end:"
         f" {end / 1024:.1f} MiB; {seconds:.1f} s, {dialled / seconds:.0f} calls/s",

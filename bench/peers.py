@@ -45,11 +45,16 @@ def djangoq_fill(count: int, list_key: str = "bench") -> None:
             cursor.execute(f"VACUUM ANALYZE {OrmQ._meta.db_table}")
 
 
-def _app(url: str, pool_size: int = 1) -> Any:
+def _app(url: str, pool_size: int = 1, synchronous_commit: str = "") -> Any:
     import procrastinate
 
+    # Arguments other than its own go to psycopg's pool, and `kwargs` from
+    # there to every connection it opens.
+    extra: dict[str, Any] = {}
+    if synchronous_commit:
+        extra["kwargs"] = {"options": f"-c synchronous_commit={synchronous_commit}"}
     connector = procrastinate.PsycopgConnector(
-        conninfo=url, min_size=pool_size, max_size=pool_size
+        conninfo=url, min_size=pool_size, max_size=pool_size, **extra
     )
     app = procrastinate.App(connector=connector)
 
@@ -60,9 +65,11 @@ def _app(url: str, pool_size: int = 1) -> Any:
     return app
 
 
-async def procrastinate_open(url: str) -> tuple[Any, int]:
+async def procrastinate_open(
+    url: str, *, synchronous_commit: str = ""
+) -> tuple[Any, int]:
     """Open an app with a one-connection pool and register a worker row."""
-    app = _app(url)
+    app = _app(url, synchronous_commit=synchronous_commit)
     await app.open_async()
     worker_id = await app.job_manager.register_worker()
     return app, worker_id

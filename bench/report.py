@@ -15,6 +15,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def spread(values: list[float], fmt: str = "{:.3g}") -> str:
+    """The range of the repetitions behind a median: "min-max (n=5)"."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    return f"{fmt.format(lo)}-{fmt.format(hi)} (n={len(values)})"
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile; p in 0..100."""
     if not values:
@@ -34,6 +42,13 @@ class Row:
     passed: bool | None = None
     ratio: float | None = None
     note: str = ""
+    # The range of the repetitions behind a median value or ratio.
+    spread: str = ""
+    # The same figure, and its target, in the last committed run before issue
+    # 17 (bench/before.py), so that a moved target shows where it was.
+    before: str = ""
+    # A stable name for the figure, independent of its label.
+    key: str = ""
 
 
 @dataclass
@@ -50,19 +65,20 @@ class Report:
 
     def markdown(self) -> str:
         lines = [
-            "| section | figure | value | target | pass | ratio | note |",
-            "|---|---|---|---|---|---|---|",
+            "| section | figure | value | spread | target | pass | ratio"
+            " | before issue 17 | note |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
             value = "" if r.value is None else f"{_fmt(r.value)} {r.unit}".strip()
             passed = {True: "PASS", False: "FAIL", None: ""}[r.passed]
             ratio = "" if r.ratio is None else f"{r.ratio:.2f}x"
             lines.append(
-                f"| {r.section} | {r.figure} | {value} | {r.target} | {passed}"
-                f" | {ratio} | {r.note} |"
+                f"| {r.section} | {r.figure} | {value} | {r.spread} | {r.target}"
+                f" | {passed} | {ratio} | {r.before} | {r.note} |"
             )
         for m in self.missing:
-            lines.append(f"| missing | {m} | | | | | |")
+            lines.append(f"| missing | {m} | | | | | | | |")
         return "\n".join(lines)
 
     def save(self, path: Path) -> Path:

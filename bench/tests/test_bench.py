@@ -27,7 +27,9 @@ def test_history_shaped__has_the_issue_shape():
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("kind", ["ours", "raw"])
+@pytest.mark.parametrize(
+    "kind", ["ours", "ours-batch", "ours-claim", "raw", "raw-async", "raw-same"]
+)
 def test_drain__completes_every_job_once(kind):
     from django.db import connection
 
@@ -45,16 +47,78 @@ def test_drain__completes_every_job_once(kind):
     assert Job.objects.filter(status="completed").count() == 60
 
 
+@pytest.mark.django_db(transaction=True)
+def test_drain__raw_same_work_leaves_paused_batches_alone():
+    """The same-work raw baseline does the claim's batch check."""
+    from django.db import connection
+
+    from jobs.models import Job
+
+    account = datagen.create_account("smoke")
+    active = datagen.create_batches(account, 1, active=True, prefix="on")
+    paused = datagen.create_batches(account, 1, active=False, prefix="off")
+    datagen.insert_jobs(account, active, 20)
+    datagen.insert_jobs(account, paused, 20, start=1000)
+
+    run = claimers.drain("raw-same", 2, options={"url": _url(connection.settings_dict)})
+
+    assert run.errors == []
+    assert run.jobs == 20
+    assert Job.objects.filter(batch_id__in=paused, status="pending").count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("kind", "per_step"), [("django-q2", 1), ("django-q2-bulk", 10)]
+)
+def test_drain__django_q2_takes_its_own_bulk(kind, per_step):
+    from django_q.models import OrmQ
+
+    from bench import peers
+
+    peers.djangoq_fill(40)
+
+    run = claimers.drain(kind, 1, options={})
+
+    assert run.errors == []
+    assert run.jobs == 40
+    assert run.results[0].steps == 40 // per_step
+    assert not OrmQ.objects.exists()
+
+
+def test_before__reads_the_run_before_issue_17():
+    from bench import before
+
+    assert before.figure("ratio:ours-claim/raw:8") == "0.81x (target >= 0.8x)"
+    assert before.figure("ratio:ours-claim/raw-same:8") == (
+        "0.81x against raw CTE (target >= 0.8x)"
+    )
+    assert before.figure("rate:raw-same:1") == "not measured"
+    assert before.figure("patch:resume:unniced") == "538 ms (no target)"
+
+
 def test_report__renders_markdown_and_json(tmp_path):
     report = Report(machine={"cores": 2})
-    report.add("1 throughput", "ours", 123.4, "jobs/s", target="> 1x", passed=True)
+    report.add(
+        "1 throughput",
+        "ours",
+        123.4,
+        "jobs/s",
+        target="> 1x",
+        passed=True,
+        spread="120-130 (n=5)",
+        before="100 jobs/s",
+    )
     report.missing.append("peer x: not installed")
 
     text = report.markdown()
     path = report.save(tmp_path / "r.json")
 
-    assert text.splitlines()[0].startswith("| section | figure | value |")
-    assert "| 1 throughput | ours | 123 jobs/s | > 1x | PASS |" in text
+    assert text.splitlines()[0].startswith("| section | figure | value | spread |")
+    assert (
+        "| 1 throughput | ours | 123 jobs/s | 120-130 (n=5) | > 1x | PASS |  |"
+        " 100 jobs/s |" in text
+    )
     assert json.loads(path.read_text())["rows"][0]["value"] == 123.4
     assert percentile([1, 2, 3, 4], 50) == 2
     assert percentile([1, 2, 3, 4], 99) == 4
