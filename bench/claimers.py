@@ -66,7 +66,7 @@ RETURNING j.id, j.phone_number
 
 # The raw CTE doing the work the product's claim does: only jobs of an active,
 # unfinished batch, each batch row locked FOR SHARE (what makes pause exact),
-# and the claim's commit setting.
+# and the claim's commit setting. The baseline of the >= 0.95x target.
 RAW_SAME_CLAIM_SQL = f"""
 WITH async_commit AS ({_ASYNC_COMMIT}),
 c AS (

@@ -15,7 +15,7 @@ Commit settings, per job:
 * raw CTE: both statements wait (the server default): two flushes;
 * raw CTE, claim committed as ours: one flush, as ours;
 * raw CTE, same work: the batch join, FOR SHARE on the batch rows and the
-  claim's commit setting;
+  claim's commit setting: the baseline of the >= 0.95x target;
 * django-q2 and Procrastinate: synchronous_commit off for their whole
   session (claimers.PEER_SYNCHRONOUS_COMMIT): no flush.
 
@@ -85,8 +85,15 @@ class Comparison:
 
 COMPARISONS = (
     # The claim path (claim one job, mark it done) does what a peer's fetch +
-    # finish does, so it carries the peer targets.
-    Comparison("ours-claim", "raw-same", why="same work, same commit setting"),
+    # finish does, so it carries the peer targets. Against the raw CTE doing
+    # the same work under the same commit setting it must be within 5%.
+    Comparison(
+        "ours-claim",
+        "raw-same",
+        ">= 0.95x",
+        lambda r: r >= 0.95,
+        "same work, same commit setting (issue 17)",
+    ),
     Comparison(
         "ours-claim",
         "raw",

@@ -49,7 +49,7 @@ def test_drain__completes_every_job_once(kind):
 
 @pytest.mark.django_db(transaction=True)
 def test_drain__raw_same_work_leaves_paused_batches_alone():
-    """The same-work raw baseline does the claim's batch check."""
+    """The raw baseline of the 0.95x target does the claim's batch check."""
     from django.db import connection
 
     from jobs.models import Job
