@@ -21,7 +21,8 @@ Commit settings, per job:
 
 "ours-batch" claims up to 10 jobs at a time, as run_call_worker
 --concurrency 10 does, and is set against django-q2 with its own batching
-(bulk 10). Procrastinate has no batch fetch.
+(bulk 10). Procrastinate has no batch fetch, so claims of 10 against it
+carry no target.
 """
 
 from __future__ import annotations
@@ -115,7 +116,11 @@ COMPARISONS = (
         "each side with its own batching",
     ),
     Comparison("ours-batch", "django-q2", why="django-q2 fetching one at a time"),
-    Comparison("ours-batch", "procrastinate", "> 1x", lambda r: r > 1),
+    Comparison(
+        "ours-batch",
+        "procrastinate",
+        why="no target: Procrastinate has no batch fetch",
+    ),
     Comparison("ours", "procrastinate", why="one job per claim"),
     Comparison("ours", "django-q2", why="one job per claim"),
 )
