@@ -121,7 +121,13 @@ COMPARISONS = (
         "procrastinate",
         why="no target: Procrastinate has no batch fetch",
     ),
-    Comparison("ours", "procrastinate", why="one job per claim"),
+    Comparison(
+        "ours",
+        "procrastinate",
+        ">= 0.8x",
+        lambda r: r >= 0.8,
+        "one job per claim; expected missed until the worker rework",
+    ),
     Comparison("ours", "django-q2", why="one job per claim"),
 )
 
