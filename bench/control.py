@@ -200,7 +200,7 @@ def run(ctx: Context) -> None:
         for action in ("pause", "resume"):
             for niced, lat, limit in (
                 (True, patch[action], 50),
-                (False, patch_unniced[action], None),
+                (False, patch_unniced[action], 100),
             ):
                 p99 = percentile(lat, 99)
                 who = (
@@ -214,8 +214,8 @@ def run(ctx: Context) -> None:
                     f" ({len(lat)} requests)",
                     p99,
                     "ms",
-                    target=f"p99 <= {limit} ms" if limit else "",
-                    passed=p99 <= limit if limit else None,
+                    target=f"p99 <= {limit} ms",
+                    passed=p99 <= limit,
                     note=f"p50 {percentile(lat, 50):.1f} ms; {kind} claimers;"
                     f" gunicorn 2 sync workers; no claimers: p50"
                     f" {percentile(idle[action], 50):.1f} / p99"
