@@ -263,6 +263,8 @@ def run(ctx: Context) -> None:
             " settle)",
             call_stall,
             "ms",
+            target="<= 100 ms",
+            passed=call_stall <= 100,
             note=f"just before: p99 {percentile(steady_calls, 99):.0f} ms, max"
             f" {max(steady_calls, default=0.0):.0f} ms; {common}",
             key=f"stall:{op}:call",
