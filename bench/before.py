@@ -1,7 +1,7 @@
-"""Each figure as the last committed run before issue 17 had it.
+"""Each figure as the last committed run before the baselines were reworked.
 
-Issue 17 changed baselines, peers' settings, trial lengths and some targets.
-So that no target moves silently, every row of a new run carries the same
+That rework changed baselines, peers' settings, trial lengths and some
+targets. So that no target moves silently, every row of a new run carries the same
 figure from bench/results/20261126T013743Z.json (medians of 3 trials of
 1.5 s; raw CTE and peers with synchronous commits, django-q2 under this
 project's connection settings), with the target it had then, or says that it
@@ -60,7 +60,7 @@ def _rate(kind: str, n: str) -> str:
     return _fmt(row["value"], "jobs/s") if row else ""
 
 
-# A ratio of issue 17 whose baseline changed: the old row it replaces.
+# A ratio whose baseline changed in the rework: the old row it replaces.
 _RATIO_WAS = {
     ("ours-claim", "raw-same"): ("ours-claim", "raw"),
     ("ours-batch", "django-q2-bulk"): ("ours-batch", "django-q2"),
@@ -123,7 +123,7 @@ _BY_PREFIX: dict[str, Callable[..., str]] = {
 
 
 def figure(key: str) -> str:
-    """The figure named by `key` in the run before issue 17, or ""."""
+    """The figure named by `key` in the run before the rework, or ""."""
     prefix, _, rest = key.partition(":")
     if prefix == "ratio":
         pair, _, n = rest.rpartition(":")

@@ -24,8 +24,8 @@ class Sizes:
     memory_calls: int
 
 
-# Every throughput point: at least 5 repetitions of at least 5 s each (issue
-# 17); the backlog is large enough that no system drains it in 5 s.
+# Every throughput point: at least 5 repetitions of at least 5 s each; the
+# backlog is large enough that no system drains it in 5 s.
 FULL = Sizes(
     reps=5,
     claimers=(1, 2, 4, 8),

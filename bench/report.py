@@ -44,8 +44,9 @@ class Row:
     note: str = ""
     # The range of the repetitions behind a median value or ratio.
     spread: str = ""
-    # The same figure, and its target, in the last committed run before issue
-    # 17 (bench/before.py), so that a moved target shows where it was.
+    # The same figure, and its target, in the last committed run before the
+    # baselines were reworked (bench/before.py), so that a moved target shows
+    # where it was.
     before: str = ""
     # A stable name for the figure, independent of its label.
     key: str = ""
@@ -66,7 +67,7 @@ class Report:
     def markdown(self) -> str:
         lines = [
             "| section | figure | value | spread | target | pass | ratio"
-            " | before issue 17 | note |",
+            " | before (2026-11-26 run) | note |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:

@@ -93,7 +93,7 @@ COMPARISONS = (
         "raw-same",
         ">= 0.95x",
         lambda r: r >= 0.95,
-        "same work, same commit setting (issue 17)",
+        "same work, same commit setting",
     ),
     Comparison(
         "ours-claim",

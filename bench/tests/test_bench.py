@@ -86,7 +86,7 @@ def test_drain__django_q2_takes_its_own_bulk(kind, per_step):
     assert not OrmQ.objects.exists()
 
 
-def test_before__reads_the_run_before_issue_17():
+def test_before__reads_the_run_before_the_rework():
     from bench import before
 
     assert before.figure("ratio:ours-claim/raw:8") == "0.81x (target >= 0.8x)"
