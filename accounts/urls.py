@@ -11,6 +11,7 @@ webhook_detail = WebhookEndpointViewSet.as_view(
     {"get": "retrieve", "patch": "partial_update", "put": "update", "delete": "destroy"}
 )
 webhook_deliveries = WebhookEndpointViewSet.as_view({"get": "deliveries"})
+webhook_rotate_secret = WebhookEndpointViewSet.as_view({"post": "rotate_secret"})
 
 urlpatterns = [
     *both_slashes("credits", AccountCreditsView.as_view(), "credits"),
@@ -18,5 +19,10 @@ urlpatterns = [
     *both_slashes("webhooks/<int:pk>", webhook_detail, "webhook"),
     *both_slashes(
         "webhooks/<int:pk>/deliveries", webhook_deliveries, "webhook-deliveries"
+    ),
+    *both_slashes(
+        "webhooks/<int:pk>/rotate-secret",
+        webhook_rotate_secret,
+        "webhook-rotate-secret",
     ),
 ]

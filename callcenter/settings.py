@@ -189,6 +189,10 @@ WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.5
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)
+# Each endpoint is one more request per event for the shared delivery workers.
+WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT = env_int(
+    "WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT", 10, minimum=1
+)
 # Finished jobs older than this many days are deleted by the retention task;
 # 0 (the default) keeps them forever.
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 0, minimum=0)

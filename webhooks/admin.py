@@ -11,11 +11,25 @@ from webhooks.services import webhook_delivery_retry
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["url", "account", "is_active", "event_list", "created_at"]
+    list_display = [
+        "url",
+        "account",
+        "is_active",
+        "event_list",
+        "created_at",
+        "deleted_at",
+    ]
     list_filter = ["is_active", "account"]
     search_fields = ["url", "account__name", "description"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["created_at", "updated_at"]
+    # The signing secret is the account's: shown to it once, never here.
+    exclude = ["secret"]
+    readonly_fields = ["created_at", "updated_at", "deleted_at"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its deliveries are history and keep the row (PROTECT); staff turn an
+        # endpoint off with is_active, its account deletes it through the API.
+        return False
 
     @admin.display(description="Events")
     def event_list(self, obj: WebhookEndpoint) -> str:

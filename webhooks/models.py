@@ -44,6 +44,9 @@ class WebhookEndpoint(models.Model):
     )
     description = models.CharField(max_length=200, blank=True, default="")
     is_active = models.BooleanField(default=True)
+    # Deleting an endpoint hides it and stops its deliveries; the row stays so
+    # that its delivery history (which points at it) is kept.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,8 +72,10 @@ class WebhookDelivery(models.Model):
         FAILED = "failed", "Failed (gave up)"
 
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # PROTECT: deliveries are history; an endpoint is deleted by marking it
+    # (webhook_endpoint_delete), never by removing the row under them.
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
     )
     event = models.CharField(max_length=64)
     payload = models.JSONField()

@@ -15,13 +15,20 @@ class WebhookEndpointSerializer(StrictSerializer, serializers.ModelSerializer):
             "event_types",
             "description",
             "is_active",
-            "secret",
             "created_at",
             "updated_at",
         ]
-        # The secret is generated, and shown so the receiver can verify
-        # signatures; it cannot be chosen (a weak one would be the easy path).
-        read_only_fields = ["id", "secret", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
+    """The answer to a creation or a secret rotation, and only those: the
+    secret is shown once, to the member who asked for it. It is generated;
+    it cannot be chosen (a weak one would be the easy path)."""
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = [*WebhookEndpointSerializer.Meta.read_only_fields, "secret"]
 
 
 class WebhookAttemptSerializer(serializers.ModelSerializer):

@@ -26,14 +26,97 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.actor import Actor
+from accounts.models import Account
+from batches.exceptions import DomainError
 from webhooks import signing
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    generate_secret,
+)
 from webhooks.urlcheck import validate_webhook_url
 
 logger = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 1000
 USER_AGENT = "callcenter-webhooks/1"
+
+
+class WebhookEndpointLimitError(DomainError):
+    code = "too_many_endpoints"
+    status_code = 400
+
+
+# --- Endpoints ---------------------------------------------------------------
+
+
+def _log_endpoint(action: str, endpoint: WebhookEndpoint, actor: Actor) -> None:
+    logger.info(
+        "webhook endpoint %s",
+        action,
+        extra={
+            "action": f"webhook.endpoint_{action}",
+            "endpoint": endpoint.pk,
+            "account": endpoint.account_id,
+            "actor": actor.display or actor.source,
+            "source": actor.source,
+        },
+    )
+
+
+def webhook_endpoint_create(
+    *, account_id: int, actor: Actor, **fields: Any
+) -> WebhookEndpoint:
+    """Register an endpoint, unless the account already has the most it may
+    (WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT): every endpoint is one more request
+    per event for the shared delivery workers.
+
+    The account row is locked so that two concurrent creations cannot both
+    see room for one more.
+    """
+    limit = settings.WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT
+    with transaction.atomic():
+        Account.objects.select_for_update(no_key=True).filter(pk=account_id).exists()
+        existing = WebhookEndpoint.objects.filter(
+            account_id=account_id, deleted_at__isnull=True
+        ).count()
+        if existing >= limit:
+            raise WebhookEndpointLimitError(
+                f"An account may have at most {limit} webhook endpoints and this "
+                f"one has {existing}. Delete one you no longer use first."
+            )
+        endpoint = WebhookEndpoint.objects.create(account_id=account_id, **fields)
+        _log_endpoint("created", endpoint, actor)
+    return endpoint
+
+
+def webhook_endpoint_rotate_secret(
+    *, endpoint: WebhookEndpoint, actor: Actor
+) -> WebhookEndpoint:
+    """Give the endpoint a new signing secret; the old one stops signing at
+    once. The caller shows the new secret once; it is never read back."""
+    with transaction.atomic():
+        endpoint.secret = generate_secret()
+        endpoint.save(update_fields=["secret", "updated_at"])
+        _log_endpoint("secret_rotated", endpoint, actor)
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
+    """Delete the endpoint for its account: it is gone from the API and gets
+    no more deliveries (waiting ones fail as "endpoint disabled"). The row
+    stays, with its secret wiped, so its delivery history is kept."""
+    with transaction.atomic():
+        endpoint.deleted_at = timezone.now()
+        endpoint.is_active = False
+        endpoint.secret = ""
+        endpoint.save(update_fields=["deleted_at", "is_active", "secret", "updated_at"])
+        _log_endpoint("deleted", endpoint, actor)
+
+
+# --- Emission and delivery ---------------------------------------------------
 
 
 def backoff_seconds(attempt: int) -> int:
@@ -66,9 +149,9 @@ def webhook_emit_many(
     its endpoints: a worker that records the calls of one round emits them
     together."""
     endpoints = list(
-        WebhookEndpoint.objects.filter(account_id=account_id, is_active=True).order_by(
-            "pk"
-        )
+        WebhookEndpoint.objects.filter(
+            account_id=account_id, is_active=True, deleted_at__isnull=True
+        ).order_by("pk")
     )
     wanted = [
         (event_type, data, [e for e in endpoints if e.subscribes(event_type)])
@@ -139,7 +222,7 @@ def _claim(delivery_pk: int) -> WebhookDelivery | None:
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
     """One HTTP attempt: (status code or None, error, response excerpt)."""
     endpoint = delivery.endpoint
-    if not endpoint.is_active:
+    if not endpoint.is_active or endpoint.deleted_at is not None:
         return None, "endpoint disabled", ""
     try:
         validate_webhook_url(endpoint.url)

@@ -1,7 +1,9 @@
 """/api/v1/account/webhooks: an account's endpoints and their deliveries.
 
-A member manages the endpoints of their own account; a viewer may read them.
-Users with no account (staff working in the admin) get 403.
+A member manages the endpoints of their own account; a viewer may read them,
+but never their signing secrets: a secret is shown once, in the answer to the
+creation or to ``POST …/rotate-secret``. Users with no account (staff working
+in the admin) get 403.
 """
 
 from __future__ import annotations
@@ -9,14 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import permissions, viewsets
+from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.actor import Actor, Source
 from callcenter.api import error_responses
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.serializers import WebhookDeliverySerializer, WebhookEndpointSerializer
+from webhooks.serializers import (
+    WebhookDeliverySerializer,
+    WebhookEndpointSerializer,
+    WebhookEndpointWithSecretSerializer,
+)
+from webhooks.services import (
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+)
 
 MAX_DELIVERIES = 100
 
@@ -36,7 +48,8 @@ class IsAccountMember(permissions.BasePermission):
         responses={200: WebhookEndpointSerializer(many=True), **error_responses()}
     ),
     create=extend_schema(
-        responses={201: WebhookEndpointSerializer, **error_responses()}
+        request=WebhookEndpointSerializer,
+        responses={201: WebhookEndpointWithSecretSerializer, **error_responses()},
     ),
     retrieve=extend_schema(
         responses={200: WebhookEndpointSerializer, **error_responses()}
@@ -51,6 +64,10 @@ class IsAccountMember(permissions.BasePermission):
     deliveries=extend_schema(
         responses={200: WebhookDeliverySerializer(many=True), **error_responses()}
     ),
+    rotate_secret=extend_schema(
+        request=None,
+        responses={200: WebhookEndpointWithSecretSerializer, **error_responses()},
+    ),
 )
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
     serializer_class = WebhookEndpointSerializer
@@ -63,13 +80,38 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
         # IsAccountMember has already refused users without a membership.
         return int(getattr(self.request.user, "membership").account_id)  # noqa: B009
 
+    def _actor(self) -> Actor:
+        return Actor.from_request(self.request, Source.API)
+
     def get_queryset(self) -> Any:
-        return WebhookEndpoint.objects.filter(account_id=self._account_id()).order_by(
-            "id"
+        return WebhookEndpoint.objects.filter(
+            account_id=self._account_id(), deleted_at__isnull=True
+        ).order_by("id")
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = webhook_endpoint_create(
+            account_id=self._account_id(),
+            actor=self._actor(),
+            **serializer.validated_data,
+        )
+        return Response(
+            WebhookEndpointWithSecretSerializer(endpoint).data,
+            status=status.HTTP_201_CREATED,
         )
 
-    def perform_create(self, serializer: Any) -> None:
-        serializer.save(account_id=self._account_id())
+    def perform_destroy(self, instance: WebhookEndpoint) -> None:
+        webhook_endpoint_delete(endpoint=instance, actor=self._actor())
+
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
+        """A new signing secret, shown in this answer only; the old one stops
+        signing at once."""
+        endpoint = webhook_endpoint_rotate_secret(
+            endpoint=self.get_object(), actor=self._actor()
+        )
+        return Response(WebhookEndpointWithSecretSerializer(endpoint).data)
 
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str | None = None) -> Response:

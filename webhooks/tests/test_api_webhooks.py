@@ -115,3 +115,94 @@ def test_webhooks_api__deliveries_show_every_attempt(member):
     [body] = response.json()
     assert body["delivery_id"] == str(delivery.delivery_id)
     assert [a["status_code"] for a in body["attempts_log"]] == [500, 200]
+
+
+def test_webhooks_api__secret_is_shown_at_creation_and_rotation_only(member):
+    client = client_for(member)
+    created = client.post(URL, {"url": "https://1.1.1.1/hooks"}, format="json")
+    assert created.status_code == 201
+    first_secret = created.json()["secret"]
+    endpoint = WebhookEndpoint.objects.get()
+    assert first_secret == endpoint.secret
+    viewer = MembershipFactory(
+        account=member.membership.account, role=Membership.Role.VIEWER
+    ).user
+
+    for reader in (client, client_for(viewer)):
+        listed = reader.get(URL).json()
+        detail = reader.get(f"{URL}/{endpoint.pk}").json()
+        assert "secret" not in listed[0]
+        assert "secret" not in detail
+        assert first_secret not in str(listed) + str(detail)
+    patched = client.patch(
+        f"{URL}/{endpoint.pk}", {"description": "crm"}, format="json"
+    )
+    assert patched.status_code == 200
+    assert "secret" not in patched.json()
+
+    assert (
+        client_for(viewer).post(f"{URL}/{endpoint.pk}/rotate-secret").status_code == 403
+    )
+    endpoint.refresh_from_db()
+    assert endpoint.secret == first_secret
+
+    rotated = client.post(f"{URL}/{endpoint.pk}/rotate-secret")
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["secret"]
+    endpoint.refresh_from_db()
+    assert new_secret == endpoint.secret
+    assert new_secret != first_secret
+    assert new_secret.startswith("whsec_")
+
+
+def test_webhooks_api__an_account_has_at_most_the_configured_endpoints(
+    member, settings
+):
+    settings.WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT = 2
+    client = client_for(member)
+    ids = [
+        client.post(URL, {"url": f"https://1.1.1.{n}/"}, format="json").json()["id"]
+        for n in (1, 2)
+    ]
+    # Another account's endpoints do not count against this one.
+    WebhookEndpoint.objects.create(
+        account=MembershipFactory().user.membership.account, url="https://1.1.1.9/"
+    )
+
+    refused = client.post(URL, {"url": "https://1.1.1.3/"}, format="json")
+
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "too_many_endpoints"
+    assert "at most 2 webhook endpoints" in error["message"]
+    own = WebhookEndpoint.objects.filter(account=member.membership.account)
+    assert own.count() == 2
+    # A deleted endpoint frees its place.
+    assert client.delete(f"{URL}/{ids[0]}").status_code == 204
+    assert (
+        client.post(URL, {"url": "https://1.1.1.3/"}, format="json").status_code == 201
+    )
+
+
+def test_webhooks_api__deleting_an_endpoint_keeps_its_delivery_history(member):
+    client = client_for(member)
+    endpoint = WebhookEndpoint.objects.create(
+        account=member.membership.account, url="https://1.1.1.1/"
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event="batch.paused", payload={"type": "batch.paused"}
+    )
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=500)
+
+    assert client.delete(f"{URL}/{endpoint.pk}").status_code == 204
+
+    assert client.get(f"{URL}/{endpoint.pk}").status_code == 404
+    assert client.get(f"{URL}/{endpoint.pk}/deliveries").status_code == 404
+    assert client.get(URL).json() == []
+    delivery.refresh_from_db()
+    assert delivery.endpoint_id == endpoint.pk
+    assert list(delivery.attempt_log.values_list("status_code", flat=True)) == [500]
+    endpoint.refresh_from_db()
+    assert endpoint.deleted_at is not None
+    assert endpoint.is_active is False
+    assert endpoint.secret == ""
