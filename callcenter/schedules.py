@@ -24,11 +24,18 @@ class Periodic:
     name: str
     func: str
     minutes: int
+    # The django-q2 queue (cluster) that runs it; None is the default one.
+    cluster: str | None = None
 
 
 def periodic_tasks() -> list[Periodic]:
     tasks = [
-        Periodic("deliver due webhooks", "webhooks.tasks.deliver_due", 1),
+        Periodic(
+            "deliver due webhooks",
+            "webhooks.tasks.deliver_due",
+            1,
+            cluster=settings.Q_WEBHOOKS_CLUSTER,
+        ),
         # The workers recover expired leases themselves; this covers the
         # hours when none runs, so no job sits in_progress indefinitely.
         Periodic("recover expired leases", "jobs.maintenance.recover_leases", 1),
@@ -68,6 +75,7 @@ def ensure_schedules(**kwargs: Any) -> None:
                 "schedule_type": Schedule.MINUTES,
                 "minutes": task.minutes,
                 "repeats": -1,
+                "cluster": task.cluster,
             },
         )
     stale = (

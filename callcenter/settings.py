@@ -165,6 +165,11 @@ WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # --- django-q2: ORM broker on the same database, so no Redis is needed ------
+# Two queues, each served by its own cluster, so that slow webhook endpoints
+# can never take the workers that maintenance (lease recovery, reconciliation)
+# needs: `qcluster` serves the default queue "callcenter" (maintenance), and
+# `qcluster --name webhooks` the queue "webhooks" (deliveries). Both must run.
+Q_WEBHOOKS_CLUSTER = "webhooks"
 Q_CLUSTER = {
     "name": "callcenter",
     "orm": "default",
@@ -175,6 +180,11 @@ Q_CLUSTER = {
     "catch_up": False,
     "sync": env_bool("Q_SYNC", False),
     "save_limit": 1000,
+    "ALT_CLUSTERS": {
+        Q_WEBHOOKS_CLUSTER: {
+            "workers": env_int("Q_WEBHOOK_WORKERS", 2, minimum=1),
+        },
+    },
 }
 
 # --- Credits, webhooks and maintenance ------------------------------------
@@ -185,7 +195,15 @@ CALL_COST_PER_CALL = env_int("CALL_COST_PER_CALL", 1, minimum=0)
 CALL_COST_PER_STARTED_MINUTE = env_int("CALL_COST_PER_STARTED_MINUTE", 1, minimum=0)
 CALL_RESERVE_MINUTES = env_int("CALL_RESERVE_MINUTES", 1, minimum=0)
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", False)
+# The total time one delivery attempt may take: connect, send and read
+# together (not per socket read), so an endpoint that trickles its reply
+# cannot hold a delivery worker longer than this.
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+if WEBHOOK_TIMEOUT_SECONDS > 30:
+    raise ImproperlyConfigured(
+        "WEBHOOK_TIMEOUT_SECONDS must be at most 30 (the delivery task's budget), "
+        f"got {WEBHOOK_TIMEOUT_SECONDS}"
+    )
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)

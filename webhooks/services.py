@@ -18,7 +18,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,18 +28,21 @@ from django.utils import timezone
 from accounts.actor import Actor
 from accounts.models import Account
 from batches.exceptions import DomainError
-from webhooks import signing
+from webhooks import signing, transport
 from webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     generate_secret,
 )
-from webhooks.urlcheck import validate_webhook_url
+from webhooks.urlcheck import resolve_target
 
 logger = logging.getLogger(__name__)
 
-EXCERPT_CHARS = 1000
+# Of the reply only the status code and this much of its start are kept:
+# enough to tell the receiver's error, too little to exfiltrate anything.
+EXCERPT_CHARS = 200
+TIMED_OUT = "timed out"
 USER_AGENT = "callcenter-webhooks/1"
 
 
@@ -202,8 +204,15 @@ def webhook_emit_many(
 def _enqueue(delivery_pks: list[int]) -> None:
     from django_q.tasks import async_task
 
+    # Their own queue: a slow endpoint holds a webhook worker, never one of
+    # the maintenance cluster's (settings.Q_CLUSTER).
     for pk in delivery_pks:
-        async_task("webhooks.tasks.deliver", pk, task_name=f"webhook-delivery-{pk}")
+        async_task(
+            "webhooks.tasks.deliver",
+            pk,
+            task_name=f"webhook-delivery-{pk}",
+            cluster=settings.Q_WEBHOOKS_CLUSTER,
+        )
 
 
 def _claim(delivery_pk: int) -> WebhookDelivery | None:
@@ -220,12 +229,16 @@ def _claim(delivery_pk: int) -> WebhookDelivery | None:
 
 
 def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
-    """One HTTP attempt: (status code or None, error, response excerpt)."""
+    """One HTTP attempt: (status code or None, error, response excerpt).
+
+    The host is resolved once and checked; the request goes to that address
+    (see webhooks/transport.py). A refused request records only why.
+    """
     endpoint = delivery.endpoint
     if not endpoint.is_active or endpoint.deleted_at is not None:
         return None, "endpoint disabled", ""
     try:
-        validate_webhook_url(endpoint.url)
+        target = resolve_target(endpoint.url)
     except ValidationError as exc:
         return None, f"refused: {' '.join(exc.messages)}", ""
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
@@ -239,20 +252,20 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
         signing.DELIVERY_HEADER: str(delivery.delivery_id),
     }
     try:
-        response = requests.post(
-            endpoint.url,
-            data=body,
+        reply = transport.post(
+            target,
+            body=body,
             headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            # A redirect could lead to a private address the check never saw.
-            allow_redirects=False,
+            deadline=settings.WEBHOOK_TIMEOUT_SECONDS,
         )
-    except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:2000], ""
-    excerpt = response.text[:EXCERPT_CHARS]
-    if 200 <= response.status_code < 300:
-        return response.status_code, "", excerpt
-    return response.status_code, f"HTTP {response.status_code}", excerpt
+    except transport.DeliveryTimeout as exc:
+        return None, f"{TIMED_OUT}: {exc}", ""
+    except transport.DeliveryError as exc:
+        return None, str(exc), ""
+    excerpt = reply.head.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+    if 200 <= reply.status_code < 300:
+        return reply.status_code, "", excerpt
+    return reply.status_code, f"HTTP {reply.status_code}", excerpt
 
 
 def webhook_deliver(*, delivery_pk: int) -> str | None:

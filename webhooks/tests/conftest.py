@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from webhooks.tests.server import receiver
+from webhooks.tests.server import local_ca, receiver
 
-__all__ = ["receiver"]
+__all__ = ["local_ca", "receiver"]

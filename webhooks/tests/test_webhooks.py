@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -20,10 +24,16 @@ from batches.tests.factories import BatchFactory
 from jobs.models import Job, JobStatus
 from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory
-from webhooks import events, signing
+from webhooks import events, signing, transport
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from webhooks.services import backoff_seconds, webhooks_deliver_due
-from webhooks.urlcheck import validate_webhook_url
+from webhooks.services import (
+    EXCERPT_CHARS,
+    backoff_seconds,
+    webhook_deliver,
+    webhooks_deliver_due,
+)
+from webhooks.tests.server import ok, raw_server
+from webhooks.urlcheck import refused_address, validate_webhook_url
 
 ACTOR = Actor.system("tests")
 
@@ -244,7 +254,7 @@ def test_webhook_delivery__connection_errors_are_logged_and_retried(settings):
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == WebhookDelivery.Status.PENDING
     assert delivery.last_status_code is None
-    assert "ConnectionError" in delivery.last_error
+    assert "ConnectError" in delivery.last_error
     assert delivery.attempt_log.get().error == delivery.last_error
 
 
@@ -450,3 +460,259 @@ def test_webhooks_deliver_due__stops_at_its_time_budget(receiver):
         )
     assert webhooks_deliver_due(budget_seconds=0) == 0
     assert webhooks_deliver_due() == 3
+
+
+# --- One resolution, one address (SSRF through DNS rebinding) ----------------
+
+
+def fake_dns(monkeypatch, answers):
+    """Resolve each name of ``answers`` to its n-th address on the n-th
+    lookup (the last one repeats); other names resolve as usual. Returns the
+    addresses handed out, in order."""
+    real = socket.getaddrinfo
+    handed = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        seen = sum(1 for name, _ in handed if name == host)
+        address = answers[host][min(seen, len(answers[host]) - 1)]
+        handed.append((host, address))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return handed
+
+
+def due_delivery(endpoint):
+    return WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event=events.BATCH_PAUSED,
+        payload={"type": "batch.paused"},
+        next_attempt_at=timezone.now(),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__a_rebinding_host_never_gets_the_private_address(
+    receiver, settings, monkeypatch
+):
+    """The host answers a public address to the first lookup and the
+    receiver's loopback address to the next: the request must go to the
+    address that was checked, or nowhere."""
+    port = urlsplit(receiver.url).port
+    endpoint = endpoint_for(AccountFactory(), f"http://rebind.test:{port}/hooks")
+    delivery = due_delivery(endpoint)
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
+    # The public address is unreachable from here, or at worst slow: the
+    # deadline bounds the attempt either way.
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    lookups = fake_dns(monkeypatch, {"rebind.test": ["93.184.215.14", "127.0.0.1"]})
+
+    webhook_deliver(delivery_pk=delivery.pk)
+
+    assert receiver.requests == []
+    assert lookups == [("rebind.test", "93.184.215.14")]  # once, at the check
+    attempt = WebhookAttempt.objects.get(delivery=delivery)
+    assert attempt.status_code is None
+    assert attempt.response_excerpt == ""
+    assert attempt.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__a_host_that_turns_private_is_refused_with_nothing_stored(
+    receiver, settings, monkeypatch
+):
+    port = urlsplit(receiver.url).port
+    endpoint = endpoint_for(AccountFactory(), f"http://rebind.test:{port}/hooks")
+    delivery = due_delivery(endpoint)
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
+    fake_dns(monkeypatch, {"rebind.test": ["127.0.0.1"]})
+
+    webhook_deliver(delivery_pk=delivery.pk)
+
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert delivery.last_status_code is None
+    assert delivery.response_excerpt == ""
+    assert delivery.last_error.startswith("refused:")
+    # The tenant is not told what an internal name resolves to.
+    assert "127.0.0.1" not in delivery.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__goes_to_the_resolved_address_with_the_host_header(
+    receiver, monkeypatch
+):
+    port = urlsplit(receiver.url).port
+    endpoint = endpoint_for(AccountFactory(), f"http://hooks.test:{port}/hooks?x=1")
+    delivery = due_delivery(endpoint)
+    fake_dns(monkeypatch, {"hooks.test": ["127.0.0.1"]})
+
+    assert webhook_deliver(delivery_pk=delivery.pk) == "succeeded"
+
+    [request] = receiver.requests
+    assert request.path == "/hooks?x=1"
+    assert request.headers["Host"] == f"hooks.test:{port}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__tls_names_and_verifies_the_host_at_the_pinned_address(
+    local_ca, monkeypatch
+):
+    monkeypatch.setattr(
+        transport,
+        "tls_context",
+        lambda: ssl.create_default_context(cafile=local_ca.ca_file),
+    )
+    fake_dns(monkeypatch, {"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    account = AccountFactory()
+    with raw_server(ok, tls=local_ca.server_context) as server:
+        good = due_delivery(
+            endpoint_for(account, f"https://hooks.test:{server.port}/hooks")
+        )
+        # The same server under a name its certificate does not carry.
+        bad = due_delivery(
+            endpoint_for(account, f"https://other.test:{server.port}/hooks")
+        )
+
+        assert webhook_deliver(delivery_pk=good.pk) == "succeeded"
+        assert webhook_deliver(delivery_pk=bad.pk) == "pending"
+
+    assert server.server_names[0] == "hooks.test"
+    assert len(server.heads) == 1  # the mismatched name never sent a request
+    assert f"host: hooks.test:{server.port}".encode() in server.heads[0].lower()
+    bad.refresh_from_db()
+    assert "CERTIFICATE_VERIFY_FAILED" in bad.last_error
+    assert bad.last_status_code is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "100.64.0.1",  # carrier-grade NAT
+        "169.254.169.254",
+        "224.0.0.1",
+        "240.0.0.1",
+        "0.0.0.0",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fec0::1",
+        "ff02::1",
+        "::ffff:10.0.0.1",
+        "::7f00:1",  # IPv4-compatible (deprecated) form of 127.0.0.1
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    ],
+)
+def test_refused_address__every_non_public_form(address):
+    assert refused_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700:4700::1111"])
+def test_refused_address__public_addresses_pass(address):
+    assert not refused_address(ipaddress.ip_address(address))
+
+
+# --- A slow or huge reply cannot hold a delivery worker ----------------------
+
+
+def trickle(conn, state):
+    """Headers at once, then the body a byte at a time, so that no single
+    read ever waits long enough for a per-read timeout to fire."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    # Only a client with no total deadline gets this far; then it ends.
+    guard = time.monotonic() + 30
+    while time.monotonic() < guard and not state.stop.is_set():
+        conn.sendall(b".")
+        state.sent.append(1)
+        state.stop.wait(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__a_trickling_endpoint_is_abandoned_at_the_deadline(
+    settings,
+):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.5
+    with raw_server(trickle) as server:
+        endpoint = endpoint_for(
+            AccountFactory(), f"http://127.0.0.1:{server.port}/hooks"
+        )
+        delivery = due_delivery(endpoint)
+
+        assert webhook_deliver(delivery_pk=delivery.pk) == "pending"
+
+    attempt = WebhookAttempt.objects.get(delivery=delivery)
+    assert attempt.error.startswith("timed out")
+    assert attempt.status_code is None
+    assert attempt.response_excerpt == ""
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING  # retried later
+    assert delivery.last_error == attempt.error
+
+
+FLOOD_BYTES = 64 * 1024 * 1024
+
+
+def flood(conn, state):
+    conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % FLOOD_BYTES)
+    chunk = b"x" * 65536
+    for _ in range(FLOOD_BYTES // len(chunk)):
+        conn.sendall(chunk)
+        state.sent.append(len(chunk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_delivery__reads_only_the_start_of_a_huge_reply():
+    with raw_server(flood) as server:
+        endpoint = endpoint_for(
+            AccountFactory(), f"http://127.0.0.1:{server.port}/hooks"
+        )
+        delivery = due_delivery(endpoint)
+
+        webhook_deliver(delivery_pk=delivery.pk)
+
+        # The client hung up after its first kilobyte: the server could not
+        # send the body (it blocks, then fails, once the socket buffers fill).
+        assert sum(server.sent) < FLOOD_BYTES
+
+    delivery.refresh_from_db()
+    assert delivery.last_status_code == 500
+    assert delivery.last_error == "HTTP 500"
+    assert delivery.response_excerpt == "x" * EXCERPT_CHARS
+    assert delivery.attempt_log.get().response_excerpt == "x" * EXCERPT_CHARS
+
+
+# --- Queues: deliveries never take the maintenance workers --------------------
+
+
+@pytest.mark.django_db
+def test_webhook_tasks__run_on_their_own_queue_and_maintenance_on_the_default(
+    monkeypatch, django_capture_on_commit_callbacks, receiver
+):
+    from django_q.conf import Conf
+    from django_q.models import OrmQ, Schedule
+
+    from callcenter.schedules import PREFIX, ensure_schedules
+
+    ensure_schedules()
+    clusters = dict(
+        Schedule.objects.filter(name__startswith=PREFIX).values_list("func", "cluster")
+    )
+    assert clusters.pop("webhooks.tasks.deliver_due") == "webhooks"
+    assert clusters  # the maintenance tasks
+    assert set(clusters.values()) == {None}  # the default cluster's
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # queue the task, do not run it
+    batch = BatchFactory()
+    endpoint_for(batch.account, receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_services.batch_pause(batch=batch, actor=ACTOR)
+
+    assert list(OrmQ.objects.values_list("key", flat=True)) == ["webhooks"]
+    assert receiver.requests == []
