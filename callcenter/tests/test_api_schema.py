@@ -72,6 +72,7 @@ def test_schema__served_and_documents_every_endpoint(client):
         ("PATCH", "/api/v1/account/webhooks/{id}"),
         ("DELETE", "/api/v1/account/webhooks/{id}"),
         ("GET", "/api/v1/account/webhooks/{id}/deliveries"),
+        ("POST", "/api/v1/account/webhooks/{id}/rotate-secret"),
     }
     for path, item in schema["paths"].items():
         for method, operation in item.items():
