@@ -47,7 +47,7 @@ def reserve_call(job: Job) -> bool:
     return False
 
 
-def reserve_calls(jobs: list[Job], *, worker_id: str) -> list[Job]:
+def reserve_calls(jobs: list[Job], *, worker_id: str, token: str = "") -> list[Job]:
     """``reserve_call`` for every job of a claim; returns those that may be
     dialled, in order, and suspends the others (``suspend_job``).
 
@@ -71,7 +71,7 @@ def reserve_calls(jobs: list[Job], *, worker_id: str) -> list[Job]:
         if job.pk in reserved or reserve_call(job):
             payable.append(job)
         else:
-            suspend_job(job, worker_id=worker_id)
+            suspend_job(job, worker_id=worker_id, token=token)
     return payable
 
 
@@ -99,7 +99,7 @@ def settle_call(job: Job, *, duration_seconds: float, outcome: str) -> None:
     settle_calls([(job, duration_seconds, outcome)])
 
 
-def suspend_job(job: Job, *, worker_id: str) -> bool:
+def suspend_job(job: Job, *, worker_id: str, token: str = "") -> bool:
     """Put a claimed, undialled job in ``suspended``: its account cannot pay.
 
     Conditional on the worker still holding it; returns whether it did.
@@ -108,6 +108,7 @@ def suspend_job(job: Job, *, worker_id: str) -> bool:
         pk=job.pk,
         status=JobStatus.IN_PROGRESS,
         claimed_by=worker_id,
+        claim_token=token,
         dialed_at__isnull=True,
     ).update(
         status=JobStatus.SUSPENDED,

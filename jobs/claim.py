@@ -105,6 +105,7 @@ picked AS (
 UPDATE jobs_job
    SET status = 'in_progress',
        claimed_by = %(worker_id)s,
+       claim_token = %(token)s,
        claimed_at = now(),
        lease_expires_at = now() + make_interval(secs => %(lease)s),
        dialed_at = NULL,
@@ -137,7 +138,11 @@ def _lease(lease_seconds: int | None) -> int:
 
 
 def claim_jobs(
-    *, worker_id: str, limit: int, lease_seconds: int | None = None
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: int | None = None,
+    token: str = "",
 ) -> list[Job]:
     """Claim up to ``limit`` pending jobs for ``worker_id``, in one statement.
 
@@ -146,14 +151,18 @@ def claim_jobs(
     that it also share-locks the batch rows, which is what makes pause exact.
 
     The claim commits on return (autocommit), before any call is dialled.
-    Returned jobs are ``in_progress``, with ``claimed_by``, ``claimed_at`` and
-    ``lease_expires_at`` set and ``dialed_at`` cleared.
+    Returned jobs are ``in_progress``, with ``claimed_by``, ``claim_token``
+    (the worker process's own, which every later write matches),
+    ``claimed_at`` and ``lease_expires_at`` set and ``dialed_at`` cleared.
     """
     if limit <= 0:
         return []
     if connection.vendor != "postgresql":
         return _claim_jobs_conditional_update(
-            worker_id=worker_id, limit=limit, lease_seconds=_lease(lease_seconds)
+            worker_id=worker_id,
+            token=token,
+            limit=limit,
+            lease_seconds=_lease(lease_seconds),
         )
     # The limit is written into the text, not bound: with ``LIMIT $1`` a
     # generic plan cannot know the limit is small and sorts every pending job
@@ -162,7 +171,7 @@ def claim_jobs(
     rows = fetch_prepared(
         f"callcenter_claim_{limit}",
         _claim_sql(limit),
-        {"worker_id": worker_id, "lease": _lease(lease_seconds)},
+        {"worker_id": worker_id, "token": token, "lease": _lease(lease_seconds)},
     )
     return [_job_from_row(row) for row in rows]
 
@@ -197,7 +206,7 @@ def claimable_jobs() -> Q:
 
 
 def _claim_jobs_conditional_update(
-    *, worker_id: str, limit: int, lease_seconds: int
+    *, worker_id: str, token: str, limit: int, lease_seconds: int
 ) -> list[Job]:
     """The claim for databases without SKIP LOCKED (SQLite).
 
@@ -219,6 +228,7 @@ def _claim_jobs_conditional_update(
         Job.objects.filter(claimable_jobs(), id__in=ids).update(
             status=JobStatus.IN_PROGRESS,
             claimed_by=worker_id,
+            claim_token=token,
             claimed_at=now,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             dialed_at=None,
@@ -230,6 +240,7 @@ def _claim_jobs_conditional_update(
                 id__in=ids,
                 status=JobStatus.IN_PROGRESS,
                 claimed_by=worker_id,
+                claim_token=token,
                 claimed_at=now,
             ).order_by("id")
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
@@ -62,44 +62,71 @@ def retry_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def mark_dialed(*, jobs: list[Job], worker_id: str) -> list[Job]:
+MARK_DIALED_SQL = """
+UPDATE jobs_job
+   SET dialed_at = now(),
+       attempts = attempts + 1,
+       started_at = COALESCE(started_at, now()),
+       updated_at = now()
+ WHERE id = ANY(%(ids)s::bigint[])
+   AND status = 'in_progress'
+   AND claimed_by = %(worker_id)s
+   AND claim_token = %(token)s
+   AND dialed_at IS NULL
+RETURNING id, dialed_at
+"""
+
+
+def mark_dialed(*, jobs: list[Job], worker_id: str, token: str = "") -> list[Job]:
     """Record that these claimed jobs are about to be dialled; spend an attempt.
 
     Runs after the claim committed and before the dialer is asked to call, so
     a crash in between is told apart from a crash during the call. Returns the
-    jobs still held by this worker (one cancelled since the claim is dropped).
+    jobs still held by this worker process (one cancelled since the claim is
+    dropped).
+
+    ``dialed_at`` is the database's clock, as ``claimed_at`` is: recovery
+    compares both with the database's ``now()``, and a worker whose clock is
+    off must not make a dial look older or newer than it is. On SQLite the
+    database is a file on the worker's own machine, so its clock is the one.
     """
     if not jobs:
         return []
-    now = timezone.now()
     ids = [job.pk for job in jobs]
-    held = Job.objects.filter(
-        id__in=ids,
-        status=JobStatus.IN_PROGRESS,
-        claimed_by=worker_id,
-        dialed_at__isnull=True,
-    )
-    updated = held.update(
-        dialed_at=now,
-        attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), Now()),
-        updated_at=Now(),
-    )
-    if updated == len(ids):
-        kept = ids
+    kept: dict[int, datetime] = {}
+    if connection.vendor == "postgresql":
+        # One statement, with a normal (flushed) commit: see jobs/claim.py.
+        rows = fetch_prepared(
+            "callcenter_mark_dialed",
+            MARK_DIALED_SQL,
+            {"ids": ids, "worker_id": worker_id, "token": token},
+        )
+        kept = {int(job_id): dialed_at for job_id, dialed_at in rows}
     else:
-        kept = list(
+        now = timezone.now()
+        held = Job.objects.filter(
+            id__in=ids,
+            status=JobStatus.IN_PROGRESS,
+            claimed_by=worker_id,
+            claim_token=token,
+            dialed_at__isnull=True,
+        )
+        held.update(
+            dialed_at=now,
+            attempts=F("attempts") + 1,
+            started_at=Coalesce(F("started_at"), Now()),
+            updated_at=Now(),
+        )
+        kept = dict.fromkeys(
             Job.objects.filter(
-                id__in=ids,
-                status=JobStatus.IN_PROGRESS,
-                claimed_by=worker_id,
-                dialed_at=now,
-            ).values_list("id", flat=True)
+                id__in=ids, claimed_by=worker_id, claim_token=token, dialed_at=now
+            ).values_list("id", flat=True),
+            now,
         )
     dialed = []
     for job in jobs:
         if job.pk in kept:
-            job.dialed_at = now
+            job.dialed_at = kept[job.pk]
             job.attempts += 1
             dialed.append(job)
         else:
@@ -113,15 +140,24 @@ def mark_dialed(*, jobs: list[Job], worker_id: str) -> list[Job]:
     return dialed
 
 
-def record_call_id(*, job_id: int, worker_id: str, call_id: str) -> None:
+def record_call_id(
+    *, job_id: int, worker_id: str, call_id: str, token: str = ""
+) -> None:
     """Store the provider's call id, so recovery can ask about the call."""
     Job.objects.filter(
-        pk=job_id, status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+        pk=job_id,
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        claim_token=token,
     ).update(call_id=call_id[:200])
 
 
 def renew_leases(
-    *, worker_id: str, job_ids: Iterable[int], lease_seconds: int | None = None
+    *,
+    worker_id: str,
+    job_ids: Iterable[int],
+    lease_seconds: int | None = None,
+    token: str = "",
 ) -> set[int]:
     """Extend the leases of the jobs this worker holds.
 
@@ -133,7 +169,10 @@ def renew_leases(
         return set()
     lease = lease_seconds or settings.JOB_LEASE_SECONDS
     held = Job.objects.filter(
-        id__in=ids, status=JobStatus.IN_PROGRESS, claimed_by=worker_id
+        id__in=ids,
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        claim_token=token,
     )
     renewed = held.update(lease_expires_at=Now() + timedelta(seconds=lease))
     if renewed == len(ids):
@@ -196,6 +235,7 @@ def record_call(
     call_id: str,
     result: CallResult,
     interrupted: str = "",
+    token: str = "",
 ) -> str:
     """Record a finished call's outcome and move the job on.
 
@@ -213,10 +253,12 @@ def record_call(
     Returns the resulting status, or "gone" when the row no longer exists.
     """
     end = CallEnd(job_id, dialed_at, call_id, result, interrupted)
-    return record_calls(worker_id=worker_id, ended=[end])[job_id]
+    return record_calls(worker_id=worker_id, ended=[end], token=token)[job_id]
 
 
-def record_calls(*, worker_id: str, ended: list[CallEnd]) -> dict[int, str]:
+def record_calls(
+    *, worker_id: str, ended: list[CallEnd], token: str = ""
+) -> dict[int, str]:
     """``record_call`` for every call that ended in one round of the worker.
 
     The common case, a held job whose call succeeded, is one statement for
@@ -231,14 +273,18 @@ def record_calls(*, worker_id: str, ended: list[CallEnd]) -> dict[int, str]:
         if not end.interrupted and end.result.outcome in SUCCESS_OUTCOMES
     ]
     if common and connection.vendor == "postgresql":
-        statuses.update(_record_successes(common, worker_id=worker_id, now=now))
+        statuses.update(
+            _record_successes(common, worker_id=worker_id, token=token, now=now)
+        )
     for end in ended:
         if end.job_id not in statuses:
-            statuses[end.job_id] = _record_one(end, worker_id=worker_id, now=now)
+            statuses[end.job_id] = _record_one(
+                end, worker_id=worker_id, token=token, now=now
+            )
     return statuses
 
 
-def _record_one(end: CallEnd, *, worker_id: str, now: datetime) -> str:
+def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> str:
     """The general path: lock the row, append the attempt, apply the outcome."""
     job_id, dialed_at, call_id = end.job_id, end.dialed_at, end.call_id
     result, interrupted = end.result, end.interrupted
@@ -266,7 +312,11 @@ def _record_one(end: CallEnd, *, worker_id: str, now: datetime) -> str:
         if call_id:
             job.call_id = call_id[:200]
         fields = ["attempt_log", "result", "call_id", "updated_at"]
-        held = job.status == JobStatus.IN_PROGRESS and job.claimed_by == worker_id
+        held = (
+            job.status == JobStatus.IN_PROGRESS
+            and job.claimed_by == worker_id
+            and job.claim_token == token
+        )
         before = job.status
         if held:
             fields += _apply_outcome(
@@ -302,13 +352,14 @@ UPDATE jobs_job
  WHERE jobs_job.id = i.id
    AND jobs_job.status = 'in_progress'
    AND jobs_job.claimed_by = %(worker_id)s
+   AND jobs_job.claim_token = %(token)s
    AND NOT jobs_job.attempt_log @> i.seen::jsonb
 RETURNING {columns}
 """
 
 
 def _record_successes(
-    ended: list[CallEnd], *, worker_id: str, now: datetime
+    ended: list[CallEnd], *, worker_id: str, token: str, now: datetime
 ) -> dict[int, str]:
     """The common case in one statement: held jobs whose calls succeeded.
 
@@ -335,6 +386,7 @@ def _record_successes(
         "seen": seen,
         "now": now,
         "worker_id": worker_id,
+        "token": token,
     }
     sql = RECORD_SUCCESS_SQL.format(columns=_RETURNING.removeprefix("RETURNING "))
     # One statement: autocommit makes it its own transaction, with no BEGIN
@@ -386,24 +438,21 @@ def _apply_outcome(
     return fields
 
 
-def release_orphans(
-    *, worker_id: str, keep_ids: Iterable[int], claimed_since: datetime
-) -> int:
+def release_orphans(*, worker_id: str, token: str, keep_ids: Iterable[int]) -> int:
     """Hand back jobs this worker process holds but has no call for.
 
     After a lost database connection the worker cannot tell whether its last
     claim or dial mark committed. It places a call only after both did, so a
-    job it claimed (since ``claimed_since``, the database time at which this
-    process started) without a call in flight was certainly never dialled: it
-    goes back to ``pending`` and any attempt spent on it is given back. Jobs
-    claimed earlier under the same worker id belong to a previous process that
-    may have dialled them; lease expiry resolves those by the crash policy.
+    job it claimed (under its own claim token) without a call in flight was
+    certainly never dialled: it goes back to ``pending`` and any attempt spent
+    on it is given back. Jobs claimed under the same worker id by another
+    process (an earlier one, or one wrongly started with the same id) carry
+    another token and are left alone: that process may have dialled them, and
+    lease expiry resolves them by the crash policy if it is gone.
     """
     keep = list(keep_ids)
     orphans = Job.objects.filter(
-        status=JobStatus.IN_PROGRESS,
-        claimed_by=worker_id,
-        claimed_at__gte=claimed_since,
+        status=JobStatus.IN_PROGRESS, claimed_by=worker_id, claim_token=token
     ).exclude(id__in=keep)
     with transaction.atomic():
         ids = list(orphans.select_for_update().values_list("id", flat=True))
@@ -429,6 +478,29 @@ def release_orphans(
         refunded_attempts=dialled,
     )
     return count
+
+
+def other_processes_holding(
+    *, worker_id: str, token: str
+) -> dict[str, tuple[datetime, datetime]]:
+    """Live leases held under ``worker_id`` by another process (another claim
+    token): for each token, its latest claim and its latest lease expiry.
+
+    A worker id must be unique; a second process started with the same id is
+    a configuration error that the worker reports (see ``CallWorker``).
+    """
+    rows = (
+        Job.objects.filter(
+            status=JobStatus.IN_PROGRESS,
+            claimed_by=worker_id,
+            lease_expires_at__gt=Now(),
+        )
+        .exclude(claim_token=token)
+        .order_by()
+        .values("claim_token")
+        .annotate(claimed=Max("claimed_at"), lease=Max("lease_expires_at"))
+    )
+    return {r["claim_token"]: (r["claimed"], r["lease"]) for r in rows}
 
 
 def recover_expired_leases(

@@ -95,6 +95,10 @@ class Job(models.Model):
 
     # Owned by workers.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
+    # A fresh random value per worker process, set by the claim. Every later
+    # write of the worker matches it as well as ``claimed_by``: a second
+    # process started with the same --worker-id cannot touch these jobs.
+    claim_token = models.CharField(max_length=32, blank=True, default="", db_default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     dialed_at = models.DateTimeField(

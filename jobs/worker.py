@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -159,6 +160,9 @@ class CallWorker:
     ) -> None:
         self.dialer = dialer
         self.worker_id = worker_id or default_worker_id()
+        # This process's claims, told apart from those of any other process
+        # started with the same worker id (see Job.claim_token).
+        self.token = secrets.token_hex(16)
         self.concurrency = max(1, concurrency)
         self.burst = burst
         self.once = once
@@ -182,9 +186,13 @@ class CallWorker:
         self.claiming_done = False
         self.db_failures = 0
         self.needs_reconcile = False
-        # Database time at start: jobs this process claimed are those claimed
-        # under its id since then (an earlier process may have used the id).
+        # Database time at start: a claim under this worker id made since
+        # then by another process means two live processes share the id.
         self.epoch: datetime | None = None
+        # Other processes' claim tokens seen under this id: their latest
+        # lease expiry, and whether the error has been logged.
+        self.other_leases: dict[str, datetime] = {}
+        self.reported_tokens: set[str] = set()
         self.wake = True
         self.idle = False
         self.last_claim_empty = False
@@ -233,7 +241,10 @@ class CallWorker:
         for call in list(self.calls.values()):
             if call.call_id and not call.call_id_saved and not call.result:
                 lifecycle.record_call_id(
-                    job_id=call.job.pk, worker_id=self.worker_id, call_id=call.call_id
+                    job_id=call.job.pk,
+                    worker_id=self.worker_id,
+                    token=self.token,
+                    call_id=call.call_id,
                 )
                 call.call_id_saved = True
                 found = True
@@ -252,6 +263,7 @@ class CallWorker:
             return False
         lifecycle.record_calls(
             worker_id=self.worker_id,
+            token=self.token,
             ended=[
                 lifecycle.CallEnd(
                     job_id=call.job.pk,
@@ -286,7 +298,10 @@ class CallWorker:
             return False
         held = [job_id for job_id, call in self.calls.items() if not call.recorded]
         lost = lifecycle.renew_leases(
-            worker_id=self.worker_id, job_ids=held, lease_seconds=self.lease_seconds
+            worker_id=self.worker_id,
+            token=self.token,
+            job_ids=held,
+            lease_seconds=self.lease_seconds,
         )
         self.next_renew = time.monotonic() + self.renew_every
         for job_id in lost:
@@ -308,10 +323,39 @@ class CallWorker:
         recovered = lifecycle.recover_expired_leases(
             recoverer=self.worker_id, dialer=self.dialer
         )
+        self.check_worker_id()
         self.next_recover = time.monotonic() + self.recover_every
         if recovered:
             self.wake = True
         return bool(recovered)
+
+    def check_worker_id(self) -> None:
+        """Log an error when another live process uses this worker id.
+
+        Its jobs carry another claim token, so neither process can release or
+        complete the other's; but logs, the dashboard and the attempt logs can
+        no longer tell them apart. A process counts as live once it claimed
+        under the id after this one started, or renewed a lease since the last
+        look: the leftovers of a killed earlier process do neither.
+        """
+        if self.epoch is None:
+            return
+        holders = lifecycle.other_processes_holding(
+            worker_id=self.worker_id, token=self.token
+        )
+        for token, (claimed_at, lease) in holders.items():
+            seen = self.other_leases.get(token)
+            self.other_leases[token] = lease
+            live = claimed_at >= self.epoch or (seen is not None and lease > seen)
+            if live and token not in self.reported_tokens:
+                self.reported_tokens.add(token)
+                self._log(
+                    logging.ERROR,
+                    "worker id %s is in use by another live process; give each "
+                    "worker process its own --worker-id",
+                    self.worker_id,
+                    action="worker.id_in_use",
+                )
 
     def promote(self) -> bool:
         if time.monotonic() < self.next_promote:
@@ -347,7 +391,10 @@ class CallWorker:
         self.wake = False
         self.next_poll = now + self.poll_seconds
         jobs = claim_jobs(
-            worker_id=self.worker_id, limit=free, lease_seconds=self.lease_seconds
+            worker_id=self.worker_id,
+            token=self.token,
+            limit=free,
+            lease_seconds=self.lease_seconds,
         )
         if self.once:
             self.claiming_done = True
@@ -384,8 +431,13 @@ class CallWorker:
                 priority=job.priority,
                 attempt=job.attempts + 1,
             )
-        payable = billing.reserve_calls(jobs, worker_id=self.worker_id)
-        for job in lifecycle.mark_dialed(jobs=payable, worker_id=self.worker_id):
+        payable = billing.reserve_calls(
+            jobs, worker_id=self.worker_id, token=self.token
+        )
+        dialed = lifecycle.mark_dialed(
+            jobs=payable, worker_id=self.worker_id, token=self.token
+        )
+        for job in dialed:
             assert job.dialed_at is not None  # set by mark_dialed
             call = Call(job=job, dialed_at=job.dialed_at)
             self.calls[job.pk] = call
@@ -411,13 +463,8 @@ class CallWorker:
     def reconcile(self) -> bool:
         if not self.needs_reconcile:
             return False
-        if self.epoch is None:
-            self.needs_reconcile = False  # nothing claimed yet
-            return False
         released = lifecycle.release_orphans(
-            worker_id=self.worker_id,
-            keep_ids=list(self.calls),
-            claimed_since=self.epoch,
+            worker_id=self.worker_id, token=self.token, keep_ids=list(self.calls)
         )
         self.needs_reconcile = False
         return bool(released)
@@ -598,12 +645,12 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
-        if self.epoch is not None:
+        if self.epoch is not None:  # it ran at least one round
             with contextlib.suppress(*DB_ERRORS):
                 lifecycle.release_orphans(
                     worker_id=self.worker_id,
+                    token=self.token,
                     keep_ids=list(self.calls),
-                    claimed_since=self.epoch,
                 )
         self.dialer.close()
         self._log(

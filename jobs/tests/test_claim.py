@@ -157,7 +157,7 @@ def test_claim_plan__walks_indexes_lazily_without_sorting_jobs(account):
     with connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN (COSTS OFF) " + CLAIM_SQL,
-            {"n": 5, "worker_id": "w", "lease": 60},
+            {"n": 5, "worker_id": "w", "token": "t", "lease": 60},
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
 

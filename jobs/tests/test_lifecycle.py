@@ -24,6 +24,7 @@ from jobs.models import Job, JobStatus
 from jobs.services import job_cancel
 from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
+from jobs.worker import database_now
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +77,20 @@ def test_mark_dialed__spends_an_attempt_and_skips_jobs_cancelled_since_the_claim
     assert fresh.attempts == 1
     assert fresh.dialed_at is not None
     assert Job.objects.get(pk=claimed[1].pk).attempts == 0
+
+
+def test_mark_dialed__takes_the_dial_time_from_the_database_clock(account):
+    """dialed_at and claimed_at come from one clock, the database's: a worker
+    whose own clock is years off changes neither."""
+    JobFactory(batch=BatchFactory(account=account))
+    with time_machine.travel(datetime(2031, 1, 1, tzinfo=UTC), tick=False):
+        [claimed] = claim_jobs(worker_id="w1", limit=1)
+        [dialled] = mark_dialed(jobs=[claimed], worker_id="w1")
+
+    stored = Job.objects.get(pk=claimed.pk).dialed_at
+    assert stored == dialled.dialed_at
+    assert abs(stored - database_now()) < timedelta(minutes=5)
+    assert abs(stored - claimed.claimed_at) < timedelta(minutes=5)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -314,12 +329,7 @@ def test_release_orphans__hands_back_held_jobs_without_a_call(account):
     calling, marked, claimed_only = claim_jobs(worker_id="w1", limit=3)
     mark_dialed(jobs=[calling, marked], worker_id="w1")
 
-    started = timezone.now() - timedelta(minutes=1)
-
-    assert (
-        release_orphans(worker_id="w1", keep_ids=[calling.pk], claimed_since=started)
-        == 2
-    )
+    assert release_orphans(worker_id="w1", token="", keep_ids=[calling.pk]) == 2
 
     for job in (marked, claimed_only):
         job.refresh_from_db()
@@ -330,14 +340,13 @@ def test_release_orphans__hands_back_held_jobs_without_a_call(account):
     assert calling.status == JobStatus.IN_PROGRESS
 
 
-def test_release_orphans__leaves_jobs_of_an_earlier_process_with_the_same_id(
+def test_release_orphans__leaves_jobs_of_another_process_with_the_same_id(
     account,
 ):
     JobFactory(batch=BatchFactory(account=account))
-    [job] = claim_jobs(worker_id="w1", limit=1)
-    mark_dialed(jobs=[job], worker_id="w1")
-    restarted = timezone.now() + timedelta(seconds=1)
+    [job] = claim_jobs(worker_id="w1", token="earlier", limit=1)
+    mark_dialed(jobs=[job], worker_id="w1", token="earlier")
 
-    assert release_orphans(worker_id="w1", keep_ids=[], claimed_since=restarted) == 0
+    assert release_orphans(worker_id="w1", token="later", keep_ids=[]) == 0
     job.refresh_from_db()
     assert job.status == JobStatus.IN_PROGRESS

@@ -17,7 +17,7 @@ from jobs.dialers.simulated import SimulatedDialer
 from jobs.models import Job, JobStatus
 from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
-from jobs.worker import CallWorker
+from jobs.worker import CallWorker, database_now
 
 # The loop closes stale connections between rounds, which needs real commits.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,3 +161,29 @@ def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
     done = Job.objects.filter(batch=batch, status=JobStatus.COMPLETED)
     assert done.count() == 6
     assert account.credit_entries.filter(kind="settle").count() == 6
+
+
+def test_call_worker__reports_a_worker_id_in_use_only_by_a_live_process(
+    account, caplog
+):
+    """Leftovers of a killed process with the same id are no error; a
+    process that keeps renewing its leases under the id is one."""
+    from jobs.claim import claim_jobs
+    from jobs.lifecycle import renew_leases
+
+    JobFactory.create_batch(2, batch=BatchFactory(account=account))
+    [other] = claim_jobs(worker_id="w1", token="other", limit=1)
+    worker = make_worker()
+    worker.epoch = database_now()
+
+    with caplog.at_level(logging.ERROR, logger="jobs"):
+        worker.check_worker_id()
+        worker.check_worker_id()  # nothing renewed: a dead process's lease
+        assert not caplog.records
+        renew_leases(worker_id="w1", token="other", job_ids=[other.pk])
+        worker.check_worker_id()
+        worker.check_worker_id()  # reported once
+
+    [record] = caplog.records
+    assert record.action == "worker.id_in_use"
+    assert record.worker_id == "w1"

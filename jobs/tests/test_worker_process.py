@@ -305,3 +305,68 @@ def test_run_call_worker__yields_the_cpu_to_the_web_process(
     assert f"nice={expected}" in worker.output
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.output
+
+
+def test_run_call_worker__a_second_process_with_the_same_id_leaves_the_first_ones_calls(
+    account, start_worker
+):
+    """Two processes started with one --worker-id: neither may hand the other's
+    live calls back to the queue (they would be redialled), and each logs an
+    error once it sees the id in use by the other."""
+    batch = BatchFactory(account=account)
+    first_job = JobFactory(batch=batch)
+    # Long polls: the workers take new work only when told to (NOTIFY), or
+    # at start, so the test decides which of them claims which job.
+    calls = {"SIMULATED_CALL_SECONDS": "120", "JOB_LEASE_SECONDS": "5"}
+    first = start_worker(
+        "--concurrency=2",
+        "--worker-id=dup",
+        "--shutdown-timeout=0.5",
+        WORKER_POLL_SECONDS="60",
+        **calls,
+    )
+    wait_until(lambda: dialled("dup") == 1, first, "the first process's call")
+    # Once listening, the first process is not woken again until a NOTIFY.
+    wait_until(lambda: "LISTEN" in listening_queries(), first, "the LISTEN")
+    second_job = JobFactory(batch=batch)
+    second = start_worker(
+        "--concurrency=1",
+        "--worker-id=dup",
+        "--shutdown-timeout=0.5",
+        WORKER_POLL_SECONDS="60",
+        **calls,
+    )
+    wait_until(lambda: dialled("dup") == 2, second, "the second process's call")
+    # The second process is full: only the first one can take this job, and
+    # it does so after the second one started.
+    with transaction.atomic():
+        third_job = JobFactory(batch=batch)
+        notify_jobs_available()
+    wait_until(lambda: dialled("dup") == 3, first, "the first process's 2nd call")
+    first_calls = list(Job.objects.filter(pk__in=[first_job.pk, third_job.pk]))
+    tokens = dict(Job.objects.values_list("pk", "claim_token"))
+    assert tokens[first_job.pk] == tokens[third_job.pk] != tokens[second_job.pk]
+    for worker in (first, second):
+        wait_until(
+            lambda worker=worker: "worker.id_in_use" in worker.output,
+            worker,
+            "the error about the worker id",
+        )
+
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.wait() == 0, second.output
+
+    for job in first_calls:
+        fresh = Job.objects.get(pk=job.pk)
+        # Still the first process's call: not released, not redialled.
+        assert fresh.status == JobStatus.IN_PROGRESS, second.output
+        assert fresh.dialed_at == job.dialed_at
+        assert fresh.attempts == 1
+        assert fresh.attempt_log == []
+    second_job.refresh_from_db()
+    assert second_job.status == JobStatus.FAILED  # hung up on shutdown
+    assert second_job.last_error == WORKER_STOPPED
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait() == 0, first.output
+    for job in Job.objects.all():
+        assert len(job.attempt_log) == 1, job.attempt_log
