@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db.models import Count, Max, Q
 from django.db.models.functions import Coalesce, TruncMinute
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -25,6 +26,8 @@ from batches.models import Batch
 from batches.selectors import batch_status_counts, counts_summary
 from jobs.models import Job, JobStatus
 
+# It shows every account's batches: the same permission as the batch list.
+VIEW_PERMISSION = "batches.view_batch"
 REFRESH_SECONDS = 3
 WORKER_WINDOW = timedelta(minutes=1)
 CHART_MINUTES = 60
@@ -130,6 +133,7 @@ def dashboard_data(*, now: datetime | None = None) -> dict[str, Any]:
 
 
 @staff_member_required
+@permission_required(VIEW_PERMISSION, raise_exception=True)
 @never_cache
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     context = {
@@ -143,6 +147,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(VIEW_PERMISSION, raise_exception=True)
 @never_cache
 def dashboard_data_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse(dashboard_data())

@@ -95,7 +95,16 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Attempt the selected deliveries again now")
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # Deliveries are read-only in the admin (has_change_permission is
+        # False); the model's change permission is what allows a retry.
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(
+        description="Attempt the selected deliveries again now",
+        permissions=["retry"],
+    )
     def retry_now(self, request: HttpRequest, queryset: Any) -> None:
         retried = sum(
             webhook_delivery_retry(delivery=d) for d in queryset.order_by("pk")

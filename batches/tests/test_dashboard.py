@@ -45,6 +45,19 @@ def test_dashboard__requires_a_staff_login(client, url):
     assert member.get(url).status_code == 302
 
 
+@pytest.mark.parametrize("url", [DASHBOARD, DATA])
+def test_dashboard__requires_the_view_batch_permission(url):
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory(username="clerk", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert client.get(url).status_code == 403
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    assert client.get(url).status_code == 200
+
+
 def test_dashboard__renders_for_staff_with_embedded_data(admin_client):
     BatchFactory(name="Renewals")
 
