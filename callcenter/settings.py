@@ -215,6 +215,34 @@ WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT = env_int(
 # 0 (the default) keeps them forever.
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 0, minimum=0)
 
+# --- Cache: shared by every process ------------------------------------------
+# The API throttle and the admin login limit count in the cache, so with a
+# per-process cache each web process (and host) would allow the full rate.
+# The database cache needs no other service; `migrate` creates its table
+# (accounts/apps.py). `locmem` counts per process: one process, or tests.
+CACHE_BACKENDS: dict[str, dict[str, Any]] = {
+    "database": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "callcenter_cache",
+    },
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+CACHE_BACKEND = env_str("CACHE_BACKEND").strip().lower() or "database"
+if CACHE_BACKEND not in CACHE_BACKENDS:
+    raise ImproperlyConfigured(
+        f"CACHE_BACKEND must be one of {', '.join(CACHE_BACKENDS)}, "
+        f"got {CACHE_BACKEND!r}"
+    )
+CACHES = {"default": CACHE_BACKENDS[CACHE_BACKEND]}
+
+# Failed admin logins allowed per window: per username (from any address) and
+# per client address (any username). 0 turns that limit off.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=0)
+ADMIN_LOGIN_MAX_FAILURES_PER_IP = env_int(
+    "ADMIN_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=0
+)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -11,6 +11,8 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/callcenter")
 os.environ.setdefault("Q_SYNC", "true")
+# One process; the tests that need the shared cache switch to the database one.
+os.environ.setdefault("CACHE_BACKEND", "locmem")
 
 from callcenter.settings import *
 

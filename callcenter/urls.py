@@ -3,12 +3,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.admin_login import admin_login
 from batches import dashboard
 
 admin.site.site_header = "callcenter"
 admin.site.site_title = "callcenter admin"
 
 urlpatterns = [
+    # Before the admin's own routes: its login view, with a failure limit.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     # Credits (accounts/urls.py): GET/POST /api/v1/account/credits.
     path("api/v1/account/", include("accounts.urls")),

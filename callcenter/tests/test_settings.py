@@ -65,6 +65,7 @@ def test_settings__secret_key_required_without_debug():
         ("DATABASE_URL", "nosuchdb://x"),
         ("WORKER_NICE", "20"),
         ("WORKER_NICE", "-5"),
+        ("CACHE_BACKEND", "memcached"),
     ],
 )
 def test_settings__bad_value_names_the_variable(name, value):

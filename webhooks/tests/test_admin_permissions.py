@@ -19,7 +19,7 @@ def staff_with(*codenames):
     return user
 
 
-def failed_delivery() -> WebhookDelivery:
+def failed_delivery():
     endpoint = WebhookEndpoint.objects.create(
         account=AccountFactory(), url="https://hooks.example.com/in"
     )
