@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts import services
@@ -48,6 +48,13 @@ def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
 
 @pytest.mark.django_db
 def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
+    # The statement's own condition refuses the claim, not the CHECK on the
+    # balance, which would otherwise do it for any shortfall. (The test's
+    # transaction rolls the DDL back.)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE accounts_account DROP CONSTRAINT account_credits_not_negative"
+        )
     account = AccountFactory(credits=8)  # two reservations of 3, not three
     reserved = services.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k"), (3, "k")]
@@ -69,13 +76,40 @@ def test_credits_reserve_many__skips_claims_reserved_before():
     assert [j for j, *_ in entries("reserve")] == [1, 2]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_credits_reserve_many__commits_without_waiting_for_the_flush_only_itself():
-    account = AccountFactory(credits=20)
-    services.credits_reserve_many(account_id=account.pk, amount=3, claims=[(1, "k")])
+def synchronous_commit() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("statement", ["reserve_many", "settle_many"])
+def test_credits_many__commit_without_waiting_for_the_flush_only_themselves(
+    statement,
+):
+    account = AccountFactory(credits=20)
+
+    def run() -> None:
+        if statement == "reserve_many":
+            services.credits_reserve_many(
+                account_id=account.pk, amount=3, claims=[(1, "k")]
+            )
+        else:
+            services.credits_settle_many(
+                account_id=account.pk, settlements=[Settlement(1, "k", 1)]
+            )
+
+    # The setting is made inside the statement, for its own transaction: seen
+    # from a transaction around it, it is off until that transaction ends...
+    with transaction.atomic():
+        assert synchronous_commit() == "on"
+        run()
+        assert synchronous_commit() == "off"
+    # ...and in autocommit, as the worker runs it, it ends with the statement.
+    assert synchronous_commit() == "on"
+    run()
+    assert synchronous_commit() == "on"
+    assert CreditEntry.objects.filter(kind=statement.split("_")[0]).count() == 1
 
 
 @pytest.mark.django_db
