@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.db import connections
 from rest_framework.test import APIClient
 
-from accounts.models import CreditEntry
+from accounts.models import Account, CreditEntry
 from accounts.services import account_suspend_for_credits
 from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
 from batches.tests.factories import BatchFactory
@@ -30,6 +30,11 @@ def grant(user, *codenames):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     # has_perm caches per instance: reload so the new permissions count.
     return type(user).objects.get(pk=user.pk)
+
+
+def balances() -> dict[str, int]:
+    """Every account's balance: a refused request changes none of them."""
+    return dict(Account.objects.values_list("slug", "credits"))
 
 
 @pytest.fixture
@@ -111,7 +116,7 @@ def test_credits_post__member_with_permission_tops_up_own_account_only():
         MembershipFactory(account__slug="own", account__credits=5).user,
         "add_credits",
     )
-    AccountFactory(slug="other")
+    AccountFactory(slug="other", credits=7)
     client = client_for(member)
 
     ok = client.post(URL, {"amount": 10}, format="json")
@@ -119,18 +124,24 @@ def test_credits_post__member_with_permission_tops_up_own_account_only():
     assert ok.json()["credits"] == 15
     refused = client.post(URL, {"amount": 10, "account": "other"}, format="json")
     assert refused.status_code == 403
+    assert balances() == {"own": 15, "other": 7}
+    assert CreditEntry.objects.count() == 1
 
 
 def test_credits_post__plain_member_is_refused():
-    member = MembershipFactory(account__credits=5).user
+    member = MembershipFactory(account__slug="own", account__credits=5).user
     response = client_for(member).post(URL, {"amount": 10}, format="json")
     assert response.status_code == 403
     assert not CreditEntry.objects.exists()
+    assert balances() == {"own": 5}
 
 
 def test_credits_post__anonymous_is_refused():
-    response = APIClient().post(URL, {"amount": 10}, format="json")
+    AccountFactory(slug="acme", credits=5)
+    response = APIClient().post(URL, {"account": "acme", "amount": 10}, format="json")
     assert response.status_code in (401, 403)
+    assert not CreditEntry.objects.exists()
+    assert balances() == {"acme": 5}
 
 
 @pytest.mark.parametrize(
@@ -147,19 +158,23 @@ def test_credits_post__anonymous_is_refused():
     ],
 )
 def test_credits_post__invalid_bodies_are_400(staff, body):
-    AccountFactory(slug="acme")
+    AccountFactory(slug="acme", credits=5)
     response = client_for(staff).post(URL, {"account": "acme", **body}, format="json")
     assert response.status_code == 400, response.content
     assert not CreditEntry.objects.exists()
+    assert balances() == {"acme": 5}
 
 
 def test_credits_post__unknown_account_is_404_and_staff_without_account_400(staff):
+    AccountFactory(slug="acme", credits=5)
     client = client_for(staff)
     assert (
         client.post(URL, {"account": "nope", "amount": 1}, format="json").status_code
         == 404
     )
     assert client.post(URL, {"amount": 1}, format="json").status_code == 400
+    assert not CreditEntry.objects.exists()
+    assert balances() == {"acme": 5}
 
 
 def test_credits_get__member_sees_own_balance():
