@@ -9,6 +9,7 @@ from django.utils import timezone
 from batches import services
 from batches.tests.factories import BatchFactory
 from batches.tests.test_api_batches import assert_error
+from jobs.claim import claim_jobs
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.tests.factories import JobFactory
 
@@ -198,9 +199,21 @@ def test_batch_jobs_import__json_list(api_client, batch):
 
 def test_batch_jobs_import__jobs_object_form(api_client, batch):
     response = api_client.post(
-        jobs_url(batch), {"jobs": [{"phone_number": "+14155550100"}]}
+        jobs_url(batch),
+        {
+            "jobs": [
+                {"phone_number": "+14155550100", "variables": {"name": "Ana"}},
+                {"phone_number": "+14155550101"},
+            ]
+        },
     )
-    assert response.status_code == 201
+    assert response.status_code == 201, response.content
+    assert response.json()["created"] == 2
+    jobs = Job.objects.filter(batch=batch).order_by("phone_number")
+    assert [(j.phone_number, j.status, j.variables) for j in jobs] == [
+        ("+14155550100", JobStatus.PENDING, {"name": "Ana"}),
+        ("+14155550101", JobStatus.PENDING, {}),
+    ]
 
 
 def test_batch_jobs_import__csv_upload(api_client, batch):
@@ -320,7 +333,13 @@ def test_batch_jobs_import__deleted_batch_is_404(api_client, batch, api_actor):
 def test_batch_jobs_import__paused_batch_takes_jobs(api_client, batch, api_actor):
     services.batch_pause(batch=batch, actor=api_actor)
     response = api_client.post(jobs_url(batch), [{"phone_number": "+14155550100"}])
-    assert response.status_code == 201
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(batch=batch)
+    assert (job.phone_number, job.status) == ("+14155550100", JobStatus.PENDING)
+    # The batch stays paused: its new job waits for a resume.
+    batch.refresh_from_db()
+    assert batch.is_active is False
+    assert claim_jobs(worker_id="w", limit=10) == []
 
 
 def test_batch_jobs_import__reopens_a_completed_batch(api_client, batch):
