@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 WORKER_LOST = "worker lost"
 WORKER_STOPPED = "worker stopped during the call"
+ERROR_AFTER_DIAL = "error after the call was placed, not retried"
 SUCCESS_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.VOICEMAIL})
 RETRY_OUTCOMES = frozenset({Outcome.BUSY, Outcome.NO_ANSWER, Outcome.ERROR})
 
@@ -419,6 +420,11 @@ def _apply_outcome(
     elif outcome in SUCCESS_OUTCOMES:
         job.status = JobStatus.COMPLETED
         job.last_error = ""
+    elif outcome == Outcome.ERROR and not result.never_connected:
+        # The crash policy's rule for a live worker: a call that may have
+        # connected is never dialled again on a guess.
+        job.status = JobStatus.FAILED
+        job.last_error = f"{ERROR_AFTER_DIAL}: {result.error or outcome}"
     elif outcome in RETRY_OUTCOMES and job.attempts < job.max_attempts:
         job.status = JobStatus.SCHEDULED
         job.scheduled_at = now + retry_backoff(job.attempts)

@@ -34,7 +34,14 @@ from django.db import (
 
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
-from jobs.dialers.base import CallHandle, CallResult, Dialer, Outcome
+from jobs.dialers.base import (
+    CallHandle,
+    CallNotPlaced,
+    CallResult,
+    CallStatus,
+    Dialer,
+    Outcome,
+)
 from jobs.models import Job
 from jobs.notify import CHANNEL
 
@@ -492,7 +499,13 @@ class CallWorker:
                 "dialer could not place the call",
                 extra={"action": "job.dial_error", "job_id": call.job.pk},
             )
-            call.result = CallResult(outcome=Outcome.ERROR, error=f"dial error: {exc}")
+            # Only the dialer's word that nothing was placed makes a retry
+            # safe: a timeout may have come after the provider placed it.
+            call.result = CallResult(
+                outcome=Outcome.ERROR,
+                error=f"dial error: {exc}",
+                never_connected=isinstance(exc, CallNotPlaced),
+            )
             self.inbox.put(("ended", call))
             return
         with call.lock:
@@ -507,8 +520,24 @@ class CallWorker:
         except Exception as exc:
             logger.exception("call failed", extra={"action": "job.call_error"})
             result = CallResult(outcome=Outcome.ERROR, error=str(exc))
+        if result.outcome == Outcome.ERROR and not result.never_connected:
+            result.never_connected = self._never_connected(handle.call_id)
         call.result = result
         self.inbox.put(("ended", call))
+
+    def _never_connected(self, call_id: str) -> bool:
+        """Ask the provider about a call that ended in an error after it was
+        placed; in this call thread, so a slow answer delays nothing else."""
+        if not call_id:
+            return False
+        try:
+            return self.dialer.call_status(call_id) == CallStatus.NEVER_CONNECTED
+        except Exception:
+            logger.exception(
+                "dialer could not report a call's status",
+                extra={"action": "job.call_status_error", "call_id": call_id},
+            )
+            return False
 
     def _hangup_handle(self, handle: CallHandle) -> None:
         try:

@@ -6,7 +6,14 @@ from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
-from jobs.dialers.base import CallHandle, CallResult, CallStatus, Dialer, Outcome
+from jobs.dialers.base import (
+    CallHandle,
+    CallNotPlaced,
+    CallResult,
+    CallStatus,
+    Dialer,
+    Outcome,
+)
 
 _REGISTRY: dict[str, Callable[[], Dialer]] = {}
 
@@ -32,6 +39,7 @@ register("simulated", _simulated)
 
 __all__ = [
     "CallHandle",
+    "CallNotPlaced",
     "CallResult",
     "CallStatus",
     "Dialer",

@@ -41,13 +41,31 @@ class CallStatus:
     UNKNOWN = "unknown"
 
 
+class CallNotPlaced(Exception):
+    """Raised by ``place_call`` when the provider certainly placed no call:
+    it refused the request (a 429, a validation error) or nothing was sent.
+
+    Any other exception from ``place_call`` may have come after the provider
+    placed the call (a timeout, a lost reply), so the worker never retries it.
+    """
+
+
 @dataclass
 class CallResult:
+    """How a call ended.
+
+    An ``error`` outcome is retried only when ``never_connected`` is set: the
+    dialer (or the provider, asked through ``call_status``) knows the call
+    never reached anyone. Any other error came after the dial and the call
+    may have connected, so the job fails instead of being dialled again.
+    """
+
     outcome: str
     duration_seconds: float = 0.0
     hung_up: bool = False
     error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    never_connected: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -58,6 +76,8 @@ class CallResult:
             data["hung_up"] = True
         if self.error:
             data["error"] = self.error
+        if self.never_connected:
+            data["never_connected"] = True
         if self.details:
             data["details"] = self.details
         return data

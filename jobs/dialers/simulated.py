@@ -148,6 +148,9 @@ class SimulatedDialer(Dialer):
             duration_seconds=monotonic() - started,
             hung_up=hung_up,
             error=error,
+            # A simulated error is the provider refusing the call: nobody
+            # was reached, so it may be retried.
+            never_connected=outcome == Outcome.ERROR,
         )
 
     def _finish(self, call_id: str) -> None:

@@ -12,6 +12,7 @@ from batches.tests.factories import BatchFactory
 from jobs.claim import claim_jobs
 from jobs.dialers.base import CallResult, CallStatus, Dialer
 from jobs.lifecycle import (
+    ERROR_AFTER_DIAL,
     WORKER_LOST,
     WORKER_STOPPED,
     mark_dialed,
@@ -50,14 +51,16 @@ def dialled_job(account, **fields) -> Job:
     return dialled
 
 
-def record(job: Job, outcome: str, **kwargs) -> str:
+def record(job: Job, outcome: str, *, never_connected: bool = False, **kwargs) -> str:
     assert job.dialed_at is not None
     return record_call(
         job_id=job.pk,
         worker_id="w1",
         dialed_at=job.dialed_at,
         call_id="sim-1",
-        result=CallResult(outcome=outcome, duration_seconds=2.5),
+        result=CallResult(
+            outcome=outcome, duration_seconds=2.5, never_connected=never_connected
+        ),
         **kwargs,
     )
 
@@ -112,15 +115,21 @@ def test_record_call__answered_or_voicemail_completes(account, finished, outcome
     assert finished == [(job.pk, outcome)]
 
 
-@pytest.mark.parametrize("outcome", ["busy", "no_answer", "error"])
+@pytest.mark.parametrize(
+    ("outcome", "never_connected"),
+    [("busy", False), ("no_answer", False), ("error", True)],
+)
 def test_record_call__retryable_outcome_schedules_a_retry_with_backoff(
-    account, settings, outcome
+    account, settings, outcome, never_connected
 ):
+    """An error is retried only when the call certainly reached no one."""
     settings.JOB_RETRY_BACKOFF_SECONDS = 30
     job = dialled_job(account, max_attempts=3)
 
     with time_machine.travel(NOW, tick=False):
-        assert record(job, outcome) == JobStatus.SCHEDULED
+        assert record(job, outcome, never_connected=never_connected) == (
+            JobStatus.SCHEDULED
+        )
 
     job.refresh_from_db()
     assert job.scheduled_at == NOW + timedelta(seconds=30)
@@ -128,6 +137,23 @@ def test_record_call__retryable_outcome_schedules_a_retry_with_backoff(
     assert job.dialed_at is None
     assert job.finished_at is None
     assert job.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_call__error_after_the_call_was_placed_fails_without_a_retry(
+    account, finished
+):
+    """The call may have connected: it is never dialled again on a guess,
+    even with attempts left."""
+    job = dialled_job(account, max_attempts=3)
+
+    assert record(job, "error") == JobStatus.FAILED
+
+    job.refresh_from_db()
+    assert job.attempts == 1
+    assert job.last_error.startswith(ERROR_AFTER_DIAL)
+    assert job.scheduled_at is None
+    assert finished == [(job.pk, "error")]
 
 
 def test_record_call__backoff_doubles_per_attempt(account, settings):

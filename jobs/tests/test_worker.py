@@ -12,8 +12,16 @@ from accounts.models import Account
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
 from callcenter.tests.queries import statements_sent
-from jobs.dialers.base import CallResult, Outcome
+from jobs.dialers.base import (
+    CallHandle,
+    CallNotPlaced,
+    CallResult,
+    CallStatus,
+    Dialer,
+    Outcome,
+)
 from jobs.dialers.simulated import SimulatedDialer
+from jobs.lifecycle import ERROR_AFTER_DIAL
 from jobs.models import Job, JobStatus
 from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
@@ -187,3 +195,68 @@ def test_call_worker__reports_a_worker_id_in_use_only_by_a_live_process(
     [record] = caplog.records
     assert record.action == "worker.id_in_use"
     assert record.worker_id == "w1"
+
+
+class TroubledDialer(Dialer):
+    """Each job's call goes wrong as its phone number says: place_call
+    raises (refused before anything was sent, or a lost reply), or wait()
+    raises after the call was placed; call_status knows which calls never
+    connected."""
+
+    name = "troubled"
+    REFUSED, LOST_REPLY, WAIT_RAISES, NEVER_CONNECTED = (
+        "+15550000001",
+        "+15550000002",
+        "+15550000003",
+        "+15550000004",
+    )
+
+    def place_call(self, job):
+        if job.phone_number == self.REFUSED:
+            raise CallNotPlaced("429 too many requests")
+        if job.phone_number == self.LOST_REPLY:
+            raise TimeoutError("read timed out")
+        return CallHandle(f"call-{job.phone_number}")
+
+    def wait(self, handle, timeout):
+        raise ConnectionError("provider stream closed")
+
+    def hangup(self, handle):
+        pass
+
+    def call_status(self, call_id):
+        if call_id == f"call-{self.NEVER_CONNECTED}":
+            return CallStatus.NEVER_CONNECTED
+        return CallStatus.UNKNOWN
+
+
+def test_call_worker__an_error_after_the_dial_is_not_retried_blindly(account):
+    """A call that may have been placed is never dialled again on a guess:
+    only the dialer's or the provider's word that it never connected makes
+    an error retryable."""
+    batch = BatchFactory(account=account)
+    numbers = [
+        TroubledDialer.REFUSED,
+        TroubledDialer.LOST_REPLY,
+        TroubledDialer.WAIT_RAISES,
+        TroubledDialer.NEVER_CONNECTED,
+    ]
+    for number in numbers:
+        JobFactory(batch=batch, phone_number=number, max_attempts=3)
+
+    CallWorker(
+        dialer=TroubledDialer(), worker_id="w1", concurrency=4, once=True, listen=False
+    ).run()
+
+    status = {
+        job.phone_number: (job.status, job.attempts)
+        for job in Job.objects.filter(batch=batch)
+    }
+    assert status == {
+        TroubledDialer.REFUSED: (JobStatus.SCHEDULED, 1),
+        TroubledDialer.LOST_REPLY: (JobStatus.FAILED, 1),
+        TroubledDialer.WAIT_RAISES: (JobStatus.FAILED, 1),
+        TroubledDialer.NEVER_CONNECTED: (JobStatus.SCHEDULED, 1),
+    }
+    failed = Job.objects.get(phone_number=TroubledDialer.WAIT_RAISES)
+    assert failed.last_error == f"{ERROR_AFTER_DIAL}: provider stream closed"
