@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.urls import path
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -24,6 +25,12 @@ urlpatterns = [
     *both_slashes(f"{B}/cancel", views.BatchCancelView.as_view(), "batch-cancel"),
     *both_slashes(f"{B}/stats", views.BatchStatsView.as_view(), "batch-stats"),
     *both_slashes(f"{B}/jobs", job_views.BatchJobsView.as_view(), "batch-jobs"),
+    path(f"{B}/results.csv", job_views.ResultsCSVView.as_view(), name="results-csv"),
+    path(
+        f"{B}/results.jsonl",
+        job_views.ResultsJSONLView.as_view(),
+        name="results-jsonl",
+    ),
     *both_slashes("jobs", job_views.JobListView.as_view(), "job-list"),
     *both_slashes("jobs/<int:job_id>", job_views.JobDetailView.as_view(), "job-detail"),
     *both_slashes(

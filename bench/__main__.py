@@ -23,6 +23,7 @@ SECTIONS = {
     "control": "bench.control",
     "ingest": "bench.ingest",
     "memory": "bench.memory",
+    "export": "bench.export",
 }
 
 

@@ -3,10 +3,13 @@ account's jobs, one job, and cancelling one job."""
 
 from __future__ import annotations
 
+import json
+
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
@@ -19,7 +22,7 @@ from batches.views import (
     import_rows_error,
 )
 from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
-from jobs import services
+from jobs import export, services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus
 from jobs.serializers import (
@@ -69,6 +72,114 @@ class JobFilterSerializer(serializers.Serializer):
     ordering = serializers.ChoiceField(
         choices=JOB_ORDERING, required=False, help_text="Default -id (newest first)."
     )
+
+
+class ResultsFilterSerializer(serializers.Serializer):
+    """The job list's filters, as the results export takes them."""
+
+    status = serializers.ChoiceField(
+        choices=JobStatus.values,
+        required=False,
+        help_text="`done` and `completed` both mean completed.",
+    )
+    outcome = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="The last call's outcome (result.outcome), e.g. answered.",
+    )
+    finished_since = serializers.DateTimeField(
+        required=False, help_text="Only jobs finished at or after this time."
+    )
+    bom = serializers.ChoiceField(
+        choices=["0", "1", "true", "false"],
+        required=False,
+        help_text="CSV only: start with a UTF-8 byte order mark, for spreadsheets.",
+    )
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Lets a client ask for text/csv (or JSON Lines); errors still go out
+    as the API's JSON error body."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
+class JSONLinesRenderer(CSVRenderer):
+    media_type = "application/x-ndjson"
+    format = "jsonl"
+
+
+RESULTS_DESCRIPTION = (
+    "The batch's results, one row per job: batch and job id, phone number, "
+    "status, last outcome, attempts, the last attempt's start, end and "
+    "duration, finish time, cancel reason, cost in credits, and the job's "
+    "variables. Streamed. Filters as on the job list."
+)
+
+
+class ResultsExportView(AccountScopedView):
+    """One row per job of the batch, streamed (see jobs.export)."""
+
+    renderer_classes = [renderers.JSONRenderer, CSVRenderer, JSONLinesRenderer]
+    fmt = "csv"
+
+    def get(self, request, batch_id: str):
+        batch = self.get_batch(batch_id)
+        params = ResultsFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters = dict(params.validated_data)
+        bom = filters.pop("bom", "0") in ("1", "true")
+        if bom and self.fmt != "csv":
+            raise ApiError(
+                "bom applies to CSV only.",
+                code="invalid",
+                fields={"bom": ["Only for results.csv."]},
+            )
+        qs = export.results_queryset([batch.pk], **filters)
+        if self.fmt == "csv":
+            stream = export.csv_stream(qs, bom=bom)
+            content_type = "text/csv; charset=utf-8"
+        else:
+            stream = export.jsonl_stream(qs)
+            content_type = "application/x-ndjson; charset=utf-8"
+        response = StreamingHttpResponse(stream, content_type=content_type)
+        filename = export.export_filename([batch.batch_id], self.fmt)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class ResultsCSVView(ResultsExportView):
+    @extend_schema(
+        operation_id="batches_results_csv",
+        parameters=[BATCH_ID_PARAMETER, ResultsFilterSerializer],
+        responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses()},
+        description=RESULTS_DESCRIPTION
+        + " CSV: one `variables.NAME` column per variable; cells that start "
+        "with = + - @ tab or CR are prefixed with '.",
+    )
+    def get(self, request, batch_id: str):
+        return super().get(request, batch_id)
+
+
+class ResultsJSONLView(ResultsExportView):
+    fmt = "jsonl"
+
+    @extend_schema(
+        operation_id="batches_results_jsonl",
+        parameters=[BATCH_ID_PARAMETER, ResultsFilterSerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            **error_responses(),
+        },
+        description=RESULTS_DESCRIPTION + " JSON Lines: one object per line.",
+    )
+    def get(self, request, batch_id: str):
+        return super().get(request, batch_id)
 
 
 class AccountJobFilterSerializer(JobFilterSerializer):
