@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report.markdown())
     print(f"\nmachine: {report.machine}\nresults: {path}")
+    if not (args.quick or args.only or args.kinds or args.out):
+        # A full run is the one docs/performance.md shows.
+        from bench import docs
+
+        docs.write(path)
+        print(f"figures written to {docs.DOC}")
     return 0
 
 

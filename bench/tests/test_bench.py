@@ -129,3 +129,58 @@ def _url(s: dict) -> str:
         f"postgres://{s['USER']}:{s.get('PASSWORD') or ''}@{s['HOST']}:{s['PORT']}"
         f"/{s['NAME']}"
     )
+
+
+def test_docs__writes_one_runs_figures_between_the_markers(tmp_path):
+    from bench import docs
+
+    report = Report(machine={"cores": 2, "loadavg_at_start": [0.5, 0.4, 0.3]})
+    for kind, rate in (("ours-claim", 900.0), ("raw-same", 1000.0)):
+        report.add(
+            "1 throughput",
+            f"{kind}, 1 claimers",
+            rate,
+            "jobs/s",
+            spread="800-1,100 (n=5)",
+            key=f"rate:{kind}:1",
+        )
+    report.add(
+        "1 throughput",
+        "ours-claim / raw-same, 1 claimers",
+        None,
+        "",
+        target=">= 0.95x",
+        passed=False,
+        ratio=0.9,
+        spread="0.85-0.97 (n=5)",
+        key="ratio:ours-claim/raw-same:1",
+        before="1.04x against raw CTE (target >= 0.8x)",
+    )
+    report.add(
+        "4 control plane",
+        "PATCH pause p99",
+        42.0,
+        "ms",
+        target="p99 <= 50 ms",
+        passed=True,
+        key="patch:pause:niced",
+    )
+    results = report.save(tmp_path / "run.json")
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# P\n\nintro\n\n{docs.START}\nold figures\n{docs.END}\n\nafter\n")
+
+    docs.write(results, doc)
+
+    text = doc.read_text()
+    assert "old figures" not in text
+    assert text.startswith("# P\n\nintro\n\n")
+    assert text.endswith("\n\nafter\n")
+    assert "load average 0.5 / 0.4 / 0.3" in text
+    assert "| ours-claim | 900 (800-1,100) |" in text
+    assert (
+        "0.90 (0.85-0.97) **MISSED** | >= 0.95x | 1.04 against raw CTE"
+        " (target >= 0.8x) |" in text
+    )
+    assert (
+        "| 4 control plane | PATCH pause p99 | 42.0 ms | p99 <= 50 ms | pass |" in text
+    )
