@@ -116,7 +116,9 @@ def _same(figure: str, unit: str) -> str:
 
 _BY_PREFIX: dict[str, Callable[..., str]] = {
     "rate": _rate,
-    "patch": lambda action, niced: _patch(action, niced == "niced"),
+    "patch": lambda action, run: (
+        _patch(action, run == "niced") if run != "own-session" else "not measured"
+    ),
     "stall": lambda op, what: _stall(op, what == "call"),
     "same": lambda figure, unit="": _same(figure, unit),
 }

@@ -31,9 +31,15 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn with sync workers, as a deployment would run it."""
+    """gunicorn with sync workers, as a deployment would run it.
 
-    def __init__(self, workers: int = 2):
+    `own_session` starts it in a session of its own, as a service manager
+    starts a service: where the kernel shares the CPU between sessions
+    (autogroup) or services (cgroups), the web then gets its own share instead
+    of competing process by process with the workers.
+    """
+
+    def __init__(self, workers: int = 2, *, own_session: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -55,6 +61,7 @@ class Server:
             env=os.environ.copy(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=own_session,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
