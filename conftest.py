@@ -35,11 +35,12 @@ def staff_user():
 
 
 def _token_client(user):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from accounts.tokens import api_token_create
+
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user)}")
     client.user = user
     return client
 

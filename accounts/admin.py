@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 
 from accounts.actor import Actor, Source
 from accounts.forms import AddCreditsForm
-from accounts.models import Account, CreditEntry, Membership
+from accounts.models import Account, ApiToken, CreditEntry, Membership
 from accounts.services import credits_add
 
 
@@ -109,4 +109,22 @@ class CreditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Which users have a key, recognisable by its prefix. Keys are made by
+    ``create_api_token`` and shown only then; here they can only be revoked
+    (deleted)."""
+
+    list_display = ["prefix", "user", "created_at"]
+    search_fields = ["user__username", "prefix"]
+    readonly_fields = ["user", "prefix", "created_at"]
+    exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

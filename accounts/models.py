@@ -154,3 +154,27 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} {self.kind} {self.amount:+d}"
+
+
+class ApiToken(models.Model):
+    """A user's API key, stored only as its SHA-256 digest.
+
+    The key itself is shown once, when it is made (``create_api_token``), and
+    cannot be read back: a copy of the database, a backup or an admin page
+    leaks no usable key. ``prefix`` (its first characters) is kept so that
+    people can tell keys apart. See accounts/tokens.py for why a plain SHA-256
+    is the right hash for these keys.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token"
+    )
+    prefix = models.CharField(max_length=8)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

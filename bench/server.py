@@ -100,21 +100,8 @@ class Server:
 
 def api_token(username: str, account_slug: str) -> str:
     """A token through the project's own command, as an operator makes one.
-
-    Until that command exists, the same thing through the models: a member
-    user of the account and a REST framework token.
-    """
-    if not (ROOT / "accounts/management/commands/create_api_token.py").exists():
-        from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
-
-        from accounts.models import Account, Membership
-
-        user, _ = get_user_model().objects.get_or_create(username=username)
-        Membership.objects.get_or_create(
-            user=user, defaults={"account": Account.objects.get(slug=account_slug)}
-        )
-        return Token.objects.get_or_create(user=user)[0].key
+    --rotate: keys are shown only when made, so a user left by an earlier run
+    gets a new one."""
     out = subprocess.run(
         [
             sys.executable,
@@ -124,6 +111,7 @@ def api_token(username: str, account_slug: str) -> str:
             "--account",
             account_slug,
             "--create-user",
+            "--rotate",
         ],
         cwd=ROOT,
         env=os.environ.copy(),

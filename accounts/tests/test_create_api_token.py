@@ -5,10 +5,10 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 
-from accounts.models import Membership
+from accounts.models import ApiToken, Membership
 from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
+from accounts.tokens import hash_key
 
 pytestmark = pytest.mark.django_db
 
@@ -19,19 +19,31 @@ def run(*args) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def test_create_api_token__prints_only_the_key(member):
+def stored_key_of(user) -> ApiToken:
+    return ApiToken.objects.get(user=user)
+
+
+def test_create_api_token__prints_only_the_key_once(member):
     out, _ = run(member.username)
-    assert out == Token.objects.get(user=member).key + "\n"
-    again, err = run(member.username)
-    assert again == out
-    assert "Existing token" in err
+    key = out.strip()
+    assert out == key + "\n"
+    token = stored_key_of(member)
+    assert token.key_hash == hash_key(key)
+    assert token.prefix == key[:8]
+    # Shown once: a second run cannot show it again and says how to go on.
+    with pytest.raises(CommandError, match="--rotate"):
+        run(member.username)
+    assert stored_key_of(member).key_hash == hash_key(key)
 
 
-def test_create_api_token__rotate_replaces_the_key(member):
+def test_create_api_token__rotate_replaces_the_key(member, client):
     first, _ = run(member.username)
-    second, _ = run(member.username, "--rotate")
+    second, err = run(member.username, "--rotate")
     assert first != second
-    assert Token.objects.get(user=member).key == second.strip()
+    assert stored_key_of(member).key_hash == hash_key(second.strip())
+    assert "Replaced the key" in err
+    old = client.get("/api/v1/batches", HTTP_AUTHORIZATION=f"Token {first.strip()}")
+    assert old.status_code == 401
 
 
 def test_create_api_token__create_user_in_account():
@@ -41,7 +53,7 @@ def test_create_api_token__create_user_in_account():
     assert not user.has_usable_password()
     assert user.membership.account == account
     assert user.membership.role == Membership.Role.VIEWER
-    assert out.strip() == Token.objects.get(user=user).key
+    assert stored_key_of(user).key_hash == hash_key(out.strip())
 
 
 def test_create_api_token__token_works_against_the_api(client):
@@ -75,7 +87,7 @@ def test_create_api_token__refuses_user_without_account():
     user = UserFactory()
     with pytest.raises(CommandError, match="no account"):
         run(user.username)
-    assert not Token.objects.filter(user=user).exists()
+    assert not ApiToken.objects.filter(user=user).exists()
 
 
 def test_create_api_token__refuses_a_second_account():

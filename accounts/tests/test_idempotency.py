@@ -8,10 +8,10 @@ import pytest
 import time_machine
 from django.db import connection, connections
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import IdempotencyKey
+from accounts.tokens import api_token_create
 from batches.models import Batch
 from batches.tests.factories import BatchFactory
 from batches.tests.test_api_batches import assert_error
@@ -130,7 +130,7 @@ def test_idempotency__concurrent_retries_import_once(member, account):
     """Two requests with one key, truly overlapping: the first holds the key
     row while it waits for the batch's import lock; the second waits on the
     key's unique index. Neither may import twice."""
-    key = Token.objects.create(user=member).key
+    key = api_token_create(user=member)
     batch = BatchFactory(account=account)
     url = f"{BASE}/{batch.batch_id}/jobs"
     rows = [{"phone_number": f"+1415555{i:04d}"} for i in range(50)]
@@ -175,7 +175,7 @@ def test_idempotency__concurrent_retries_import_once(member, account):
 
 @pytest.mark.django_db(transaction=True)
 def test_idempotency__concurrent_batch_creates_create_once(member):
-    key = Token.objects.create(user=member).key
+    key = api_token_create(user=member)
     barrier = threading.Barrier(4)
     statuses: list[tuple[int, str]] = []
 

@@ -19,7 +19,6 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -27,6 +26,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from accounts.tokens import api_token_create
 from batches.tests.factories import BatchFactory
 from jobs.models import JobStatus
 from jobs.tests.factories import JobFactory
@@ -121,7 +121,7 @@ def wsgi_calls(db, settings):
 @pytest.fixture
 def api_world(wsgi_calls, member, account):
     """The caller's token, and a factory of fresh batches with a job."""
-    key = Token.objects.create(user=member).key
+    key = api_token_create(user=member)
 
     def fresh():
         batch = BatchFactory(account=account)

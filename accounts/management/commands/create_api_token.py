@@ -1,7 +1,11 @@
-"""`python manage.py create_api_token USERNAME`: print the user's API token.
+"""`python manage.py create_api_token USERNAME`: make the user's API key and
+print it, once.
 
 Only the key goes to stdout, so scripts can do
 ``TOKEN=$(python manage.py create_api_token alice)``; notes go to stderr.
+The key is stored only as a hash (accounts/tokens.py), so it cannot be shown
+again: for a user who has one, ``--rotate`` makes a new key and the old one
+stops working.
 """
 
 from __future__ import annotations
@@ -9,16 +13,16 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
-from accounts.models import Account, Membership
+from accounts.models import Account, ApiToken, Membership
+from accounts.tokens import api_token_create
 
 
 class Command(BaseCommand):
     help = (
-        "Print USERNAME's API token (creating it if needed). With --account, "
-        "make the user a member of that account; with --create-user, create "
-        "the user too."
+        "Make USERNAME's API key and print it (keys are stored hashed: this is "
+        "the only time it is shown). With --account, make the user a member of "
+        "that account; with --create-user, create the user too."
     )
 
     def add_arguments(self, parser):
@@ -35,7 +39,9 @@ class Command(BaseCommand):
             help="Role in the account (default member; viewer is read-only).",
         )
         parser.add_argument(
-            "--rotate", action="store_true", help="Replace an existing token."
+            "--rotate",
+            action="store_true",
+            help="Replace an existing key (the old one stops working).",
         )
 
     def handle(self, *args, **options):
@@ -84,9 +90,14 @@ class Command(BaseCommand):
                 membership.role = options["role"]
                 membership.save(update_fields=["role"])
                 self.stderr.write(f"Role of {username!r} is now {membership.role}.")
-            if options["rotate"]:
-                Token.objects.filter(user=user).delete()
-            token, created = Token.objects.get_or_create(user=user)
-        if not created:
-            self.stderr.write("Existing token (use --rotate for a new one).")
-        self.stdout.write(token.key)
+            existing = ApiToken.objects.filter(user=user).first()
+            if existing is not None and not options["rotate"]:
+                raise CommandError(
+                    f"{username!r} already has an API key ({existing.prefix}…). "
+                    "Keys are stored hashed and shown only when made; pass "
+                    "--rotate for a new key (the old one stops working)."
+                )
+            key = api_token_create(user=user)
+        if existing is not None:
+            self.stderr.write(f"Replaced the key {existing.prefix}….")
+        self.stdout.write(key)
