@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
+from accounts.actor import Actor
+from accounts.models import Account, CreditEntry
+from accounts.tests.factories import AccountFactory
+from batches.services import batch_pause
+from batches.tests.factories import BatchFactory
 from callcenter.prepared import fetch_prepared
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs
@@ -43,20 +49,42 @@ def one_round(worker_id: str) -> list[str]:
     return sorted(statuses.values())
 
 
-@pytest.mark.parametrize("prepared", [True, False])
-def test_worker_round__same_outcome_prepared_or_not(settings, prepared):
-    settings.DATABASE_PREPARED_STATEMENTS = prepared
-    job = JobFactory()
-    JobFactory(batch=job.batch)
-    JobFactory(batch=job.batch)  # left pending: the batch stays open
+def round_outcome(*, prepared):
+    """One worker round in a new session, with the hot statements prepared or
+    not: the hot statements the session then holds, and what the round did to
+    the jobs and the ledger."""
+    connection.close()  # a new session: nothing is prepared in it yet
+    with override_settings(DATABASE_PREPARED_STATEMENTS=prepared):
+        account = AccountFactory(credits=20)
+        batch = BatchFactory(account=account)
+        JobFactory.create_batch(3, batch=batch)  # one left pending: batch stays open
+        statuses = one_round("w-1")
+        names = prepared_names()
+    batch_pause(batch=batch, actor=Actor.system("tests"))  # out of the next round
+    ledger = CreditEntry.objects.filter(account_id=account.pk).order_by("id")
+    balance = Account.objects.get(pk=account.pk).credits
+    return HOT & names, [
+        statuses,
+        [(e.kind, e.amount, e.balance_after, e.note) for e in ledger],
+        balance,
+    ]
 
-    assert one_round("w-1") == [JobStatus.COMPLETED, JobStatus.COMPLETED]
 
-    names = prepared_names()
-    assert (names >= HOT) is prepared
-    assert not (HOT & names) or prepared
-    entries = job.account.credit_entries.values_list("kind", flat=True)
-    assert sorted(entries) == ["reserve", "reserve", "settle", "settle"]
+def test_worker_round__same_outcome_prepared_or_not():
+    held_unprepared, unprepared = round_outcome(prepared=False)
+    held_prepared, prepared = round_outcome(prepared=True)
+
+    assert held_unprepared == set()
+    assert held_prepared == HOT
+    assert prepared == unprepared
+    statuses, ledger, _balance = prepared
+    assert statuses == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    assert sorted(entry[0] for entry in ledger) == [
+        "reserve",
+        "reserve",
+        "settle",
+        "settle",
+    ]
 
 
 def test_worker_round__prepares_again_after_discard_all(settings):
