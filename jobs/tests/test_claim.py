@@ -148,22 +148,68 @@ def test_promote_due_jobs__makes_due_scheduled_jobs_pending(account):
     assert later.status == JobStatus.SCHEDULED
 
 
-def test_claim_plan__walks_indexes_lazily_without_sorting_jobs(account):
-    """The claim never sorts or scans the jobs table: it walks the partial
-    indexes in order and stops at the limit."""
-    from jobs.claim import CLAIM_SQL
+def plan_nodes(node: dict, above: tuple[str, ...] = ()):
+    """Every node of an EXPLAIN (FORMAT JSON) plan, with the node types above it."""
+    yield node, above
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child, (*above, node["Node Type"]))
 
-    JobFactory.create_batch(3, batch=BatchFactory(account=account))
+
+def test_claim_plan__walks_indexes_lazily_without_sorting_jobs(settings, account):
+    """The claim never sorts or scans the jobs table: it walks the partial
+    indexes in order and stops at the limit. Checked on the plan production
+    runs: the statement claim_jobs prepares, planned generically (as a
+    prepared statement is after its fifth run), over enough analysed rows that
+    a sort or a sequential scan would be the planner's choice if it could."""
+    settings.DATABASE_PREPARED_STATEMENTS = True
+    for prefix in range(2):
+        batch = BatchFactory(account=account)
+        Job.objects.bulk_create(
+            Job(account=account, batch=batch, phone_number=f"+1415{prefix}{i:06d}")
+            for i in range(2000)
+        )
+    Job.objects.bulk_create(
+        Job(account=account, batch=None, phone_number=f"+1416{i:07d}")
+        for i in range(2000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+        cursor.execute("ANALYZE batches_batch")
+    assert len(claim_jobs(worker_id="w", limit=5)) == 5
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN (COSTS OFF) " + CLAIM_SQL,
-            {"n": 5, "worker_id": "w", "token": "t", "lease": 60},
+            "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
+            " WHERE name LIKE 'callcenter_claim%%'"
         )
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+        [(name, types)] = cursor.fetchall()
+        # Any values will do: a generic plan does not look at them.
+        values = ["'w'" if "char" in t or t == "text" else "60" for t in types]
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(
+            f"EXPLAIN (FORMAT JSON, COSTS OFF) EXECUTE {name} ({', '.join(values)})"
+        )
+        plan = cursor.fetchone()[0][0]["Plan"]
 
-    assert "job_claim_idx" in plan
-    assert "job_claim_nobatch_idx" in plan
-    # (The outer UPDATE may hash-join on a tiny test table; on a real one it
-    # looks the picked ids up by primary key. bench/ measures the scaling.)
-    sort_keys = [line for line in plan.splitlines() if "Sort Key" in line]
-    assert all(key.strip().startswith("Sort Key: b.") for key in sort_keys), plan
+    nodes = list(plan_nodes(plan))
+    job_scans = [
+        (node, above)
+        for node, above in nodes
+        if node.get("Relation Name") == "jobs_job" and "Scan" in node["Node Type"]
+    ]
+    assert {node.get("Index Name") for node, _ in job_scans} >= {
+        "job_claim_idx",
+        "job_claim_nobatch_idx",
+    }, plan
+    assert all(node["Node Type"] != "Seq Scan" for node, _ in job_scans), plan
+    # The only sort allowed is of the few active batches, by priority.
+    sort_keys = [k for node, _ in nodes for k in node.get("Sort Key", [])]
+    assert all(key.startswith("b.") for key in sort_keys), sort_keys
+    # Lazily: every walk of a claim index that picks jobs stops at a Limit.
+    picks = [
+        above
+        for node, above in job_scans
+        if node.get("Index Name") in ("job_claim_idx", "job_claim_nobatch_idx")
+        and "LockRows" in above
+    ]
+    assert len(picks) >= 2, plan
+    assert all("Limit" in above for above in picks), plan
