@@ -30,6 +30,7 @@ from batches.exceptions import (
 )
 from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
+from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
 from jobs.notify import notify_jobs_available
 
@@ -446,6 +447,8 @@ def _delete_jobs(*, batch: Batch, chunk_size: int, progress: Progress | None) ->
     total = 0
     for ids in _walk_job_ids(batch, [s.value for s in JobStatus], chunk_size):
         with transaction.atomic():
+            # The jobs go; the record of every call made for them stays.
+            call_records_keep(job_ids=ids, reason=BATCH_DELETED_WITH_JOBS)
             deleted, _ = Job.objects.filter(id__in=ids).delete()
             total += deleted
         if progress:
@@ -508,7 +511,8 @@ def batch_delete(
 
     Its pending, scheduled, suspended and in-progress jobs become cancelled
     with the reason "Batch deleted"; completed and failed jobs stay as history.
-    With ``delete_jobs=True`` all of its jobs are removed as well. The audit
+    With ``delete_jobs=True`` all of its jobs are removed as well, and each
+    one that was dialled leaves a ``CallRecord`` (jobs/history.py). The audit
     trail is kept either way.
     """
     with transaction.atomic():

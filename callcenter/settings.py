@@ -213,6 +213,10 @@ WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT = env_int(
 # Finished jobs older than this many days are deleted by the retention task;
 # 0 (the default) keeps them forever.
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 0, minimum=0)
+# A deleted job's call record (who was called, when, outcome, cost) is kept
+# this long after its last call; `purge_call_records` removes older ones.
+# Five years: US TCPA claims can be brought for four.
+CALL_RECORD_RETENTION_DAYS = env_int("CALL_RECORD_RETENTION_DAYS", 1825, minimum=1)
 
 # --- Cache: shared by every process ------------------------------------------
 # The API throttle and the admin login limit count in the cache, so with a

@@ -14,7 +14,7 @@ from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from batches.admin_kit import GuardedActionsMixin
 from batches.exceptions import DomainError
 from jobs import services
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
+from jobs.models import TERMINAL_STATUSES, CallRecord, Job, JobEvent, JobStatus
 from jobs.services import REQUEUEABLE_STATUSES
 
 WORKER_OWNED_FIELDS = [
@@ -208,3 +208,26 @@ class JobEventAdmin(ReadOnlyAdmin):
     list_filter = ["action", "source"]
     search_fields = ["=job_pk", "actor_label"]
     date_hierarchy = "created_at"
+
+
+@admin.register(CallRecord)
+class CallRecordAdmin(ReadOnlyAdmin):
+    """The calls of deleted jobs: history, read-only. Only the
+    purge_call_records command removes them."""
+
+    list_display = [
+        "last_call_at",
+        "phone_number",
+        "account",
+        "batch_public_id",
+        "job_pk",
+        "attempts",
+        "last_outcome",
+        "duration_seconds",
+        "cost",
+        "deleted_because",
+    ]
+    list_filter = ["last_outcome", "deleted_because"]
+    search_fields = ["phone_number", "batch_public_id", "=job_pk"]
+    list_select_related = ["account"]
+    date_hierarchy = "last_call_at"

@@ -229,3 +229,63 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_pk} {self.action}"
+
+
+class CallRecord(models.Model):
+    """What was dialled for one job, kept when the job itself is deleted.
+
+    A batch deleted with ``delete_jobs=true`` (and the JOB_RETENTION_DAYS
+    purge) removes the job rows, as the original system's contract says, but
+    the record of the calls made stays: who was called, when, how often, with
+    what outcome, for how long and at what cost. Telemarketing claims (the US
+    TCPA's run four years) ask exactly that. Only ``purge_call_records``
+    removes records, once older than CALL_RECORD_RETENTION_DAYS.
+
+    Detached from the job: ``job_pk`` is a plain number, and the account is
+    PROTECTed so that an account cannot be deleted from under its history.
+    """
+
+    job_pk = models.BigIntegerField(unique=True)
+    account = models.ForeignKey(
+        "accounts.Account",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    batch = models.ForeignKey(
+        "batches.Batch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    batch_public_id = models.CharField(max_length=64, blank=True, default="")
+    phone_number = models.CharField(max_length=16)
+    # The job's status and attempts when it was deleted, and its attempt log:
+    # one entry per call, with outcome, start, end, duration and call id.
+    status = models.CharField(max_length=16)
+    attempts = models.PositiveIntegerField(default=0)
+    attempt_log = models.JSONField(default=list, blank=True)
+    last_outcome = models.CharField(max_length=32, blank=True, default="")
+    duration_seconds = models.FloatField(default=0)
+    # Credits the ledger charged for the job's calls (reservations less
+    # refunds) when it was deleted.
+    cost = models.BigIntegerField(default=0)
+    last_call_at = models.DateTimeField(
+        help_text="When its last call was dialled; retention counts from here."
+    )
+    job_created_at = models.DateTimeField()
+    deleted_at = models.DateTimeField()
+    deleted_because = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-last_call_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-last_call_at"], name="callrec_acct_idx"),
+            models.Index(fields=["phone_number"], name="callrec_phone_idx"),
+            models.Index(fields=["last_call_at"], name="callrec_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call record of job {self.job_pk} {self.phone_number}"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.actor import Actor
 from batches.exceptions import DomainError
 from batches.models import Batch
+from jobs.history import RETENTION_PURGE, call_records_keep
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available
 from jobs.signals import send_jobs_finished_on_commit
@@ -137,7 +138,7 @@ def jobs_purge_finished(*, older_than_days: int, chunk_size: int | None = None) 
     (the JOB_RETENTION_DAYS policy, off by default), in committed chunks.
 
     Batch audit events are kept; job audit events lose their link but keep
-    the job's id.
+    the job's id; every dialled job leaves a ``CallRecord``.
     """
     from datetime import timedelta
 
@@ -159,6 +160,7 @@ def jobs_purge_finished(*, older_than_days: int, chunk_size: int | None = None) 
             )
             if not ids:
                 break
+            call_records_keep(job_ids=ids, reason=RETENTION_PURGE)
             Job.objects.filter(id__in=ids).delete()
             total += len(ids)
     if total:

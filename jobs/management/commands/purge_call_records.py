@@ -1,0 +1,62 @@
+"""Delete call records past their retention (CALL_RECORD_RETENTION_DAYS).
+
+Call records are the history of calls whose jobs were deleted; this command
+is the only way they go. It is an operator's tool, run by hand or from cron
+on a host with the app's settings, and it asks before deleting unless --yes
+is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from jobs.history import call_records_expired, call_records_purge
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete the call records of deleted jobs whose last call is older than "
+        "CALL_RECORD_RETENTION_DAYS."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print how many records would be deleted; change nothing.",
+        )
+        parser.add_argument(
+            "--yes",
+            action="store_true",
+            help="Do not ask for confirmation. Required when stdin is not a terminal.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        days = settings.CALL_RECORD_RETENTION_DAYS
+        expired = call_records_expired(older_than_days=days)
+        if options["dry_run"] or not expired:
+            self.stdout.write(
+                f"{expired} call record(s) older than {days} days"
+                + (" would be deleted." if options["dry_run"] else "; nothing to do.")
+            )
+            return
+        if not options["yes"]:
+            if not self.stdin_isatty():
+                raise CommandError(
+                    "stdin is not a terminal: pass --yes to delete without a "
+                    "prompt (or --dry-run to preview)"
+                )
+            answer = input(
+                f"Delete {expired} call record(s) older than {days} days? [y/N] "
+            )
+            if answer.strip().lower() not in {"y", "yes"}:
+                raise CommandError("Aborted; nothing was deleted.")
+        deleted = call_records_purge(older_than_days=days)
+        self.stdout.write(f"Deleted {deleted} call record(s) older than {days} days.")
+
+    def stdin_isatty(self) -> bool:
+        return sys.stdin.isatty()
