@@ -138,3 +138,27 @@ def call_records_expired(*, older_than_days: int | None = None) -> int:
     days = older_than_days or settings.CALL_RECORD_RETENTION_DAYS
     cutoff = timezone.now() - timedelta(days=days)
     return CallRecord.objects.filter(last_call_at__lt=cutoff).count()
+
+
+def call_record_add_call(*, job_pk: int, entry: dict[str, Any]) -> bool:
+    """A call that ended after its job was deleted (a batch deleted with its
+    jobs mid-call): add it to the job's record. Idempotent, like the job's
+    own attempt log: a call already there (same worker, same dial) is not
+    added twice. Returns whether the job has a record."""
+    with transaction.atomic():
+        record = CallRecord.objects.select_for_update().filter(job_pk=job_pk).first()
+        if record is None:
+            return False
+        for seen in record.attempt_log:
+            if seen.get("worker") == entry.get("worker") and seen.get(
+                "dialed_at"
+            ) == entry.get("dialed_at"):
+                return True
+        record.attempt_log = [
+            *record.attempt_log,
+            {"attempt": record.attempts, **entry},
+        ]
+        record.last_outcome = str(entry.get("outcome") or "")
+        record.duration_seconds = _duration(record.attempt_log)
+        record.save(update_fields=["attempt_log", "last_outcome", "duration_seconds"])
+    return True

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from callcenter.prepared import fetch_prepared
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
+from jobs.history import call_record_add_call
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
 from jobs.signals import send_jobs_finished_on_commit
@@ -292,12 +293,18 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
+            # Deleted mid-call: its call record keeps the outcome instead.
+            kept = call_record_add_call(
+                job_pk=job_id,
+                entry=_attempt_entry(end, worker_id=worker_id, ended_at=now),
+            )
             _log(
                 "call ended for a job that no longer exists",
                 action="job.call_orphaned",
                 job_id=job_id,
                 worker_id=worker_id,
                 outcome=result.outcome,
+                call_record=kept,
             )
             return "gone"
         dial_key = dialed_at.isoformat()

@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from accounts.models import CreditEntry
 from batches.tests.factories import BatchFactory
+from jobs.dialers.base import CallResult, Outcome
 from jobs.dialers.simulated import SimulatedDialer
+from jobs.lifecycle import record_call
 from jobs.models import CallRecord, Job, JobStatus
 from jobs.services import jobs_purge_finished
 from jobs.tests.factories import JobFactory
@@ -82,6 +84,24 @@ def test_batch_delete_with_jobs__keeps_a_record_of_every_dialled_call(
         assert record.cost > 0
     assert records[in_call.pk].status == JobStatus.CANCELLED
     assert records[in_call.pk].last_outcome == ""
+
+    # The call in progress ends after its job is gone: its record gets it,
+    # once however often the worker retries recording it.
+    for _ in range(2):
+        status = record_call(
+            job_id=in_call.pk,
+            worker_id="w2",
+            dialed_at=dialled[2].dialed_at,
+            call_id="call-9",
+            result=CallResult(outcome=Outcome.ANSWERED, duration_seconds=42.0),
+        )
+        assert status == "gone"
+    record = CallRecord.objects.get(job_pk=in_call.pk)
+    assert record.last_outcome == "answered"
+    assert record.duration_seconds == 42.0
+    [entry] = record.attempt_log
+    assert entry["attempt"] == 1
+    assert entry["call_id"] == "call-9"
 
 
 def test_jobs_purge_finished__keeps_the_call_records(account):

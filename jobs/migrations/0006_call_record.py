@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0005_ledger_outlives_account'),
         ('batches', '0004_paused_by_staff'),
-        ('jobs', '0004_drop_redundant_fk_indexes'),
+        ('jobs', '0005_job_claim_token'),
     ]
 
     operations = [
