@@ -214,7 +214,7 @@ class DjangoQClaimer(Claimer):
     project's ``conn_health_checks`` would add a ``SELECT 1`` to each of the
     broker's ``close_old_connections()`` calls), a persistent connection (with
     Django's default ``CONN_MAX_AGE`` of 0 those calls would reconnect before
-    every statement), and PEER_SYNCHRONOUS_COMMIT.
+    every broker call), and PEER_SYNCHRONOUS_COMMIT.
     """
 
     name = "django-q2"
