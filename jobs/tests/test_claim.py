@@ -177,11 +177,13 @@ def test_claim_plan__walks_indexes_lazily_without_sorting_jobs(settings, account
         cursor.execute("ANALYZE batches_batch")
     assert len(claim_jobs(worker_id="w", limit=5)) == 5
     with connection.cursor() as cursor:
+        name = "callcenter_claim_5"
         cursor.execute(
-            "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
-            " WHERE name LIKE 'callcenter_claim%%'"
+            "SELECT parameter_types::text[] FROM pg_prepared_statements"
+            " WHERE name = %s",
+            [name],
         )
-        [(name, types)] = cursor.fetchall()
+        [(types,)] = cursor.fetchall()
         # Any values will do: a generic plan does not look at them.
         values = ["'w'" if "char" in t or t == "text" else "60" for t in types]
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
