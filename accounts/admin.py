@@ -9,8 +9,8 @@ from django.template.response import TemplateResponse
 
 from accounts.actor import Actor, Source
 from accounts.forms import AddCreditsForm
-from accounts.models import Account, ApiToken, CreditEntry, Membership
-from accounts.services import credits_add
+from accounts.models import Account, AccountEvent, ApiToken, CreditEntry, Membership
+from accounts.services import account_create, credits_add
 
 
 class MembershipInline(admin.TabularInline):
@@ -32,6 +32,20 @@ class AccountAdmin(admin.ModelAdmin):
     # not when adding, where a typed balance would have no ledger entry. A
     # new account starts at 0; the "Add credits" action books the first top-up.
     readonly_fields = ["credits"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # A new account goes through the service, so it is audited like one
+        # made by create_account or the API.
+        created = account_create(
+            slug=obj.slug,
+            name=obj.name,
+            actor=Actor.from_request(request, Source.ADMIN),
+        ).account
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
 
     def has_add_credits_permission(self, request: HttpRequest) -> bool:
         return request.user.is_staff and (
@@ -127,4 +141,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AccountEvent)
+class AccountEventAdmin(admin.ModelAdmin):
+    """Who created which account, from where: read only."""
+
+    list_display = [
+        "created_at",
+        "account_slug",
+        "action",
+        "source",
+        "actor_label",
+        "remote_addr",
+    ]
+    list_filter = ["action", "source"]
+    search_fields = ["account_slug", "actor_label"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -178,3 +178,35 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class AccountEvent(models.Model):
+    """The audit trail of accounts: who created one, from where, with what."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+
+    # SET_NULL and the copied slug keep the record if the account goes.
+    account = models.ForeignKey(
+        Account, null=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    account_slug = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    source = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"account {self.account_slug} {self.action}"

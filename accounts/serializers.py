@@ -52,3 +52,44 @@ class CreditsAddedSerializer(serializers.Serializer):
     credits = serializers.IntegerField()
     resumed_batches = serializers.ListField(child=serializers.CharField())
     unsuspended_jobs = serializers.IntegerField()
+
+
+class AccountCreateSerializer(serializers.Serializer):
+    slug = serializers.SlugField(
+        max_length=64, help_text="Letters, digits, - and _; unique."
+    )
+    name = serializers.CharField(max_length=200)
+    credits = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_CREDITS_PER_REQUEST,
+        default=0,
+        help_text="Initial credits, booked in the ledger. More than 0 also "
+        "takes the accounts.add_credits permission.",
+    )
+
+    def validate_credits(self, value: int) -> int:
+        raw = self.initial_data.get("credits", 0)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise serializers.ValidationError("Must be a JSON integer.")
+        return value
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class AccountSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    credits = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class AccountCreatedSerializer(serializers.Serializer):
+    account = AccountSerializer()
+    message = serializers.CharField()

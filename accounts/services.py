@@ -787,3 +787,79 @@ def credits_settle_orphans(*, older_than_seconds: float | None = None) -> int:
         )
         count += 1
     return count
+
+
+# --- Accounts -------------------------------------------------------------------
+
+
+class AccountExistsError(DomainError):
+    code = "account_exists"
+    status_code = 409
+
+
+CREATE_ACCOUNT_HINT = 'Create it with: python manage.py create_account SLUG --name "…"'
+
+
+def unknown_account_message(slug: str) -> str:
+    """What every interface says about a slug that names no account."""
+    return f"No account {slug!r}. {CREATE_ACCOUNT_HINT.replace('SLUG', slug)}"
+
+
+@dataclass(frozen=True)
+class AccountCreated:
+    account: Account
+    created: bool
+
+
+def account_create(
+    *,
+    slug: str,
+    name: str,
+    actor: Actor,
+    credits: int = 0,
+    exist_ok: bool = False,
+) -> AccountCreated:
+    """Create an account, audited; initial credits go through ``credits_add``
+    and so leave a ledger entry.
+
+    An existing slug is an ``AccountExistsError``, or with ``exist_ok`` the
+    existing account, unchanged: running it twice never adds credits twice.
+    """
+    from accounts.models import AccountEvent
+
+    if not isinstance(credits, int) or isinstance(credits, bool) or credits < 0:
+        raise InvalidCreditAmountError("Initial credits must be a whole number >= 0.")
+    with transaction.atomic():
+        account, created = Account.objects.get_or_create(
+            slug=slug, defaults={"name": name, "credits": 0}
+        )
+        if not created:
+            if exist_ok:
+                return AccountCreated(account=account, created=False)
+            raise AccountExistsError(f"An account {slug!r} already exists.")
+        AccountEvent.objects.create(
+            account=account,
+            account_slug=slug,
+            action=AccountEvent.Action.CREATED,
+            changes={"name": name, "credits": credits},
+            **actor.audit_fields(),
+        )
+        if credits:
+            credits_add(
+                account=account,
+                amount=credits,
+                actor=actor,
+                note="initial credits",
+                restore_jobs=False,
+            )
+    logger.info(
+        "account created",
+        extra={
+            "action": "account.created",
+            "account_id": account.pk,
+            "slug": slug,
+            "credits": credits,
+            "source": actor.source,
+        },
+    )
+    return AccountCreated(account=account, created=True)

@@ -15,11 +15,19 @@ from accounts.actor import Actor, Source
 from accounts.idempotency import idempotent
 from accounts.models import Account
 from accounts.serializers import (
+    AccountCreatedSerializer,
+    AccountCreateSerializer,
     CreditsAddedSerializer,
     CreditsAddSerializer,
     CreditsSerializer,
 )
-from accounts.services import call_reservation, credits_add, credits_unsuspend_jobs
+from accounts.services import (
+    account_create,
+    call_reservation,
+    credits_add,
+    credits_unsuspend_jobs,
+    unknown_account_message,
+)
 from callcenter.api import error_responses
 
 ADD_CREDITS_PERMISSION = "accounts.add_credits"
@@ -60,7 +68,7 @@ def _target_account(request: Request, slug: str | None, *, permission: str) -> A
     try:
         return Account.objects.get(slug=slug)
     except Account.DoesNotExist:
-        raise exceptions.NotFound(f"No account {slug!r}.") from None
+        raise exceptions.NotFound(unknown_account_message(slug)) from None
 
 
 class CanAddCredits(permissions.BasePermission):
@@ -142,3 +150,60 @@ class AccountCreditsView(APIView):
         return idempotent(
             request, account=account, create=add, after_commit=restore_jobs
         )
+
+
+ADD_ACCOUNT_PERMISSION = "accounts.add_account"
+
+
+class CanCreateAccounts(permissions.BasePermission):
+    message = (
+        "Creating accounts takes staff status and the accounts.add_account "
+        "permission."
+    )
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user.is_staff and user.has_perm(ADD_ACCOUNT_PERMISSION))
+
+
+class AccountListView(APIView):
+    permission_classes = [permissions.IsAuthenticated, CanCreateAccounts]
+
+    @extend_schema(
+        operation_id="accounts_create",
+        request=AccountCreateSerializer,
+        responses={201: AccountCreatedSerializer, **error_responses(409)},
+        summary="Create an account",
+        description=(
+            "Staff with the accounts.add_account permission create an account "
+            "(audited). Initial `credits` are booked in the ledger and also "
+            "take accounts.add_credits. An existing slug is 409. Then make a "
+            "member and its token: python manage.py create_api_token USER "
+            "--account SLUG --create-user."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        payload = AccountCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        if data["credits"] and not request.user.has_perm(ADD_CREDITS_PERMISSION):
+            raise exceptions.PermissionDenied(
+                "Initial credits take the accounts.add_credits permission."
+            )
+        result = account_create(
+            slug=data["slug"],
+            name=data["name"],
+            credits=data["credits"],
+            actor=Actor.from_request(request, Source.API),
+        )
+        account = result.account
+        body = {
+            "account": {
+                "slug": account.slug,
+                "name": account.name,
+                "credits": account.credits,
+                "created_at": account.created_at,
+            },
+            "message": f"Account {account.slug!r} created.",
+        }
+        return Response(AccountCreatedSerializer(body).data, status=201)

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Account, ApiToken, Membership
+from accounts.services import unknown_account_message
 from accounts.tokens import api_token_create
 
 
@@ -52,7 +53,7 @@ class Command(BaseCommand):
             if options["account"]:
                 account = Account.objects.filter(slug=options["account"]).first()
                 if account is None:
-                    raise CommandError(f"No account with slug {options['account']!r}.")
+                    raise CommandError(unknown_account_message(options["account"]))
             user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
             if user is None:
                 if not options["create_user"]:

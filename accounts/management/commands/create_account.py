@@ -1,0 +1,62 @@
+"""`python manage.py create_account SLUG --name "…" [--credits N]`."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
+
+from accounts.actor import Actor
+from accounts.services import account_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an account (a tenant) and print it. Idempotent: if SLUG exists, "
+        "it is printed unchanged and no credits are added. Initial credits are "
+        "booked in the ledger."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="Letters, digits, - and _; at most 64.")
+        parser.add_argument("--name", help="Display name (default: the slug).")
+        parser.add_argument(
+            "--credits",
+            type=int,
+            default=0,
+            help="Initial credits, booked as a ledger entry (default 0).",
+        )
+
+    def handle(self, *args, **options):
+        slug = options["slug"]
+        try:
+            validate_slug(slug)
+        except ValidationError as exc:
+            raise CommandError(f"{slug!r}: {exc.messages[0]}") from None
+        if len(slug) > 64:
+            raise CommandError(f"{slug!r}: at most 64 characters.")
+        name = (options["name"] or slug).strip()
+        if not name or len(name) > 200:
+            raise CommandError("--name must be 1 to 200 characters.")
+        if options["credits"] < 0:
+            raise CommandError("--credits must be 0 or more.")
+        result = account_create(
+            slug=slug,
+            name=name,
+            credits=options["credits"],
+            actor=Actor.command("create_account"),
+            exist_ok=True,
+        )
+        account = result.account
+        if not result.created:
+            differs = []
+            if options["name"] and account.name != name:
+                differs.append(f"name {account.name!r}")
+            if options["credits"]:
+                differs.append("no credits added")
+            note = f" ({'; '.join(differs)})" if differs else ""
+            self.stderr.write(f"Account {slug!r} already exists; unchanged{note}.")
+        self.stdout.write(f"slug: {account.slug}")
+        self.stdout.write(f"name: {account.name}")
+        self.stdout.write(f"credits: {account.credits}")
+        self.stdout.write(f"created: {'yes' if result.created else 'no'}")
