@@ -225,7 +225,7 @@ CALL_RECORD_RETENTION_DAYS = env_int("CALL_RECORD_RETENTION_DAYS", 1825, minimum
 # (accounts/apps.py). `locmem` counts per process: one process, or tests.
 CACHE_BACKENDS: dict[str, dict[str, Any]] = {
     "database": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "BACKEND": "callcenter.cache.DatabaseCache",
         "LOCATION": "callcenter_cache",
     },
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

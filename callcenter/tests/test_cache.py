@@ -6,12 +6,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import MembershipFactory
@@ -79,7 +81,7 @@ def test_settings__the_database_cache_is_the_default():
         {**PROD_ENV, "CACHE_BACKEND": ""},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "django.core.cache.backends.db.DatabaseCache"
+    assert result.stdout.strip() == "callcenter.cache.DatabaseCache"
 
 
 @pytest.mark.slow
@@ -103,3 +105,37 @@ def test_migrate__creates_the_cache_table(tmp_path):
     with sqlite3.connect(db_file) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert "callcenter_cache" in tables
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_cache__writes_commit_without_waiting_for_the_flush(database_cache):
+    with CaptureQueriesContext(connection) as queries:
+        cache.set("throttle-count", 3)
+
+    assert "SET LOCAL synchronous_commit = off" in sent(queries)
+    seen: list[object] = []
+    other = threading.Thread(
+        target=lambda: seen.append(read_elsewhere("throttle-count"))
+    )
+    other.start()
+    other.join(30)
+    assert seen == [3]  # committed, not left in an open transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_cache__leaves_a_callers_transaction_alone(database_cache):
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        cache.set("inside", 1)
+    assert not [sql for sql in sent(queries) if "synchronous_commit" in sql]
+    assert cache.get("inside") == 1
+
+
+def sent(queries) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def read_elsewhere(key: str) -> object:
+    try:
+        return cache.get(key)
+    finally:
+        connections.close_all()
