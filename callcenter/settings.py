@@ -167,7 +167,7 @@ DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 # Two queues, each served by its own cluster, so that slow webhook endpoints
 # can never take the workers that maintenance (lease recovery, reconciliation)
 # needs: `qcluster` serves the default queue "callcenter" (maintenance), and
-# `qcluster --name webhooks` the queue "webhooks" (deliveries). Both must run.
+# `Q_CLUSTER_NAME=webhooks qcluster` the queue "webhooks" (deliveries). Both must run.
 Q_WEBHOOKS_CLUSTER = "webhooks"
 Q_CLUSTER = {
     "name": "callcenter",
