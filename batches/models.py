@@ -167,3 +167,37 @@ class BatchEvent(models.Model):
     def __str__(self) -> str:
         who = self.actor_label or (str(self.actor) if self.actor_id else self.source)
         return f"{self.batch_public_id} {self.action} by {who}"
+
+
+class BatchJobCount(models.Model):
+    """Jobs of a batch in one status, kept by triggers on jobs_job.
+
+    One row per (batch, status, slot); a batch's count in a status is the sum
+    over its slots. See ``batches.job_counts`` for how rows are written and
+    why they are sharded. Written only by the triggers and by the repair in
+    ``batches.job_counts``; nothing else touches this table.
+    """
+
+    # No database constraint: the trigger must never wait on the batch row's
+    # lock (a pause holds it FOR UPDATE), and the rows may outlive a batch
+    # removed from a shell; the repair drops those.
+    batch = models.ForeignKey(
+        Batch,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # batch_job_count_key leads with it
+        related_name="+",
+    )
+    status = models.CharField(max_length=16)
+    slot = models.SmallIntegerField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "status", "slot"], name="batch_job_count_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id} {self.status}[{self.slot}] = {self.n}"

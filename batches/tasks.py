@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from batches.job_counts import job_counts_repair
 from batches.services import batches_reconcile_completions
 
 
 def reconcile_completions() -> int:
     return batches_reconcile_completions()
+
+
+def verify_job_counts() -> int:
+    """Compare the kept job counts with COUNT(*) and repair any drift."""
+    return len(job_counts_repair())

@@ -49,6 +49,14 @@ def periodic_tasks() -> list[Periodic]:
             60,
         ),
     ]
+    if settings.JOB_COUNTS_CHECK_MINUTES:
+        tasks.append(
+            Periodic(
+                "verify batch job counts",
+                "batches.tasks.verify_job_counts",
+                settings.JOB_COUNTS_CHECK_MINUTES,
+            )
+        )
     if settings.JOB_RETENTION_DAYS:
         tasks.append(
             Periodic("purge old finished jobs", "jobs.maintenance.purge_finished", 60)

@@ -217,6 +217,9 @@ JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 0, minimum=0)
 # this long after its last call; `purge_call_records` removes older ones.
 # Five years: US TCPA claims can be brought for four.
 CALL_RECORD_RETENTION_DAYS = env_int("CALL_RECORD_RETENTION_DAYS", 1825, minimum=1)
+# How often the periodic task compares the kept per-batch job counts with
+# COUNT(*) and repairs drift (a full read of jobs_job); 0 turns it off.
+JOB_COUNTS_CHECK_MINUTES = env_int("JOB_COUNTS_CHECK_MINUTES", 60, minimum=0)
 
 # --- Cache: shared by every process ------------------------------------------
 # The API throttle and the admin login limit count in the cache, so with a

@@ -123,6 +123,14 @@ class Job(models.Model):
             # (batch, status, id): per-batch counts, and the keyset walk of the
             # chunked cancel/delete sweeps (see batches.services).
             models.Index(fields=["batch", "status", "id"], name="job_batch_status_idx"),
+            # A batch's first and last call times (stats) without reading its
+            # jobs. Partial: a claim of a never-dialled job (started_at still
+            # NULL) adds no entry, so the claim does not pay for it.
+            models.Index(
+                fields=["batch", "started_at"],
+                name="job_batch_started_idx",
+                condition=models.Q(started_at__isnull=False),
+            ),
             # The claim index. Only claimable rows are in it: finished jobs
             # never are, and the claim reaches it through active batches only,
             # so a paused batch's backlog is never walked.

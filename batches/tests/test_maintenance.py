@@ -36,6 +36,7 @@ def test_ensure_schedules__migrate_defines_maintenance_idempotently(settings):
         "callcenter: purge expired idempotency keys": (
             "accounts.tasks.purge_idempotency_keys"
         ),
+        "callcenter: verify batch job counts": "batches.tasks.verify_job_counts",
     }
     assert Schedule.objects.filter(name="made by hand").exists()
     assert set(Schedule.objects.values_list("schedule_type", flat=True)) >= {"I"}
@@ -50,10 +51,21 @@ def test_ensure_schedules__retention_schedule_follows_the_setting(settings):
     assert "callcenter: purge old finished jobs" not in ours()
 
 
+def test_ensure_schedules__count_check_follows_the_setting(settings):
+    settings.JOB_COUNTS_CHECK_MINUTES = 15
+    ensure_schedules()
+    assert Schedule.objects.get(
+        name="callcenter: verify batch job counts"
+    ).minutes == 15
+    settings.JOB_COUNTS_CHECK_MINUTES = 0
+    ensure_schedules()
+    assert "callcenter: verify batch job counts" not in ours()
+
+
 def test_migrate__runs_ensure_schedules():
     Schedule.objects.filter(name__startswith=PREFIX).delete()
     call_command("migrate", verbosity=0)
-    assert len(ours()) == 5
+    assert len(ours()) == 6
 
 
 def test_purge_finished__off_by_default_and_deletes_only_old_terminal_jobs(settings):

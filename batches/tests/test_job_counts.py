@@ -1,0 +1,209 @@
+"""The per-batch job counts kept by the triggers on jobs_job: they follow
+every kind of write, writers of one batch do not wait for each other, and
+the check finds and repairs a drift made by hand."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections, transaction
+
+from accounts.actor import Actor
+from batches.job_counts import LOCK_CLASS, SLOTS, job_count_drift, kept_counts
+from batches.models import BatchJobCount
+from batches.selectors import batch_status_counts
+from batches.services import batch_cancel
+from batches.tasks import verify_job_counts
+from batches.tests.factories import BatchFactory
+from jobs.claim import claim_jobs
+from jobs.models import Job, JobStatus
+from jobs.tests.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def counted(batch_pk: int) -> dict[str, int]:
+    """COUNT(*) by status, the truth the kept counts must equal."""
+    rows = Job.objects.filter(batch_id=batch_pk).values_list("status", flat=True)
+    result: dict[str, int] = {}
+    for status in rows:
+        result[status] = result.get(status, 0) + 1
+    return result
+
+
+def kept(batch_pk: int) -> dict[str, int]:
+    return {s: n for s, n in kept_counts([batch_pk])[batch_pk].items() if n}
+
+
+def behind_the_triggers(sql: str, params: list) -> None:
+    """Write jobs_job with its triggers off, as a restore of one table or a
+    bulk fix made in psql with replication mode on could."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute(sql, params)
+        finally:
+            cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def make_jobs(batch, n: int, status: str = JobStatus.PENDING) -> list[Job]:
+    return Job.objects.bulk_create(
+        Job(
+            account_id=batch.account_id,
+            batch=batch,
+            phone_number=f"+1415{batch.pk % 1000:03d}{i:04d}",
+            status=status,
+        )
+        for i in range(n)
+    )
+
+
+def test_job_counts__follow_inserts_updates_deletes_and_truncate():
+    batch, other = BatchFactory(), BatchFactory()
+    make_jobs(batch, 7)
+    make_jobs(other, 3, status=JobStatus.SUSPENDED)
+    JobFactory(batch=None)  # no batch: counted nowhere
+    assert kept(batch.pk) == counted(batch.pk) == {"pending": 7}
+
+    claimed = claim_jobs(worker_id="w1", limit=4)
+    assert len(claimed) == 4
+    Job.objects.filter(pk=claimed[0].pk).update(status=JobStatus.DONE)
+    Job.objects.filter(pk=claimed[1].pk).delete()
+    # An update that changes neither status nor batch writes no count.
+    before = list(BatchJobCount.objects.values_list("id", "n").order_by("id"))
+    Job.objects.filter(batch=batch).update(last_error="x")
+    assert list(BatchJobCount.objects.values_list("id", "n").order_by("id")) == before
+    # A job moved to another batch leaves one count and joins the other.
+    Job.objects.filter(pk=claimed[2].pk).update(batch=other)
+
+    for b in (batch, other):
+        assert kept(b.pk) == counted(b.pk)
+    assert job_count_drift() == []
+    # `done` is folded into `completed` for readers.
+    assert batch_status_counts([batch.pk])[batch.pk]["completed"] == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks
+        cursor.execute("TRUNCATE jobs_job CASCADE")
+    assert kept_counts([batch.pk, other.pk]) == {batch.pk: {}, other.pk: {}}
+
+
+def test_job_counts__a_batch_cancel_moves_every_count():
+    batch = BatchFactory()
+    make_jobs(batch, 12)
+    claim_jobs(worker_id="w1", limit=2)
+    batch_cancel(batch=batch, actor=Actor.system("tests"), reason="stop")
+    assert kept(batch.pk) == counted(batch.pk) == {"cancelled": 12}
+    assert job_count_drift() == []
+
+
+def test_batch_counts__check_finds_a_hand_made_drift_and_repair_fixes_it(capsys):
+    batch, clean = BatchFactory(), BatchFactory()
+    make_jobs(batch, 5)
+    make_jobs(clean, 2)
+    # A drift by hand: two jobs fail without the triggers seeing it.
+    behind_the_triggers(
+        "UPDATE jobs_job SET status = 'failed' WHERE id IN "
+        "(SELECT id FROM jobs_job WHERE batch_id = %s LIMIT 2)",
+        [batch.pk],
+    )
+    assert kept(batch.pk) == {"pending": 5}
+
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("batch_counts", "--check")
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert batch.batch_id in out
+    assert clean.batch_id not in out
+    assert "2 count(s) drifted" in out
+    assert kept(batch.pk) == {"pending": 5}  # --check changes nothing
+
+    call_command("batch_counts", "--repair")
+    assert "Repaired 2 count(s)." in capsys.readouterr().out
+    assert kept(batch.pk) == counted(batch.pk) == {"pending": 3, "failed": 2}
+    call_command("batch_counts", "--check", "--batch", batch.batch_id)
+    assert "no drift" in capsys.readouterr().out
+
+
+def test_verify_job_counts__the_periodic_task_repairs_and_logs(caplog):
+    batch = BatchFactory()
+    make_jobs(batch, 4)
+    BatchJobCount.objects.filter(batch_id=batch.pk).update(n=40)
+    assert verify_job_counts() == 1
+    assert kept(batch.pk) == {"pending": 4}
+    drift_logs = [r for r in caplog.records if r.msg.startswith("batch job count")]
+    assert [(r.status, r.kept, r.actual) for r in drift_logs] == [("pending", 40, 4)]
+    assert verify_job_counts() == 0
+
+
+def test_batch_counts__repair_drops_the_counts_of_a_batch_gone_from_the_table():
+    batch = BatchFactory()
+    make_jobs(batch, 3)
+    behind_the_triggers("DELETE FROM jobs_job WHERE batch_id = %s", [batch.pk])
+    batch.delete()
+    call_command("batch_counts", "--repair")
+    assert not BatchJobCount.objects.filter(batch_id=batch.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_counts__a_writer_never_adds_to_a_slot_another_open_transaction_holds():
+    """Writers of one batch and status do not wait for each other: when the
+    slot a writer would pick first is held by an open transaction, it takes
+    another, instead of queueing on that transaction's counter row."""
+    batch = BatchFactory()
+    make_jobs(batch, 2)
+    first, second = Job.objects.filter(batch=batch).order_by("id")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT mod(pg_backend_pid(), %s)", [SLOTS])
+        (wanted,) = cursor.fetchone()
+    # A third session holds every other slot for a moment, so that the open
+    # transaction below lands on the very slot this connection tries first.
+    blocker = connections.create_connection("default")
+    with blocker.cursor() as cursor:
+        for slot in range(SLOTS):
+            if slot != wanted:
+                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, slot])
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold_open() -> None:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '5s'")
+                Job.objects.filter(pk=first.pk).update(status=JobStatus.FAILED)
+                holding.set()
+                release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold_open)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with blocker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+        blocker.close()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Queueing on the other transaction's counter row would end
+                # in this error instead of a commit.
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            Job.objects.filter(pk=second.pk).update(status=JobStatus.CANCELLED)
+    finally:
+        release.set()
+        thread.join(30)
+    assert errors == []
+    assert kept(batch.pk) == counted(batch.pk) == {"failed": 1, "cancelled": 1}
+    slot_of = dict(
+        BatchJobCount.objects.filter(batch_id=batch.pk, n=1).values_list(
+            "status", "slot"
+        )
+    )
+    assert slot_of["failed"] == wanted
+    assert slot_of["cancelled"] != wanted
