@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -138,7 +139,7 @@ def job_count_drift(batch_pks: Iterable[int] | None = None) -> list[Drift]:
     """
     if not counts_are_kept():
         return []
-    params: list[object] = []
+    params: list[Any] = []
     jobs_filter = counts_filter = ""
     if batch_pks is not None:
         pks = list(batch_pks)
