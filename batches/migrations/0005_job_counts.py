@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0003_pause_state_and_audit'),
+        ('batches', '0004_paused_by_staff'),
     ]
 
     operations = [

@@ -1,6 +1,6 @@
 """Per-batch job counts kept by statement-level triggers on jobs_job.
 
-The triggers write batches_batchjobcount (created in batches 0004); the
+The triggers write batches_batchjobcount (created in batches 0005); the
 reasons for triggers rather than application code, and for the slots, are in
 batches/job_counts.py and docs/architecture.md. PostgreSQL only: on SQLite
 the counts are read with COUNT(*) and this migration only adds the index.
@@ -142,8 +142,8 @@ def _run(sql):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0004_job_counts'),
-        ('jobs', '0004_drop_redundant_fk_indexes'),
+        ('batches', '0005_job_counts'),
+        ('jobs', '0005_job_claim_token'),
     ]
 
     operations = [
