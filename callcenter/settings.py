@@ -333,6 +333,9 @@ if API_THROTTLE_RATE and not re.fullmatch(
     )
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500, minimum=1)
+# How deep (in rows, from either end) a ?page=N of a batch's job list may
+# start; deeper pages are reached through the cursor links (jobs.pagination).
+API_MAX_PAGE_OFFSET = env_int("API_MAX_PAGE_OFFSET", 10_000, minimum=0)
 API_IMPORT_MAX_ROWS = env_int("API_IMPORT_MAX_ROWS", 200_000, minimum=1)
 API_IDEMPOTENCY_TTL_HOURS = env_int("API_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # Region for phone numbers written without a +country code (ISO 3166 alpha-2).

@@ -14,6 +14,7 @@ from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.idempotency import idempotent
+from batches.selectors import batch_status_counts
 from batches.serializers import JobRowSerializer
 from batches.views import (
     BATCH_ID_PARAMETER,
@@ -24,7 +25,8 @@ from batches.views import (
 from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
 from jobs import export, services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, normalize_status
+from jobs.pagination import BatchJobsPagination
 from jobs.serializers import (
     CsvUploadSerializer,
     ImportResponseSerializer,
@@ -217,6 +219,7 @@ class BatchJobsView(AccountScopedView):
 
     serializer_class = JobSerializer
     parser_classes = [JSONParser, MultiPartParser, CSVBodyParser]
+    pagination_class = BatchJobsPagination
 
     @extend_schema(
         operation_id="batches_jobs_list",
@@ -227,13 +230,29 @@ class BatchJobsView(AccountScopedView):
         batch = self.get_batch(batch_id)
         params = JobFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        queryset = _filtered(
-            Job.objects.filter(batch_id=batch.pk), params.validated_data
+        filters = params.validated_data
+        queryset = Job.objects.filter(batch_id=batch.pk)
+        # The size of the list from the kept counts, and the statuses it
+        # holds, so that no page counts or reads the whole batch.
+        counts = batch_status_counts([batch.pk])[batch.pk]
+        if "status" in filters:
+            queryset = queryset.with_status(filters["status"])
+            wanted = normalize_status(filters["status"])
+            counts = {s: n for s, n in counts.items() if s == wanted}
+        statuses = [s for s, n in counts.items() if n]
+        if JobStatus.COMPLETED in statuses:
+            statuses.append(JobStatus.DONE)
+        paginator = BatchJobsPagination()
+        page = paginator.paginate_jobs(
+            queryset,
+            request,
+            ordering=filters.get("ordering", "-id"),
+            total=sum(counts.values()),
+            statuses=statuses,
         )
-        page = self.paginate_queryset(queryset)
-        for job in page or []:
+        for job in page:
             job.batch = batch  # the same batch for every row: no join needed
-        return self.get_paginated_response(JobSerializer(page, many=True).data)
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="batches_jobs_import",

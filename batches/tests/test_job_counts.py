@@ -207,3 +207,40 @@ def test_job_counts__a_writer_never_adds_to_a_slot_another_open_transaction_hold
     )
     assert slot_of["failed"] == wanted
     assert slot_of["cancelled"] != wanted
+
+
+def test_readers__every_reader_shows_the_kept_counts(api_client, account, client):
+    """API, stats, dashboard and admin read the kept counts: a drift made by
+    hand shows through in every one of them (none counts the jobs)."""
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    from batches.dashboard import dashboard_data
+
+    batch = BatchFactory(account=account)
+    make_jobs(batch, 3)
+    BatchJobCount.objects.filter(batch_id=batch.pk).update(n=987)
+    base = f"/api/v1/batches/{batch.batch_id}"
+
+    def pending(body: dict) -> int:
+        return body["job_counts"]["pending"]
+
+    assert pending(api_client.get(base).json()) == 987
+    assert pending(api_client.get("/api/v1/batches").json()["results"][0]) == 987
+    stats = api_client.get(f"{base}/stats").json()
+    assert (stats["counts"]["pending"], stats["total"]) == (987, 987)
+    assert pending(api_client.patch(base, {"is_active": False}).json()["batch"]) == 987
+    assert pending(api_client.post(f"{base}/resume").json()["batch"]) == 987
+    assert pending(api_client.post(f"{base}/pause").json()["batch"]) == 987
+    row = next(b for b in dashboard_data()["batches"] if b["id"] == batch.pk)
+    assert row["counts"]["pending"] == row["total"] == 987
+
+    staff = get_user_model().objects.create_superuser("boss", "b@example.com", "pw")
+    client.force_login(staff)
+    changelist = client.get(reverse("admin:batches_batch_changelist"))
+    assert "<small>0 / 987</small>" in changelist.content.decode()
+    change = client.get(reverse("admin:batches_batch_change", args=[batch.pk]))
+    assert "987" in change.content.decode()
+    # Cancel last: it moves the jobs, and the kept counts move with them.
+    cancelled = api_client.post(f"{base}/cancel").json()["batch"]["job_counts"]
+    assert (cancelled["pending"], cancelled["cancelled"]) == (984, 3)
