@@ -4,7 +4,7 @@ How they are kept (PostgreSQL)
 ------------------------------
 Statement-level triggers on ``jobs_job`` (``AFTER INSERT / UPDATE / DELETE``
 with transition tables, and ``AFTER TRUNCATE``; installed by
-``jobs/migrations/0006_job_counts.py``) group each statement's changed rows
+``jobs/migrations/0007_job_counts.py``) group each statement's changed rows
 by batch and status and add the difference to ``batches_batchjobcount``, in
 the same transaction as the change. A batch's count in a status is the sum of
 its rows in that table.
@@ -49,7 +49,7 @@ from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
-# The advisory-lock class of the count slots (see jobs/migrations/0006).
+# The advisory-lock class of the count slots (see jobs/migrations/0007).
 LOCK_CLASS = 0x636E7473
 SLOTS = 32
 REPAIR_LOCK = -1  # never a slot number

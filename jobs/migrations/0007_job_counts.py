@@ -143,7 +143,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('batches', '0005_job_counts'),
-        ('jobs', '0005_job_claim_token'),
+        ('jobs', '0006_call_record'),
     ]
 
     operations = [
