@@ -9,6 +9,7 @@ The rules themselves live in accounts/services.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db.models.functions import Now
 
@@ -17,20 +18,17 @@ from jobs.models import Job, JobStatus
 logger = logging.getLogger(__name__)
 
 
-def reserve_call(job: Job) -> bool:
+def reserve_call(job: Job, *, sweep: Callable[[int], None] | None = None) -> bool:
     """May ``job``'s account pay for this call? False means: do not dial.
 
     Reserves the call's starting cost atomically. When the balance does not
     cover it, the account's campaigns are suspended (batches auto-paused,
     pending jobs suspended) and the worker hands this job back with
-    ``suspend_job``.
+    ``suspend_job``. ``sweep`` (given the account id) replaces that
+    suspension: the worker runs it in a background thread, because it can
+    take long and the worker's main thread must keep renewing leases.
     """
-    from accounts.services import (
-        account_suspend_for_credits,
-        call_reservation,
-        claim_key,
-        credits_reserve,
-    )
+    from accounts.services import call_reservation, claim_key, credits_reserve
 
     if credits_reserve(
         account_id=job.account_id,
@@ -43,11 +41,24 @@ def reserve_call(job: Job) -> bool:
         "account cannot pay for the call",
         extra={"action": "credits.reserve_failed", "job_id": job.pk},
     )
-    account_suspend_for_credits(account_id=job.account_id)
+    (sweep or suspend_account)(job.account_id)
     return False
 
 
-def reserve_calls(jobs: list[Job], *, worker_id: str, token: str = "") -> list[Job]:
+def suspend_account(account_id: int) -> None:
+    """Suspend the campaigns of an account that cannot pay for a call."""
+    from accounts.services import account_suspend_for_credits
+
+    account_suspend_for_credits(account_id=account_id)
+
+
+def reserve_calls(
+    jobs: list[Job],
+    *,
+    worker_id: str,
+    token: str = "",
+    sweep: Callable[[int], None] | None = None,
+) -> list[Job]:
     """``reserve_call`` for every job of a claim; returns those that may be
     dialled, in order, and suspends the others (``suspend_job``).
 
@@ -68,7 +79,7 @@ def reserve_calls(jobs: list[Job], *, worker_id: str, token: str = "") -> list[J
         )
     payable = []
     for job in jobs:
-        if job.pk in reserved or reserve_call(job):
+        if job.pk in reserved or reserve_call(job, sweep=sweep):
             payable.append(job)
         else:
             suspend_job(job, worker_id=worker_id, token=token)

@@ -517,17 +517,25 @@ def other_processes_holding(
 
 
 def recover_expired_leases(
-    *, recoverer: str, dialer: Dialer | None = None, limit: int = 500
+    *,
+    recoverer: str,
+    dialer: Dialer | None = None,
+    limit: int = 500,
+    own_token: str = "",
 ) -> int:
     """Resolve in-progress jobs whose lease expired, by the crash policy.
 
     Safe to run from any number of workers at once: rows are taken with
-    ``FOR UPDATE SKIP LOCKED`` and every update re-checks the expiry.
+    ``FOR UPDATE SKIP LOCKED`` and every update re-checks the expiry. A
+    worker passes its ``own_token``: its own jobs are not lost, it renews
+    their leases (or releases them) as soon as it reaches the database.
     """
     recovered = 0
     expired = Job.objects.filter(
         status=JobStatus.IN_PROGRESS, lease_expires_at__lt=Now()
     )
+    if own_token:
+        expired = expired.exclude(claim_token=own_token)
     with transaction.atomic():
         ids = list(
             expired.filter(dialed_at__isnull=True)
@@ -567,16 +575,25 @@ def recover_expired_leases(
                     "dialer could not report a call's status",
                     extra={"action": "job.call_status_error", "job_id": job_id},
                 )
-        recovered += _recover_dialled(job_id, status=status, recoverer=recoverer)
+        recovered += _recover_dialled(
+            job_id, call_id=call_id, status=status, recoverer=recoverer
+        )
     return recovered
 
 
-def _recover_dialled(job_id: int, *, status: str, recoverer: str) -> int:
+def _recover_dialled(job_id: int, *, call_id: str, status: str, recoverer: str) -> int:
     now = timezone.now()
     with transaction.atomic():
+        # Still the call the provider was asked about: the answer may have
+        # been slow, and the job recovered and claimed again meanwhile.
         job = (
             Job.objects.select_for_update(skip_locked=True)
-            .filter(pk=job_id, status=JobStatus.IN_PROGRESS, lease_expires_at__lt=Now())
+            .filter(
+                pk=job_id,
+                status=JobStatus.IN_PROGRESS,
+                lease_expires_at__lt=Now(),
+                call_id=call_id,
+            )
             .first()
         )
         if job is None:

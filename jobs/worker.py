@@ -1,7 +1,11 @@
 """The call worker: claims jobs, dials them, records outcomes, keeps leases.
 
-All database work happens in the main thread, one unit at a time; call threads
-only talk to the dialer and report back through a queue. Each unit is a method
+The main thread does the database work of the calls in flight (claim, dial
+mark, lease renewal, outcome, settlement), one unit at a time; call threads
+only talk to the dialer and report back through a queue. Work that can be
+slow (a recovery pass asking a provider about lost calls, the suspension
+sweep of an account out of credits) runs in a ``Background`` thread, so that
+it never delays a lease renewal. Each unit is a method
 that returns whether it found work, so tests can drive the worker step by step
 (healthchecks' sendalerts style), and ``close_old_connections()`` runs between
 rounds so a dropped connection is replaced.
@@ -20,6 +24,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -150,6 +155,72 @@ class Listener(threading.Thread):
                 backoff = min(backoff * 2, settings.WORKER_DB_BACKOFF_MAX_SECONDS)
 
 
+class Background(threading.Thread):
+    """The worker's slow database work, away from its main thread.
+
+    The main thread renews the leases of the calls in flight; anything that
+    can take long there (a recovery pass that asks a provider about each lost
+    call, the suspension sweep of an account that ran out of credits) would
+    delay the renewal and let the leases expire under live calls. Tasks run
+    one at a time on this thread's own connection; a task already queued or
+    running under the same key is not queued again.
+    """
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(name="background", daemon=True)
+        self.worker_id = worker_id
+        self.tasks: queue.Queue[tuple[str, Callable[[], object]] | None] = queue.Queue()
+        self.keys: set[str] = set()
+        self.lock = threading.Lock()
+
+    def submit(self, key: str, task: Callable[[], object]) -> bool:
+        with self.lock:
+            if key in self.keys:
+                return False
+            self.keys.add(key)
+        if not self.is_alive():
+            with contextlib.suppress(RuntimeError):  # started already
+                self.start()
+        self.tasks.put((key, task))
+        return True
+
+    def busy(self, key: str | None = None) -> bool:
+        with self.lock:
+            return key in self.keys if key is not None else bool(self.keys)
+
+    def stop(self, timeout: float) -> None:
+        self.tasks.put(None)
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while (item := self.tasks.get()) is not None:
+                key, task = item
+                try:
+                    close_old_connections()
+                    task()
+                except Exception as exc:
+                    logger.exception(
+                        "background task failed",
+                        extra={
+                            "action": "worker.background_error",
+                            "worker_id": self.worker_id,
+                            "task": key,
+                            "error": str(exc)[:200],
+                        },
+                    )
+                    if isinstance(exc, DB_ERRORS):
+                        for conn in connections.all():
+                            with contextlib.suppress(Exception):
+                                conn.close()
+                finally:
+                    with self.lock:
+                        self.keys.discard(key)
+        finally:
+            connections.close_all()
+
+
 class CallWorker:
     def __init__(
         self,
@@ -185,6 +256,7 @@ class CallWorker:
         self.listen = listen
 
         self.calls: dict[int, Call] = {}
+        self.background = Background(self.worker_id)
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.listener: Listener | None = None
         self.started = 0
@@ -325,16 +397,29 @@ class CallWorker:
         return bool(lost)
 
     def recover(self) -> bool:
+        """Start a recovery pass of expired leases in the background: it asks
+        the dialer about each lost call, which may be slow. Returns whether a
+        pass was started."""
         if time.monotonic() < self.next_recover:
             return False
-        recovered = lifecycle.recover_expired_leases(
-            recoverer=self.worker_id, dialer=self.dialer
-        )
         self.check_worker_id()
         self.next_recover = time.monotonic() + self.recover_every
+        return self.background.submit("recover", self._recover_pass)
+
+    def _recover_pass(self) -> None:
+        recovered = lifecycle.recover_expired_leases(
+            recoverer=self.worker_id, dialer=self.dialer, own_token=self.token
+        )
         if recovered:
-            self.wake = True
-        return bool(recovered)
+            self.inbox.put(("notify", None))  # jobs may be pending again
+
+    def suspend_account(self, account_id: int) -> None:
+        """An account could not pay for a call: sweep its campaigns into
+        suspension in the background (see billing.reserve_call)."""
+        self.background.submit(
+            f"suspend:{account_id}",
+            lambda: billing.suspend_account(account_id),
+        )
 
     def check_worker_id(self) -> None:
         """Log an error when another live process uses this worker id.
@@ -439,7 +524,10 @@ class CallWorker:
                 attempt=job.attempts + 1,
             )
         payable = billing.reserve_calls(
-            jobs, worker_id=self.worker_id, token=self.token
+            jobs,
+            worker_id=self.worker_id,
+            token=self.token,
+            sweep=self.suspend_account,
         )
         dialed = lifecycle.mark_dialed(
             jobs=payable, worker_id=self.worker_id, token=self.token
@@ -606,7 +694,13 @@ class CallWorker:
             return True
         if self.claiming_done:
             return True
-        return self.burst and self.last_claim_empty and not self.wake
+        # A recovery pass under way may yet make jobs pending.
+        return (
+            self.burst
+            and self.last_claim_empty
+            and not self.wake
+            and not self.background.busy()
+        )
 
     def run(self) -> None:
         self._log(
@@ -674,6 +768,9 @@ class CallWorker:
     def shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stopped.set()
+        # A task cut short is safe: each recovery and each suspension step is
+        # its own transaction, and the next pass (any worker's) goes on.
+        self.background.stop(timeout=HANGUP_GRACE_SECONDS)
         if self.epoch is not None:  # it ran at least one round
             with contextlib.suppress(*DB_ERRORS):
                 lifecycle.release_orphans(

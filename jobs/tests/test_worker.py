@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections, transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -260,3 +263,134 @@ def test_call_worker__an_error_after_the_dial_is_not_retried_blindly(account):
     }
     failed = Job.objects.get(phone_number=TroubledDialer.WAIT_RAISES)
     assert failed.last_error == f"{ERROR_AFTER_DIAL}: provider stream closed"
+
+
+class SlowStatusDialer(SimulatedDialer):
+    """Calls that last until hung up; a status lookup that blocks until the
+    test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__(call_seconds=(3600, 3600))
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+        self.answered = False
+
+    def call_status(self, call_id):
+        self.asked.set()
+        self.answer.wait(60)
+        self.answered = True
+        return CallStatus.UNKNOWN
+
+
+def wait_for(predicate, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_call_worker__a_slow_status_lookup_does_not_hold_up_lease_renewal(
+    account, settings
+):
+    """Recovery asks the provider about another worker's lost call, and the
+    provider takes its time: meanwhile this worker keeps renewing the lease
+    of its own call in flight."""
+    from jobs.claim import claim_jobs
+    from jobs.lifecycle import WORKER_LOST, mark_dialed
+
+    settings.WORKER_RENEW_SECONDS = 0.1
+    batch = BatchFactory(account=account)
+    JobFactory(batch=batch)
+    [lost] = mark_dialed(jobs=claim_jobs(worker_id="dead", limit=1), worker_id="dead")
+    Job.objects.filter(pk=lost.pk).update(
+        call_id="prov-1", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    mine = JobFactory(batch=batch)
+    dialer = SlowStatusDialer()
+    worker = CallWorker(dialer=dialer, worker_id="w1", listen=False)
+    assert worker.claim()  # its own call, in flight
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connections.close_all()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        assert dialer.asked.wait(30), "recovery never asked about the lost call"
+        lease = Job.objects.get(pk=mine.pk).lease_expires_at
+        wait_for(
+            lambda: Job.objects.get(pk=mine.pk).lease_expires_at > lease,
+            "the lease to be renewed",
+        )
+        assert not dialer.answered  # renewed while the lookup was blocked
+    finally:
+        dialer.answer.set()
+    wait_for(
+        lambda: Job.objects.get(pk=lost.pk).status != JobStatus.IN_PROGRESS,
+        "the lost call's recovery",
+    )
+    worker.stop()
+    worker.stop()  # hang up at once
+    runner.join(30)
+    assert not runner.is_alive()
+    lost.refresh_from_db()
+    assert lost.status == JobStatus.FAILED
+    assert lost.last_error == WORKER_LOST
+
+
+def test_call_worker__the_suspension_sweep_does_not_hold_up_the_main_thread(
+    account,
+):
+    """An account runs out of credits: its campaigns are swept into
+    suspension in the background. Here the sweep waits on a batch row that
+    someone else has locked; the worker's claim round returns all the same."""
+    from batches.models import Batch
+
+    claimed_batch = BatchFactory(account=account, priority=5)
+    JobFactory(batch=claimed_batch)
+    busy_batch = BatchFactory(account=account)
+    JobFactory(batch=busy_batch)
+    Account.objects.filter(pk=account.pk).update(credits=0)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Batch.objects.select_for_update().get(pk=busy_batch.pk)
+                locked.set()
+                release.wait(60)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    worker = make_worker()
+    returned = threading.Event()
+
+    def claim_round() -> None:
+        try:
+            worker.claim()
+            returned.set()
+        finally:
+            connections.close_all()
+
+    try:
+        assert locked.wait(30)
+        claimer = threading.Thread(target=claim_round)
+        claimer.start()
+        # The claim skips the locked batch and takes the other one's job,
+        # which the account cannot pay for.
+        assert returned.wait(30), "the claim round waited for the sweep"
+        assert worker.background.busy()  # the sweep waits for the row
+    finally:
+        release.set()
+        holder.join(30)
+    claimer.join(30)
+    wait_for(lambda: not worker.background.busy(), "the sweep")
+    worker.background.stop(timeout=30)
+    assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUSPENDED}
+    assert not Batch.objects.filter(account=account, is_active=True).exists()
