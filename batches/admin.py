@@ -21,6 +21,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
@@ -29,10 +30,11 @@ from django.utils.http import urlencode
 from django.utils.timezone import localtime
 
 from accounts.actor import Actor, Source
-from batches import services
+from batches import charts, services
 from batches.admin_kit import GuardedActionsMixin, plural
 from batches.exceptions import DomainError
 from batches.models import Batch, BatchEvent
+from batches.report import batch_report, outcome_names
 from batches.selectors import REPORTED_STATUSES, batch_status_counts, counts_summary
 from jobs import export
 from jobs.models import CANCELLABLE_STATUSES, JobStatus
@@ -56,6 +58,52 @@ def counts_tooltip(counts: dict[str, int]) -> str:
 def exact_time(value: datetime | None) -> str:
     """Audit times to the second: "10:05 p.m." cannot order two clicks."""
     return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
+
+
+def _hour(value: datetime) -> str:
+    return date_format(localtime(value), "m-d H:00")
+
+
+def render_report(r: dict[str, Any]) -> str:
+    """The batch report (batches.report) as HTML with SVG charts."""
+    names = outcome_names(r)
+    over_time = r["outcomes_over_time"]
+    outcomes_chart = charts.stacked_bars(
+        [_hour(row["hour"]) for row in over_time],
+        {n: [row["outcomes"].get(n, 0) for row in over_time] for n in names},
+        title="Outcomes over time (jobs finished per hour)",
+        css_class="cc-chart-outcomes",
+    )
+    per_hour = r["calls_per_hour"]
+    calls_chart = charts.stacked_bars(
+        [_hour(row["hour"]) for row in per_hour],
+        {
+            "answered": [row["answered"] for row in per_hour],
+            "not answered": [row["calls"] - row["answered"] for row in per_hour],
+        },
+        title="Calls per hour",
+        css_class="cc-chart-calls",
+    )
+    distribution = r["attempts_per_contact"]["distribution"]
+    attempts_chart = charts.stacked_bars(
+        [f"{k} attempts" for k in distribution],
+        {"contacts": list(distribution.values())},
+        title="Attempts per contact",
+        css_class="cc-chart-attempts",
+    )
+    return render_to_string(
+        "admin/batches/batch/_report.html",
+        {
+            "r": r,
+            "answer_percent": round(r["answer_rate"] * 100, 1)
+            if r["answer_rate"] is not None
+            else None,
+            "rate": round(r["rate_per_hour"], 1),
+            "outcomes_chart": outcomes_chart,
+            "calls_chart": calls_chart,
+            "attempts_chart": attempts_chart,
+        },
+    )
 
 
 def describe_changes(changes: dict[str, Any]) -> str:
@@ -222,6 +270,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "job_counts",
+        "report",
     ]
     fieldsets = [
         (None, {"fields": ["account", "name", "description", "priority", "is_active"]}),
@@ -240,6 +289,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             },
         ),
         ("Jobs", {"fields": ["job_counts"]}),
+        ("Report", {"fields": ["report"]}),
     ]
     cancel_confirmation_template = "admin/batches/batch/cancel_confirmation.html"
     delete_batches_template = "admin/batches/batch/delete_batches_confirmation.html"
@@ -331,6 +381,12 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             f"{base}?{urlencode({'batch__id__exact': pk})}",
             total,
         )
+
+    @admin.display(description="report")
+    def report(self, batch: Batch) -> str:
+        if not batch.pk:
+            return "-"
+        return render_report(batch_report(batch=batch))
 
     # --- change form -----------------------------------------------------
 

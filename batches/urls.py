@@ -24,6 +24,7 @@ urlpatterns = [
     *both_slashes(f"{B}/resume", views.BatchResumeView.as_view(), "batch-resume"),
     *both_slashes(f"{B}/cancel", views.BatchCancelView.as_view(), "batch-cancel"),
     *both_slashes(f"{B}/stats", views.BatchStatsView.as_view(), "batch-stats"),
+    *both_slashes(f"{B}/report", views.BatchReportView.as_view(), "batch-report"),
     *both_slashes(f"{B}/jobs", job_views.BatchJobsView.as_view(), "batch-jobs"),
     path(f"{B}/results.csv", job_views.ResultsCSVView.as_view(), name="results-csv"),
     path(

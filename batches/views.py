@@ -17,6 +17,7 @@ from accounts.actor import Actor, Source
 from accounts.idempotency import idempotent
 from batches import services
 from batches.models import Batch
+from batches.report import batch_report
 from batches.selectors import batch_stats
 from batches.serializers import (
     BatchActionResponseSerializer,
@@ -371,3 +372,20 @@ class BatchStatsView(AccountScopedView):
         return Response(
             BatchStatsSerializer(batch_stats(batch=self.get_batch(batch_id))).data
         )
+
+
+class BatchReportView(AccountScopedView):
+    """How the batch went, and when it will end."""
+
+    @extend_schema(
+        operation_id="batches_report",
+        parameters=[BATCH_ID_PARAMETER],
+        responses={200: OpenApiTypes.OBJECT, **error_responses()},
+        description="Counts and progress; calls placed, answered and per hour; "
+        "the answer rate; outcomes of finished jobs per hour; average and p90 "
+        "call duration; attempts per contact; cost in credits; why the "
+        "remaining jobs wait; the rate over the last hour and the estimated "
+        "completion time at that rate (null with `why_not` when there is none).",
+    )
+    def get(self, request, batch_id: str):
+        return Response(batch_report(batch=self.get_batch(batch_id)))

@@ -58,6 +58,7 @@ def test_schema__served_and_documents_every_endpoint(client):
         ("POST", f"{b}/resume"),
         ("POST", f"{b}/cancel"),
         ("GET", f"{b}/stats"),
+        ("GET", f"{b}/report"),
         ("GET", f"{b}/results.csv"),
         ("GET", f"{b}/results.jsonl"),
         ("GET", f"{b}/jobs"),
