@@ -1,9 +1,38 @@
 from __future__ import annotations
 
+import os
+import random
+
 import pytest
 
 from accounts.actor import Actor, Source
 from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
+
+# --- Seeded randomness ---------------------------------------------------------
+
+SEED_PROPERTY = "random seed"
+
+
+@pytest.fixture
+def rng(request):
+    """A random.Random for a test that draws (where a pause lands among
+    claims, say). Seeded from TEST_SEED, or at random; a failure reports the
+    seed, so the same draws can be made again."""
+    seed = int(os.environ.get("TEST_SEED") or random.SystemRandom().randrange(2**32))
+    request.node.user_properties.append((SEED_PROPERTY, seed))
+    return random.Random(seed)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for name, seed in item.user_properties:
+            if name == SEED_PROPERTY:
+                report.sections.append(
+                    (SEED_PROPERTY, f"{seed} (run again with TEST_SEED={seed})")
+                )
+    return report
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ connection, claiming while a controller pauses, cancels and deletes batches.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
@@ -15,6 +14,7 @@ import pytest
 from django.db import connection
 
 from accounts.tests.factories import AccountFactory
+from batches import services as batch_services
 from batches.models import Batch
 from batches.services import batch_cancel, batch_delete, batch_pause, batch_resume
 from batches.tests.factories import BatchFactory
@@ -44,6 +44,8 @@ class Claimers:
     def __init__(self, n: int, limit: int, until_drained: bool) -> None:
         self.stop = threading.Event()
         self.claims: dict[str, list[int]] = {f"claimer-{i}": [] for i in range(n)}
+        # Claims each claimer has finished (committed or found nothing).
+        self.rounds = dict.fromkeys(self.claims, 0)
         self.errors: list[BaseException] = []
         self.limit = limit
         self.until_drained = until_drained
@@ -57,6 +59,7 @@ class Claimers:
             while not self.stop.is_set():
                 jobs = claim_jobs(worker_id=name, limit=self.limit)
                 self.claims[name].extend(job.pk for job in jobs)
+                self.rounds[name] += 1
                 if jobs:
                     continue
                 if (
@@ -72,6 +75,16 @@ class Claimers:
 
     def all_claims(self) -> list[int]:
         return [pk for claims in self.claims.values() for pk in claims]
+
+    def wait_for_claims_in_flight(self, timeout: float = 60) -> None:
+        """Return once every claimer has finished a claim it began before
+        this call: any claim that was in flight then has committed."""
+        started = dict(self.rounds)
+        deadline = time.monotonic() + timeout
+        while any(self.rounds[n] <= started[n] for n in started):
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"claimers stuck: {self.rounds}"
+            time.sleep(0.001)
 
 
 @contextmanager
@@ -125,29 +138,32 @@ def wait_for_claims(batch: Batch, baseline: int, timeout: float = 30) -> None:
         time.sleep(0.001)
 
 
-def assert_no_claim_after(operation, batches, *, fresh: bool):
-    """Apply ``operation`` to each batch at a random moment while claimers
-    take its jobs; count the batch's claims that commit after it returned.
+def assert_no_claim_after(operation, batches, group, rng, *, fresh: bool):
+    """Apply ``operation`` to each batch at a random moment (drawn from the
+    seeded ``rng``) while claimers take its jobs; count the batch's claims
+    that commit after the operation made the batch unclaimable.
 
-    ``fresh``: wait for a claim made after this call (a resumed batch), not
-    just any claim of the batch (claimers reach the next batch in priority
-    order while the previous one is being cancelled)."""
+    ``operation`` returns the batch's claimed count at that moment, or None
+    for "when it returned". ``fresh``: wait for a claim made after this call
+    (a resumed batch), not just any claim of the batch (claimers reach the
+    next batch in priority order while the previous one is being cancelled)."""
     late = []
     taken_before = 0
     for batch in batches:
         wait_for_claims(batch, claimed_count(batch) if fresh else 0)
-        time.sleep(random.uniform(0, 0.01))
-        operation(batch)
+        time.sleep(rng.uniform(0, 0.01))
+        at_change = operation(batch)
         # Everything committed before the operation returned is visible here.
-        after = claimed_count(batch)
+        after = claimed_count(batch) if at_change is None else at_change
         taken_before += after
-        # Give a claim that raced the operation time to commit.
-        time.sleep(random.uniform(0.005, 0.02))
+        # A claim that raced the operation has committed once every claimer
+        # has finished the claim it was in.
+        group.wait_for_claims_in_flight()
         late.append(claimed_count(batch) - after)
     return late, taken_before
 
 
-def test_batch_pause__no_claim_commits_after_pause_returned(system_actor):
+def test_batch_pause__no_claim_commits_after_pause_returned(system_actor, rng):
     account = AccountFactory()
     target = BatchFactory(account=account, priority=10)
     make_jobs(target, 10000, 10)
@@ -155,7 +171,7 @@ def test_batch_pause__no_claim_commits_after_pause_returned(system_actor):
         make_jobs(BatchFactory(account=account, priority=0), 3000, prefix)
 
     late: list[int] = []
-    with claimers(limit=5):
+    with claimers(limit=5) as group:
         for i in range(60):
             # Keep a backlog, so every pause lands among claims of the batch.
             pending = Job.objects.filter(batch=target, status=JobStatus.PENDING)
@@ -163,8 +179,10 @@ def test_batch_pause__no_claim_commits_after_pause_returned(system_actor):
                 make_jobs(target, 10000, 11 + i)
             batch_resume(batch=target, actor=system_actor)
             late += assert_no_claim_after(
-                lambda b: batch_pause(batch=b, actor=system_actor),
+                lambda b: batch_pause(batch=b, actor=system_actor) and None,
                 [target],
+                group,
+                rng,
                 fresh=True,
             )[0]
 
@@ -172,28 +190,54 @@ def test_batch_pause__no_claim_commits_after_pause_returned(system_actor):
 
 
 @pytest.mark.parametrize("operation", ["cancel", "delete"])
-def test_batch_cancel_and_delete__no_claim_commits_after_return(
-    operation, system_actor
+def test_batch_cancel_and_delete__no_claim_commits_once_the_batch_is_closed(
+    operation, system_actor, rng, monkeypatch
 ):
+    """Cancel and delete close the batch in a short transaction of their own,
+    then sweep its jobs. Claims are counted when the sweep starts: by the time
+    the call returns the sweep has cancelled every job, and no claim could
+    take one whatever the claim does, so only the batch row's FOR SHARE lock
+    is tested between the two."""
     account = AccountFactory()
-    targets = [BatchFactory(account=account, priority=100 - i) for i in range(50)]
-    for i, batch in enumerate(targets):
-        # Enough that claimers cannot drain a batch while its
-        # predecessor is being cancelled.
-        make_jobs(batch, 600, 100 + i)
+    # Claimers take what is left of this one between two targets.
     make_jobs(BatchFactory(account=account, priority=0), 5000, 999)
 
-    def apply(batch: Batch) -> None:
+    at_sweep: list[int] = []
+    sweep = batch_services.batch_cancel_jobs
+
+    def counting_sweep(*, batch: Batch, **kwargs):
+        at_sweep.append(claimed_count(batch))
+        return sweep(batch=batch, **kwargs)
+
+    monkeypatch.setattr(batch_services, "batch_cancel_jobs", counting_sweep)
+
+    def apply(batch: Batch) -> int:
+        at_sweep.clear()
         if operation == "cancel":
             batch_cancel(batch=batch, actor=system_actor)
         else:
             batch_delete(batch=batch, actor=system_actor)
+        [closed] = at_sweep
+        return closed
 
-    with claimers(limit=5):
-        late, taken = assert_no_claim_after(apply, targets, fresh=False)
+    targets: list[Batch] = []
+    late: list[int] = []
+    taken = 0
+    with claimers(limit=5) as group:
+        for i in range(40):
+            # Each target comes first in priority order, with a backlog, so
+            # the claimers are taking its jobs when it is closed.
+            target = BatchFactory(account=account, priority=100 + i)
+            make_jobs(target, 2000, 100 + i)
+            targets.append(target)
+            late_here, taken_here = assert_no_claim_after(
+                apply, [target], group, rng, fresh=False
+            )
+            late += late_here
+            taken += taken_here
 
-    assert late == [0] * 50
-    assert taken >= 50
+    assert late == [0] * 40
+    assert taken >= 40
     leftover = Job.objects.filter(
         batch__in=targets, status__in=[JobStatus.PENDING, JobStatus.IN_PROGRESS]
     )
