@@ -24,6 +24,7 @@ SECTIONS = {
     "ingest": "bench.ingest",
     "memory": "bench.memory",
     "export": "bench.export",
+    "counts": "bench.counts",
 }
 
 
