@@ -88,6 +88,7 @@ class Storm:
             ended=[
                 lifecycle.CallEnd(job.pk, job.dialed_at, "", result)
                 for job, result in results
+                if job.dialed_at is not None  # set by mark_dialed
             ],
             token=token,
         )
