@@ -101,12 +101,15 @@ class CreditEntry(models.Model):
     A call writes a ``reserve`` entry when it starts and a ``settle`` entry
     when it ends, both keyed by the job and its claim (``claimed_at``); the
     unique constraint makes them idempotent per claim, so a retried settle
-    can never refund twice.
+    can never refund twice. A call that runs past its reserved minutes
+    writes an ``extend`` entry for each further minute, keyed by the claim
+    and the minute (``<claim>#<minute>``).
     """
 
     class Kind(models.TextChoices):
         ADD = "add", "Credits added"
         RESERVE = "reserve", "Reserved for a call"
+        EXTEND = "extend", "Reserved for a further minute of a call"
         SETTLE = "settle", "Settled at call end"
 
     # credit_account_idx leads with the account: no index of its own, one

@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from accounts.actor import Actor
@@ -258,6 +258,90 @@ def _sqlstate(exc: IntegrityError) -> str | None:
     return getattr(exc.__cause__, "sqlstate", None)
 
 
+_EXTEND_SQL = """
+WITH taken AS (
+    UPDATE accounts_account
+       SET credits = credits - %(amount)s, updated_at = now()
+     WHERE id = %(account)s AND credits >= %(amount)s
+ RETURNING credits
+)
+INSERT INTO accounts_creditentry
+    (account_id, kind, amount, balance_after, job_pk, claim_key, source,
+     actor_id, actor_label, remote_addr, note, created_at)
+SELECT %(account)s, 'extend', -%(amount)s, taken.credits, %(job)s, %(key)s,
+       'worker', NULL, '', NULL, %(note)s, now()
+  FROM taken
+RETURNING balance_after
+"""
+
+
+def extension_key(key: str, minute: int) -> str:
+    """The ledger key of a claim's further minute ``minute`` (1-based)."""
+    return f"{key}#{minute}"
+
+
+def credits_extend(*, account_id: int, job_pk: int, key: str, minute: int) -> bool:
+    """Reserve one further minute of a call in progress: its ``minute``-th
+    (the first CALL_RESERVE_MINUTES were reserved with the call). One
+    statement, taken only if the balance covers it, as ``credits_reserve``.
+    False means the account cannot pay for that minute. Idempotent per
+    (claim, minute); the settlement counts these entries in.
+    """
+    amount = settings.CALL_COST_PER_STARTED_MINUTE
+    if amount <= 0:
+        return True
+    ledger_key, note = extension_key(key, minute), f"minute {minute}"
+    params = {
+        "amount": amount,
+        "account": account_id,
+        "job": job_pk,
+        "key": ledger_key,
+        "note": note,
+    }
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                if _execute(_EXTEND_SQL, params) is not None:
+                    return True
+                return _extension_exists(job_pk, ledger_key)
+            row = _execute(
+                "UPDATE accounts_account SET credits = credits - %s, updated_at = %s"
+                " WHERE id = %s AND credits >= %s RETURNING credits",
+                [amount, timezone.now(), account_id, amount],
+            )
+            if row is None:
+                return _extension_exists(job_pk, ledger_key)
+            _entry(
+                account_id=account_id,
+                kind=CreditEntry.Kind.EXTEND,
+                amount=-amount,
+                balance_after=int(row[0]),
+                job_pk=job_pk,
+                claim_key=ledger_key,
+                note=note,
+            )
+            return True
+    except IntegrityError:
+        return True  # this minute was reserved before (a retried round)
+
+
+def _extension_exists(job_pk: int, ledger_key: str) -> bool:
+    # A retried round: the minute was paid for before the balance ran low.
+    return CreditEntry.objects.filter(
+        job_pk=job_pk, claim_key=ledger_key, kind=CreditEntry.Kind.EXTEND
+    ).exists()
+
+
+def _extended(job_pk: int, key: str) -> int:
+    """What the further minutes of a claim have reserved, in all."""
+    total = CreditEntry.objects.filter(
+        job_pk=job_pk,
+        kind=CreditEntry.Kind.EXTEND,
+        claim_key__startswith=f"{key}#",
+    ).aggregate(total=Sum("amount"))["total"]
+    return -int(total or 0)
+
+
 _SETTLE_SQL = """
 UPDATE accounts_account AS a
    SET credits = GREATEST(locked.credits + %s, 0), updated_at = now()
@@ -294,6 +378,7 @@ def credits_settle(
         ).exists():
             return 0
         reserved = -reserved_entry.amount if reserved_entry else 0
+        reserved += _extended(job_pk, key)
         refund = reserved - cost
         if connection.vendor == "postgresql":
             # Lock, cap and write the account row in one statement, late in
@@ -404,13 +489,19 @@ _SETTLE_MANY_SQL = f"""
 WITH {ASYNC_COMMIT_CTE},
 todo AS (
     SELECT i.job_pk, i.claim_key, i.cost, i.note, i.ord,
-           COALESCE(-r.amount, 0) AS reserved,
-           COALESCE(-r.amount, 0) - i.cost AS refund
+           COALESCE(-r.amount, 0) + x.extended AS reserved,
+           COALESCE(-r.amount, 0) + x.extended - i.cost AS refund
       FROM unnest(%(jobs)s::bigint[], %(keys)s::text[], %(costs)s::bigint[],
                   %(notes)s::text[])
            WITH ORDINALITY AS i(job_pk, claim_key, cost, note, ord)
       LEFT JOIN accounts_creditentry r
         ON r.job_pk = i.job_pk AND r.claim_key = i.claim_key AND r.kind = 'reserve'
+      -- The further minutes reserved while the call ran (credits_extend).
+      CROSS JOIN LATERAL (
+           SELECT COALESCE(-sum(e.amount), 0)::bigint AS extended
+             FROM accounts_creditentry e
+            WHERE e.job_pk = i.job_pk AND e.kind = 'extend'
+              AND starts_with(e.claim_key, i.claim_key || '#')) x
      WHERE NOT EXISTS (
            SELECT 1 FROM accounts_creditentry s
             WHERE s.job_pk = i.job_pk AND s.claim_key = i.claim_key
@@ -777,7 +868,8 @@ def credits_settle_orphans(*, older_than_seconds: float | None = None) -> int:
             and claim_key(job.claimed_at) == entry.claim_key
         ):
             continue  # still held under this claim: its worker will settle
-        cost, note = _claim_cost(job, entry.claim_key, -entry.amount)
+        reserved = -entry.amount + _extended(entry.job_pk, entry.claim_key)
+        cost, note = _claim_cost(job, entry.claim_key, reserved)
         credits_settle(
             account_id=entry.account_id,
             job_pk=entry.job_pk,

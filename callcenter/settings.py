@@ -16,7 +16,14 @@ import dj_database_url
 import phonenumbers as _phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
-from callcenter.env import env_bool, env_float, env_int, env_list, env_str
+from callcenter.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -193,6 +200,13 @@ Q_CLUSTER = {
 CALL_COST_PER_CALL = env_int("CALL_COST_PER_CALL", 1, minimum=0)
 CALL_COST_PER_STARTED_MINUTE = env_int("CALL_COST_PER_STARTED_MINUTE", 1, minimum=0)
 CALL_RESERVE_MINUTES = env_int("CALL_RESERVE_MINUTES", 1, minimum=0)
+# A call that runs past its reserved minutes has each further minute
+# reserved shortly before it starts. When the balance cannot cover it, the
+# worker hangs the call up ("hangup") or lets it run on, charged when it
+# ends up to what is left ("continue").
+CALL_OUT_OF_CREDITS = env_choice(
+    "CALL_OUT_OF_CREDITS", "hangup", frozenset({"hangup", "continue"})
+)
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", False)
 # The total time one delivery attempt may take: connect, send and read
 # together (not per socket read), so an endpoint that trickles its reply

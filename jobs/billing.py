@@ -86,6 +86,19 @@ def reserve_calls(
     return payable
 
 
+def extend_call(job: Job, *, minute: int) -> bool:
+    """Reserve the ``minute``-th minute of ``job``'s call in progress; False
+    means the account cannot pay for it (see CALL_OUT_OF_CREDITS)."""
+    from accounts.services import claim_key, credits_extend
+
+    return credits_extend(
+        account_id=job.account_id,
+        job_pk=job.pk,
+        key=claim_key(job.claimed_at),
+        minute=minute,
+    )
+
+
 def settle_calls(ended: list[tuple[Job, float, str]]) -> None:
     """``settle_call`` for every (job, duration_seconds, outcome) of a round
     of the worker: one statement per account in the common case."""

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 DB_ERRORS = (OperationalError, InterfaceError)
 HANGUP_NOT_HELD = "job no longer held (cancelled, deleted or recovered)"
+OUT_OF_CREDITS = "out of credits"
 # After the shutdown timeout the calls are hung up; this is how long the
 # worker then waits for them to report before leaving them to lease expiry.
 HANGUP_GRACE_SECONDS = 10.0
@@ -94,6 +95,11 @@ def default_worker_id() -> str:
 class Call:
     job: Job
     dialed_at: datetime
+    # The worker's clock when the call was handed to the dialer, and the
+    # minutes its account has paid for so far (see extend_reservations).
+    started: float = 0.0
+    reserved_minutes: int = 0
+    unfunded: bool = False
     handle: CallHandle | None = None
     call_id: str = ""
     call_id_saved: bool = False
@@ -235,6 +241,7 @@ class CallWorker:
         lease_seconds: int | None = None,
         poll_seconds: float | None = None,
         listen: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dialer = dialer
         self.worker_id = worker_id or default_worker_id()
@@ -254,6 +261,7 @@ class CallWorker:
         self.recover_every = max(self.lease_seconds / 4, 1.0)
         self.promote_every = 1.0
         self.listen = listen
+        self.clock = clock  # how long calls have run (tests inject one)
 
         self.calls: dict[int, Call] = {}
         self.background = Background(self.worker_id)
@@ -340,6 +348,9 @@ class CallWorker:
         ]
         if not ended:
             return False
+        for call, result in ended:
+            if call.hangup_reason == OUT_OF_CREDITS and not result.error:
+                result.error = OUT_OF_CREDITS  # kept in the attempt log
         lifecycle.record_calls(
             worker_id=self.worker_id,
             token=self.token,
@@ -395,6 +406,50 @@ class CallWorker:
             )
             self.hang_up(call, HANGUP_NOT_HELD)
         return bool(lost)
+
+    def extend_reservations(self) -> bool:
+        """Reserve the next minute of every call about to run past the
+        minutes its account has paid for.
+
+        The attempt is made up to two renewal periods before the minute
+        begins (the main loop comes round at least once per period while
+        calls run). When the account cannot pay for it, CALL_OUT_OF_CREDITS
+        decides: ``hangup`` ends the call then, inside the minutes already
+        paid for; ``continue`` lets it run, and the settlement charges what
+        is left. Returns whether any call was extended or hung up.
+        """
+        if settings.CALL_COST_PER_STARTED_MINUTE <= 0:
+            return False
+        lead = 2 * self.renew_every
+        now = self.clock()
+        changed = False
+        for call in list(self.calls.values()):
+            if call.result is not None or call.hangup_reason or call.unfunded:
+                continue
+            if now - call.started < call.reserved_minutes * 60 - lead:
+                continue
+            minute = call.reserved_minutes + 1
+            if billing.extend_call(call.job, minute=minute):
+                call.reserved_minutes = minute
+                changed = True
+                continue
+            hang = settings.CALL_OUT_OF_CREDITS == "hangup"
+            self._log(
+                logging.WARNING,
+                "account cannot pay for the call's next minute: %s",
+                "hanging up" if hang else "letting it run",
+                action="credits.extend_failed",
+                job_id=call.job.pk,
+                account_id=call.job.account_id,
+                minute=minute,
+                policy=settings.CALL_OUT_OF_CREDITS,
+            )
+            if hang:
+                self.hang_up(call, OUT_OF_CREDITS)
+                changed = True
+            else:
+                call.unfunded = True
+        return changed
 
     def recover(self) -> bool:
         """Start a recovery pass of expired leases in the background: it asks
@@ -534,7 +589,12 @@ class CallWorker:
         )
         for job in dialed:
             assert job.dialed_at is not None  # set by mark_dialed
-            call = Call(job=job, dialed_at=job.dialed_at)
+            call = Call(
+                job=job,
+                dialed_at=job.dialed_at,
+                started=self.clock(),
+                reserved_minutes=settings.CALL_RESERVE_MINUTES,
+            )
             self.calls[job.pk] = call
             self.started += 1
             self._log(
@@ -573,6 +633,7 @@ class CallWorker:
         found |= self.save_call_ids()
         found |= self.finish_calls()
         found |= self.renew()
+        found |= self.extend_reservations()
         found |= self.recover()
         found |= self.promote()
         found |= self.claim()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "callcenter" / "settings.py"
 OPERATIONS = ROOT / "docs" / "operations.md"
 README = ROOT / "README.md"
-ENV_READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list"}
+ENV_READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choice"}
 
 
 def settings_env_vars(source: str) -> set[str]:

@@ -66,6 +66,7 @@ def test_settings__secret_key_required_without_debug():
         ("WORKER_NICE", "20"),
         ("WORKER_NICE", "-5"),
         ("CACHE_BACKEND", "memcached"),
+        ("CALL_OUT_OF_CREDITS", "shrug"),
     ],
 )
 def test_settings__bad_value_names_the_variable(name, value):

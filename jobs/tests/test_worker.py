@@ -28,7 +28,7 @@ from jobs.lifecycle import ERROR_AFTER_DIAL
 from jobs.models import Job, JobStatus
 from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
-from jobs.worker import CallWorker, database_now
+from jobs.worker import OUT_OF_CREDITS, CallWorker, database_now
 
 # The loop closes stale connections between rounds, which needs real commits.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -394,3 +394,92 @@ def test_call_worker__the_suspension_sweep_does_not_hold_up_the_main_thread(
     worker.background.stop(timeout=30)
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUSPENDED}
     assert not Batch.objects.filter(account=account, is_active=True).exists()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def long_call_worker(clock: Clock) -> CallWorker:
+    # Calls that last until hung up.
+    dialer = SimulatedDialer(call_seconds=(3600, 3600), outcomes={"answered": 1})
+    return CallWorker(dialer=dialer, worker_id="w1", listen=False, clock=clock)
+
+
+@pytest.fixture
+def per_minute(settings):
+    settings.CALL_COST_PER_CALL = 1
+    settings.CALL_COST_PER_STARTED_MINUTE = 2
+    settings.CALL_RESERVE_MINUTES = 1
+    settings.WORKER_RENEW_SECONDS = 1
+    return settings
+
+
+def test_call_worker__reserves_each_further_minute_and_hangs_up_when_it_cannot(
+    account, per_minute
+):
+    """The balance pays for the first minute and one more: the call is hung
+    up before a third minute starts, and the account never pays less than
+    the minutes the call ran."""
+    per_minute.CALL_OUT_OF_CREDITS = "hangup"
+    Account.objects.filter(pk=account.pk).update(credits=3 + 2)
+    job = JobFactory(batch=BatchFactory(account=account))
+    clock = Clock()
+    worker = long_call_worker(clock)
+    assert worker.claim()
+    [call] = worker.calls.values()
+
+    clock.now = 30
+    assert worker.extend_reservations() is False  # the first minute is paid
+    clock.now = 59
+    assert worker.extend_reservations() is True  # the second one is taken
+    assert call.reserved_minutes == 2
+    clock.now = 119
+    assert worker.extend_reservations() is True  # no third: hung up
+    assert call.hangup_reason == OUT_OF_CREDITS
+    wait_for(lambda: call.result is not None, "the hung-up call to end")
+    assert worker.finish_calls()
+
+    # The call's cost (1 + 2 per started minute of the dialer's duration,
+    # under a minute here) is settled against both reservations.
+    ledger = account.credit_entries.order_by("id").values_list("kind", "amount")
+    assert list(ledger) == [("reserve", -3), ("extend", -2), ("settle", 2)]
+    account.refresh_from_db()
+    assert account.credits == 2
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.result["hung_up"] is True
+    assert job.attempt_log[-1]["error"] == OUT_OF_CREDITS
+
+
+def test_call_worker__can_let_a_call_run_on_when_the_next_minute_is_unpaid(
+    account, per_minute, caplog
+):
+    """CALL_OUT_OF_CREDITS=continue: the call runs on, the worker says so
+    once, and the settlement charges what is left."""
+    per_minute.CALL_OUT_OF_CREDITS = "continue"
+    Account.objects.filter(pk=account.pk).update(credits=3)
+    JobFactory(batch=BatchFactory(account=account))
+    clock = Clock()
+    worker = long_call_worker(clock)
+    assert worker.claim()
+    [call] = worker.calls.values()
+
+    with caplog.at_level(logging.WARNING, logger="jobs"):
+        clock.now = 59
+        assert worker.extend_reservations() is False
+        clock.now = 119
+        assert worker.extend_reservations() is False  # not asked again
+
+    assert call.hangup_reason == ""
+    assert call.unfunded
+    [warning] = [r for r in caplog.records if r.action == "credits.extend_failed"]
+    assert warning.policy == "continue"
+    assert list(account.credit_entries.values_list("kind", flat=True)) == ["reserve"]
+    worker.stop()
+    worker.stop()  # hang up now
+    worker.run()
