@@ -24,4 +24,9 @@ urlpatterns = [
     # Staff dashboard (batches/dashboard.py).
     path("dashboard/", dashboard.dashboard_view, name="dashboard"),
     path("dashboard/data.json", dashboard.dashboard_data_view, name="dashboard-data"),
+    path(
+        "dashboard/batches/<int:pk>/pause",
+        dashboard.dashboard_pause_view,
+        name="dashboard-pause",
+    ),
 ]

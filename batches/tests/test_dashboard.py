@@ -140,10 +140,79 @@ def test_dashboard_data_view__query_count_is_fixed(
 ):
     for _ in range(3):
         JobFactory.create_batch(2, batch=BatchFactory())
-    # session, user, batches, status counts, workers, chart, in progress
-    with django_assert_num_queries(7):
+    # session, user, batches, status counts, rates, workers, chart, in progress
+    with django_assert_num_queries(8):
         admin_client.get(DATA)
     for _ in range(20):
         JobFactory(batch=BatchFactory())
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         admin_client.get(DATA)
+
+
+def test_dashboard_data__rate_and_eta_per_batch(system_actor):
+    active = BatchFactory(name="Renewals")
+    paused = BatchFactory(name="Survey")
+    JobFactory.create_batch(3, batch=active)  # left to call
+    JobFactory(batch=paused)
+    for minutes in (5, 20, 50):  # three finished in the last hour
+        call(active, worker="w", finished_ago=timedelta(minutes=minutes))
+    call(active, worker="w", finished_ago=timedelta(hours=3))  # not in the rate
+    call(paused, worker="w", finished_ago=timedelta(minutes=1))
+    services.batch_pause(batch=paused, actor=system_actor)
+
+    with time_machine.travel(NOW, tick=False):
+        renewals, survey = dashboard_data()["batches"]
+
+    assert renewals["rate_per_hour"] == 3
+    # 3 left at 3 per hour: an hour from now.
+    assert renewals["eta"]["at"] == NOW + timedelta(hours=1)
+    assert survey["rate_per_hour"] == 1
+    assert survey["eta"] == {"at": None, "seconds": None, "why_not": "paused"}
+
+
+def test_dashboard_pause__pauses_audited_and_says_how_many_finish(admin_client):
+    batch = BatchFactory(name="Renewals")
+    JobFactory.create_batch(2, batch=batch, status=JobStatus.IN_PROGRESS)
+    JobFactory(batch=batch)
+
+    response = admin_client.post(reverse("dashboard-pause", args=[batch.pk]))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["changed"] is True
+    assert body["in_progress"] == 2
+    assert body["message"] == ("Paused: no new calls; 2 calls in progress finishing.")
+    batch.refresh_from_db()
+    assert batch.is_active is False
+    event = batch.events.get(action="paused")
+    assert (event.source, event.actor_label) == ("admin", "admin")
+    again = admin_client.post(reverse("dashboard-pause", args=[batch.pk])).json()
+    assert again["changed"] is False
+
+
+def test_dashboard_pause__post_only_and_needs_change_permission(admin_client):
+    from django.contrib.auth.models import Permission
+
+    batch = BatchFactory()
+    url = reverse("dashboard-pause", args=[batch.pk])
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    client = Client()
+    client.force_login(viewer)
+
+    assert admin_client.get(url).status_code == 405
+    assert client.post(url).status_code == 403
+    assert 'data-can-pause="false"' in client.get(DASHBOARD).content.decode()
+    batch.refresh_from_db()
+    assert batch.is_active is True
+
+
+def test_dashboard_pause__a_cancelled_batch_stays_as_it_is(admin_client, system_actor):
+    batch = BatchFactory()
+    services.batch_cancel(batch=batch, actor=system_actor)
+
+    response = admin_client.post(reverse("dashboard-pause", args=[batch.pk]))
+
+    assert response.status_code == 200
+    assert response.json()["changed"] is False
+    assert not batch.events.filter(action="paused").exists()

@@ -6,6 +6,7 @@
   var root = document.getElementById("cc-dashboard");
   if (!root) return;
   var url = root.dataset.url;
+  var canPause = root.dataset.canPause === "true";
   var interval = parseInt(root.dataset.refreshMs, 10) || 3000;
   var SVG = "http://www.w3.org/2000/svg";
 
@@ -44,6 +45,17 @@
         stateCell.appendChild(el("br"));
         stateCell.appendChild(el("small", {class: "cc-reason", text: b.pause_reason}));
       }
+      if (b.state === "paused") {
+        // What the pause means right now: nothing new starts, calls end.
+        stateCell.appendChild(el("br"));
+        stateCell.appendChild(el("small", {class: "cc-effect", text: effect(b.in_progress)}));
+      }
+      var action = el("td", {});
+      if (canPause && b.state === "active") {
+        var button = el("button", {type: "button", class: "cc-pause", text: "Pause"});
+        button.addEventListener("click", function () { pause(b, button); });
+        action.appendChild(button);
+      }
       return el("tr", {"data-batch-id": b.batch_id}, [
         el("td", {}, [el("a", {href: b.url, text: b.name}), el("br"),
                       el("code", {class: "cc-id", text: b.batch_id})]),
@@ -53,10 +65,53 @@
         el("td", {title: tooltip(b.counts)}, [
           el("div", {class: "cc-progress"}, [bar]),
           el("small", {class: "cc-finished", text: b.finished + " / " + b.total})]),
-        el("td", {class: "cc-num cc-in-progress", text: String(b.in_progress)})
+        el("td", {class: "cc-num cc-in-progress", text: String(b.in_progress)}),
+        el("td", {class: "cc-num cc-rate", text: b.rate_per_hour + "/h"}),
+        el("td", {class: "cc-eta", text: eta(b.eta)}),
+        action
       ]);
     }));
     document.getElementById("cc-batches-empty").hidden = batches.length > 0;
+  }
+
+  function effect(finishing) {
+    return finishing ? "no new calls · " + finishing + " finishing"
+                     : "no new calls · none in progress";
+  }
+
+  function eta(e) {
+    if (e.at) return new Date(e.at).toLocaleString();
+    return "- (" + e.why_not + ")";
+  }
+
+  function flash(text, isError) {
+    var node = document.getElementById("cc-flash");
+    node.textContent = text;
+    node.className = isError ? "cc-flash cc-flash-error" : "cc-flash";
+    node.hidden = false;
+  }
+
+  function pause(b, button) {
+    var question = "Pause \u201c" + b.name + "\u201d? No new call will start; " +
+      "the " + b.in_progress + " call(s) in progress finish.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    var token = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+    fetch(b.pause_url, {method: "POST", credentials: "same-origin",
+                        headers: {"X-CSRFToken": token, Accept: "application/json"}})
+      .then(function (r) {
+        return r.json().then(function (body) { return {ok: r.ok, body: body}; });
+      })
+      .then(function (res) {
+        if (!res.ok) throw new Error(res.body.error ? res.body.error.message : "failed");
+        flash("\u201c" + b.name + "\u201d " + res.body.message.charAt(0).toLowerCase() +
+              res.body.message.slice(1));
+        refreshNow();
+      })
+      .catch(function (err) {
+        button.disabled = false;
+        flash("Could not pause \u201c" + b.name + "\u201d: " + err.message, true);
+      });
   }
 
   function renderWorkers(workers) {
@@ -102,7 +157,17 @@
     renderChart(data.calls_per_minute);
   }
 
+  var timer = null;
+  var inflight = false;
+
+  function refreshNow() {
+    window.clearTimeout(timer);
+    refresh();
+  }
+
   function refresh() {
+    if (inflight) return;  // the request under way schedules the next one
+    inflight = true;
     fetch(url, {credentials: "same-origin", cache: "no-store",
                 headers: {Accept: "application/json"}})
       .then(function (r) {
@@ -116,9 +181,12 @@
         document.getElementById("cc-stale").hidden = true;
       })
       .catch(function () { document.getElementById("cc-stale").hidden = false; })
-      .then(function () { window.setTimeout(refresh, interval); });
+      .then(function () {
+        inflight = false;
+        timer = window.setTimeout(refresh, interval);
+      });
   }
 
   render(JSON.parse(document.getElementById("cc-dashboard-data").textContent));
-  window.setTimeout(refresh, interval);
+  timer = window.setTimeout(refresh, interval);
 })();
