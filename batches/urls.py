@@ -11,20 +11,19 @@ from drf_spectacular.views import (
 
 from batches import views
 from callcenter.api import both_slashes
+from callcenter.viewsets import OptionalSlashRouter
 from jobs import views as job_views
 
 app_name = "api-v1"
 
 B = "batches/<str:batch_id>"
 
+router = OptionalSlashRouter()
+# batches, batches/{batch_id}, and its pause, resume, cancel, stats and report.
+router.register("batches", views.BatchViewSet, basename="batch")
+
 urlpatterns = [
-    *both_slashes("batches", views.BatchListCreateView.as_view(), "batch-list"),
-    *both_slashes(B, views.BatchDetailView.as_view(), "batch-detail"),
-    *both_slashes(f"{B}/pause", views.BatchPauseView.as_view(), "batch-pause"),
-    *both_slashes(f"{B}/resume", views.BatchResumeView.as_view(), "batch-resume"),
-    *both_slashes(f"{B}/cancel", views.BatchCancelView.as_view(), "batch-cancel"),
-    *both_slashes(f"{B}/stats", views.BatchStatsView.as_view(), "batch-stats"),
-    *both_slashes(f"{B}/report", views.BatchReportView.as_view(), "batch-report"),
+    *router.urls,
     *both_slashes(f"{B}/jobs", job_views.BatchJobsView.as_view(), "batch-jobs"),
     path(f"{B}/results.csv", job_views.ResultsCSVView.as_view(), name="results-csv"),
     path(

@@ -10,11 +10,10 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.generics import GenericAPIView
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.actor import Actor, Source
-from accounts.idempotency import idempotent
+from accounts.models import Account
 from batches import services
 from batches.models import Batch
 from batches.report import batch_report
@@ -36,18 +35,14 @@ from callcenter.api import (
     StrictSerializer,
     error_responses,
     parse_strict_bool,
-    request_membership,
+)
+from callcenter.viewsets import (
+    IDEMPOTENCY_PARAMETER,
+    AccountScopedView,
+    AccountScopedViewSet,
 )
 from jobs.imports import ImportResult, jobs_import, rows_from_json
 
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Retrying a POST with the same key returns the first response "
-    "and never creates twice (kept API_IDEMPOTENCY_TTL_HOURS).",
-)
 BATCH_ID_PARAMETER = OpenApiParameter(
     "batch_id",
     OpenApiTypes.STR,
@@ -56,32 +51,29 @@ BATCH_ID_PARAMETER = OpenApiParameter(
 )
 
 
-class AccountScopedView(GenericAPIView):
-    """The caller's account, and lookups confined to it."""
+def account_batch(account: Account, batch_id: str) -> Batch:
+    """The account's live batch with this public id, or 404."""
+    if not PUBLIC_ID_RE.match(batch_id):
+        raise exceptions.NotFound("Batch not found.")
+    try:
+        return Batch.objects.get(account_id=account.pk, batch_id=batch_id)
+    except Batch.DoesNotExist:
+        raise exceptions.NotFound("Batch not found.") from None
 
-    @property
-    def account(self):
-        return request_membership(self.request).account
+
+class BatchScopedView(AccountScopedView):
+    """A view under /batches/{batch_id}/ that is not one of the batch's
+    actions (the results downloads)."""
 
     def get_batch(self, batch_id: str) -> Batch:
-        if not PUBLIC_ID_RE.match(batch_id):
-            raise exceptions.NotFound("Batch not found.")
-        try:
-            return Batch.objects.get(account_id=self.account.pk, batch_id=batch_id)
-        except Batch.DoesNotExist:
-            raise exceptions.NotFound("Batch not found.") from None
+        return account_batch(self.account, batch_id)
 
     # The browsable API's forms call these two.
     def get_queryset(self):
         return Batch.objects.filter(account_id=self.account.pk)
 
-    def get_object(self):
-        if "batch_id" not in self.kwargs:
-            raise exceptions.NotFound()
+    def get_object(self) -> Batch:
         return self.get_batch(self.kwargs["batch_id"])
-
-    def actor(self) -> Actor:
-        return Actor.from_request(self.request, Source.API)
 
 
 def import_rows_error(result: ImportResult) -> ApiError:
@@ -120,20 +112,55 @@ class BatchFilterSerializer(serializers.Serializer):
     )
 
 
-class BatchListCreateView(AccountScopedView):
-    """List the account's batches, or create one (optionally with jobs)."""
+def _action_schema(method: str, operation_id: str):
+    return extend_schema(
+        methods=[method],
+        operation_id=operation_id,
+        parameters=[BATCH_ID_PARAMETER],
+        request=ReasonSerializer,
+        responses={200: BatchActionResponseSerializer, **error_responses(409)},
+    )
+
+
+class BatchViewSet(AccountScopedViewSet):
+    """/batches: the account's batches; pause, resume, cancel, stats, report.
+
+    pause and resume answer PUT (as the original system did) and POST, and
+    are idempotent.
+    """
 
     serializer_class = BatchSerializer
+    lookup_field = "batch_id"
+    lookup_value_regex = "[^/]+"
+    # The browsable API's forms, per route (the detail route's is the batch).
+    action_serializers = {
+        "pause": BatchActionResponseSerializer,
+        "resume": BatchActionResponseSerializer,
+        "cancel": BatchCancelResponseSerializer,
+        "stats": BatchStatsSerializer,
+    }
+
+    def get_serializer_class(self):
+        return self.action_serializers.get(self.action, BatchSerializer)
+
+    def get_queryset(self):
+        return Batch.objects.filter(account_id=self.account.pk)
+
+    def get_object(self) -> Batch:
+        if "batch_id" not in self.kwargs:
+            raise exceptions.NotFound()
+        return account_batch(self.account, self.kwargs["batch_id"])
 
     @extend_schema(
         operation_id="batches_list",
         parameters=[BatchFilterSerializer],
         responses={200: BatchSerializer(many=True), **error_responses()},
     )
-    def get(self, request):
+    def list(self, request):
+        """List the account's batches."""
         params = BatchFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        queryset = Batch.objects.filter(account_id=self.account.pk)
+        queryset = self.get_queryset()
         state = params.validated_data.get("state")
         if state == "cancelled":
             queryset = queryset.filter(cancelled_at__isnull=False)
@@ -159,10 +186,9 @@ class BatchListCreateView(AccountScopedView):
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: BatchSerializer, **error_responses(409, 413, 422)},
     )
-    def post(self, request):
-        return idempotent(
-            request, account=self.account, create=lambda: self._create(request)
-        )
+    def create(self, request):
+        """Create a batch, optionally with its jobs."""
+        return self.idempotent(lambda: self._create(request))
 
     def _create(self, request) -> Response:
         serializer = BatchCreateSerializer(data=request.data)
@@ -184,19 +210,14 @@ class BatchListCreateView(AccountScopedView):
             headers={"Location": f"/api/v1/batches/{batch.batch_id}"},
         )
 
-
-class BatchDetailView(AccountScopedView):
-    """One batch: read, change (PATCH) or delete."""
-
-    serializer_class = BatchSerializer
-
     @extend_schema(
         operation_id="batches_retrieve",
         parameters=[BATCH_ID_PARAMETER],
         responses={200: BatchSerializer, **error_responses()},
     )
-    def get(self, request, batch_id: str):
-        return Response(BatchSerializer(self.get_batch(batch_id)).data)
+    def retrieve(self, request, batch_id: str):
+        """One batch."""
+        return Response(BatchSerializer(self.get_object()).data)
 
     @extend_schema(
         operation_id="batches_update",
@@ -208,8 +229,8 @@ class BatchDetailView(AccountScopedView):
         "changed; a PATCH that changes nothing says so. Reactivating a "
         "cancelled batch is 409.",
     )
-    def patch(self, request, batch_id: str):
-        batch = self.get_batch(batch_id)
+    def partial_update(self, request, batch_id: str):
+        batch = self.get_object()
         serializer = BatchUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changed = services.batch_update(
@@ -239,8 +260,9 @@ class BatchDetailView(AccountScopedView):
         ],
         responses={200: BatchDeleteResponseSerializer, **error_responses(409)},
     )
-    def delete(self, request, batch_id: str):
-        batch = self.get_batch(batch_id)
+    def destroy(self, request, batch_id: str):
+        """Delete a batch."""
+        batch = self.get_object()
         delete_jobs = parse_strict_bool(
             "delete_jobs", request.query_params.get("delete_jobs")
         )
@@ -257,23 +279,12 @@ class BatchDetailView(AccountScopedView):
             }
         )
 
-
-def _action_schema(operation_id: str):
-    return extend_schema(
-        operation_id=operation_id,
-        parameters=[BATCH_ID_PARAMETER],
-        request=ReasonSerializer,
-        responses={200: BatchActionResponseSerializer, **error_responses(409)},
-    )
-
-
-class BatchPauseView(AccountScopedView):
-    """Legacy route: PUT (as in the reference) or POST. Idempotent."""
-
-    serializer_class = BatchActionResponseSerializer
-
-    def _pause(self, request, batch_id: str) -> Response:
-        batch = self.get_batch(batch_id)
+    @_action_schema("PUT", "batches_pause")
+    @_action_schema("POST", "batches_pause_post")
+    @action(detail=True, methods=["put", "post"])
+    def pause(self, request, batch_id: str):
+        """PUT (as in the original system) or POST. Idempotent."""
+        batch = self.get_object()
         changed = services.batch_pause(
             batch=batch, actor=self.actor(), reason=_reason(request)
         )
@@ -287,23 +298,13 @@ class BatchPauseView(AccountScopedView):
             }
         )
 
-    @_action_schema("batches_pause")
-    def put(self, request, batch_id: str):
-        return self._pause(request, batch_id)
-
-    @_action_schema("batches_pause_post")
-    def post(self, request, batch_id: str):
-        return self._pause(request, batch_id)
-
-
-class BatchResumeView(AccountScopedView):
-    """Legacy route: PUT (as in the reference) or POST. Idempotent; a
-    cancelled batch cannot be resumed (409)."""
-
-    serializer_class = BatchActionResponseSerializer
-
-    def _resume(self, request, batch_id: str) -> Response:
-        batch = self.get_batch(batch_id)
+    @_action_schema("PUT", "batches_resume")
+    @_action_schema("POST", "batches_resume_post")
+    @action(detail=True, methods=["put", "post"])
+    def resume(self, request, batch_id: str):
+        """PUT (as in the original system) or POST. Idempotent; a cancelled
+        batch cannot be resumed (409)."""
+        batch = self.get_object()
         _reason(request)  # validates the (optional) body like pause does
         changed = services.batch_resume(batch=batch, actor=self.actor())
         return Response(
@@ -314,20 +315,6 @@ class BatchResumeView(AccountScopedView):
             }
         )
 
-    @_action_schema("batches_resume")
-    def put(self, request, batch_id: str):
-        return self._resume(request, batch_id)
-
-    @_action_schema("batches_resume_post")
-    def post(self, request, batch_id: str):
-        return self._resume(request, batch_id)
-
-
-class BatchCancelView(AccountScopedView):
-    """Cancel a batch permanently."""
-
-    serializer_class = BatchCancelResponseSerializer
-
     @extend_schema(
         operation_id="batches_cancel",
         parameters=[BATCH_ID_PARAMETER],
@@ -336,8 +323,9 @@ class BatchCancelView(AccountScopedView):
         description="Cancel permanently: every job that is not finished "
         "becomes cancelled. Cancelling again only finishes an interrupted sweep.",
     )
-    def post(self, request, batch_id: str):
-        batch = self.get_batch(batch_id)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, batch_id: str):
+        batch = self.get_object()
         reason = _reason(request) or services.BATCH_CANCELLED_REASON
         was_cancelled = batch.cancelled_at is not None
         cancelled = services.batch_cancel(
@@ -354,12 +342,6 @@ class BatchCancelView(AccountScopedView):
             }
         )
 
-
-class BatchStatsView(AccountScopedView):
-    """Statistics of a batch's jobs."""
-
-    serializer_class = BatchStatsSerializer
-
     @extend_schema(
         operation_id="batches_stats",
         parameters=[BATCH_ID_PARAMETER],
@@ -368,14 +350,9 @@ class BatchStatsView(AccountScopedView):
         "progress, calls in progress, first and last call times, and the "
         "batch's state with the reason for its pause.",
     )
-    def get(self, request, batch_id: str):
-        return Response(
-            BatchStatsSerializer(batch_stats(batch=self.get_batch(batch_id))).data
-        )
-
-
-class BatchReportView(AccountScopedView):
-    """How the batch went, and when it will end."""
+    @action(detail=True, methods=["get"])
+    def stats(self, request, batch_id: str):
+        return Response(BatchStatsSerializer(batch_stats(batch=self.get_object())).data)
 
     @extend_schema(
         operation_id="batches_report",
@@ -387,5 +364,7 @@ class BatchReportView(AccountScopedView):
         "remaining jobs wait; the rate over the last hour and the estimated "
         "completion time at that rate (null with `why_not` when there is none).",
     )
-    def get(self, request, batch_id: str):
-        return Response(batch_report(batch=self.get_batch(batch_id)))
+    @action(detail=True, methods=["get"])
+    def report(self, request, batch_id: str):
+        """How the batch went, and when it will end."""
+        return Response(batch_report(batch=self.get_object()))

@@ -13,16 +13,11 @@ from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.idempotency import idempotent
 from batches.selectors import batch_status_counts
 from batches.serializers import JobRowSerializer
-from batches.views import (
-    BATCH_ID_PARAMETER,
-    IDEMPOTENCY_PARAMETER,
-    AccountScopedView,
-    import_rows_error,
-)
+from batches.views import BATCH_ID_PARAMETER, BatchScopedView, import_rows_error
 from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
+from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedView
 from jobs import export, services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus, normalize_status
@@ -124,7 +119,7 @@ RESULTS_DESCRIPTION = (
 )
 
 
-class ResultsExportView(AccountScopedView):
+class ResultsExportView(BatchScopedView):
     """One row per job of the batch, streamed (see jobs.export)."""
 
     renderer_classes = [renderers.JSONRenderer, CSVRenderer, JSONLinesRenderer]
@@ -214,7 +209,7 @@ def _filtered(queryset, params: dict):
     return queryset.order_by(params.get("ordering", "-id"), "-id")
 
 
-class BatchJobsView(AccountScopedView):
+class BatchJobsView(BatchScopedView):
     """The jobs of one batch: list them, or import jobs in bulk."""
 
     serializer_class = JobSerializer
@@ -273,11 +268,7 @@ class BatchJobsView(AccountScopedView):
     )
     def post(self, request, batch_id: str):
         batch = self.get_batch(batch_id)
-        return idempotent(
-            request,
-            account=self.account,
-            create=lambda: self._import(request, batch),
-        )
+        return self.idempotent(lambda: self._import(request, batch))
 
     def _import(self, request, batch) -> Response:
         upload = request.FILES.get("file")
