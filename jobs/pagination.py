@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -72,8 +73,8 @@ class _Order:
     def after(self, key: list[Any], reverse: bool) -> Q:
         """Rows strictly after ``key`` in this order (before it if reverse).
 
-        PostgreSQL puts NULLs last when ascending and first when descending;
-        only scheduled_at may be NULL.
+        PostgreSQL puts NULLs last when ascending and first when descending,
+        SQLite the other way round; only scheduled_at may be NULL.
         """
         value, pk = key
         field_desc = self.desc != reverse
@@ -82,7 +83,7 @@ class _Order:
         if self.by_id:
             return past_id
         f = self.field
-        nulls_last = not field_desc
+        nulls_last = field_desc != (connection.vendor == "postgresql")
         if value is None:
             same = Q(**{f"{f}__isnull": True}) & past_id
             return same if nulls_last else same | Q(**{f"{f}__isnull": False})
@@ -263,7 +264,11 @@ class BatchJobsPagination(ApiPagination):
             terms = [t[1:] if t.startswith("-") else f"-{t}" for t in terms]
         if limit <= 0:
             return []
-        if not self.order.by_id or len(self.statuses) <= 1:
+        if (
+            not self.order.by_id
+            or len(self.statuses) <= 1
+            or connection.vendor != "postgresql"  # SQLite: no LIMIT per branch
+        ):
             return list(qs.order_by(*terms)[offset : offset + limit])
         # By id over several statuses: one range of job_batch_status_idx per
         # status, each cut at offset + limit, merged; then the page's rows.
