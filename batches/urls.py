@@ -21,20 +21,23 @@ B = "batches/<str:batch_id>"
 router = OptionalSlashRouter()
 # batches, batches/{batch_id}, and its pause, resume, cancel, stats and report.
 router.register("batches", views.BatchViewSet, basename="batch")
+# batches/{batch_id}/jobs: list and import.
+router.register(
+    r"batches/(?P<batch_id>[^/]+)/jobs",
+    job_views.BatchJobsViewSet,
+    basename="batch-jobs",
+)
+# jobs, jobs/{job_id} and its cancel.
+router.register("jobs", job_views.JobViewSet, basename="job")
 
 urlpatterns = [
     *router.urls,
-    *both_slashes(f"{B}/jobs", job_views.BatchJobsView.as_view(), "batch-jobs"),
+    # Downloads named like files: one form each, as before.
     path(f"{B}/results.csv", job_views.ResultsCSVView.as_view(), name="results-csv"),
     path(
         f"{B}/results.jsonl",
         job_views.ResultsJSONLView.as_view(),
         name="results-jsonl",
-    ),
-    *both_slashes("jobs", job_views.JobListView.as_view(), "job-list"),
-    *both_slashes("jobs/<int:job_id>", job_views.JobDetailView.as_view(), "job-detail"),
-    *both_slashes(
-        "jobs/<int:job_id>/cancel", job_views.JobCancelView.as_view(), "job-cancel"
     ),
     *both_slashes("schema", SpectacularAPIView.as_view(), "schema"),
     *both_slashes(

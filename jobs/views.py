@@ -10,14 +10,20 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, renderers, serializers, status
+from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
 from batches.selectors import batch_status_counts
 from batches.serializers import JobRowSerializer
-from batches.views import BATCH_ID_PARAMETER, BatchScopedView, import_rows_error
+from batches.views import (
+    BATCH_ID_PARAMETER,
+    BatchScopedView,
+    account_batch,
+    import_rows_error,
+)
 from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
-from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedView
+from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from jobs import export, services
 from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus, normalize_status
@@ -209,7 +215,7 @@ def _filtered(queryset, params: dict):
     return queryset.order_by(params.get("ordering", "-id"), "-id")
 
 
-class BatchJobsView(BatchScopedView):
+class BatchJobsViewSet(AccountScopedViewSet):
     """The jobs of one batch: list them, or import jobs in bulk."""
 
     serializer_class = JobSerializer
@@ -221,8 +227,8 @@ class BatchJobsView(BatchScopedView):
         parameters=[BATCH_ID_PARAMETER, JobFilterSerializer],
         responses={200: JobSerializer(many=True), **error_responses()},
     )
-    def get(self, request, batch_id: str):
-        batch = self.get_batch(batch_id)
+    def list(self, request, batch_id: str):
+        batch = account_batch(self.account, batch_id)
         params = JobFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         filters = params.validated_data
@@ -266,9 +272,14 @@ class BatchJobsView(BatchScopedView):
         "in E.164; a number already in the batch or repeated in the upload is "
         "a bad row. A cancelled batch takes no jobs (409).",
     )
-    def post(self, request, batch_id: str):
-        batch = self.get_batch(batch_id)
+    def create(self, request, batch_id: str):
+        batch = account_batch(self.account, batch_id)
         return self.idempotent(lambda: self._import(request, batch))
+
+    # The browsable API's forms call this one.
+    def get_queryset(self):
+        batch = account_batch(self.account, self.kwargs["batch_id"])
+        return Job.objects.filter(batch_id=batch.pk)
 
     def _import(self, request, batch) -> Response:
         upload = request.FILES.get("file")
@@ -308,20 +319,45 @@ class BatchJobsView(BatchScopedView):
         )
 
 
-class JobListView(AccountScopedView):
-    """The account's jobs, filtered by batch, status and phone."""
+JOB_ID_PARAMETER = OpenApiParameter(
+    "job_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The job's id."
+)
+
+
+class JobViewSet(AccountScopedViewSet):
+    """/jobs: the account's jobs, one job, and cancelling one job."""
+
+    serializer_class = JobSerializer
+    lookup_field = "job_id"
+    lookup_value_regex = "[0-9]+"
+
+    def get_serializer_class(self):
+        # The browsable API's form for the cancel route.
+        if self.action == "cancel":
+            return JobCancelResponseSerializer
+        return JobSerializer
 
     def get_queryset(self):
         return Job.objects.filter(account_id=self.account.pk)
 
-    serializer_class = JobSerializer
+    def get_object(self) -> Job:
+        job_id = int(self.kwargs["job_id"])
+        if job_id > MAX_JOB_PK:
+            raise exceptions.NotFound("Job not found.")
+        try:
+            return Job.objects.select_related("batch").get(
+                pk=job_id, account_id=self.account.pk
+            )
+        except Job.DoesNotExist:
+            raise exceptions.NotFound("Job not found.") from None
 
     @extend_schema(
         operation_id="jobs_list",
         parameters=[AccountJobFilterSerializer],
         responses={200: JobSerializer(many=True), **error_responses()},
     )
-    def get(self, request):
+    def list(self, request):
+        """The account's jobs, filtered by batch, status and phone."""
         params = AccountJobFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         filters = params.validated_data
@@ -337,48 +373,14 @@ class JobListView(AccountScopedView):
         page = self.paginate_queryset(_filtered(queryset, filters))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
-
-JOB_ID_PARAMETER = OpenApiParameter(
-    "job_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The job's id."
-)
-
-
-class JobView(AccountScopedView):
-    def get_queryset(self):
-        return Job.objects.filter(account_id=self.account.pk)
-
-    def get_object(self):
-        return self.get_job(self.kwargs["job_id"])
-
-    def get_job(self, job_id: int) -> Job:
-        if job_id > MAX_JOB_PK:
-            raise exceptions.NotFound("Job not found.")
-        try:
-            return Job.objects.select_related("batch").get(
-                pk=job_id, account_id=self.account.pk
-            )
-        except Job.DoesNotExist:
-            raise exceptions.NotFound("Job not found.") from None
-
-
-class JobDetailView(JobView):
-    """One job: status, attempts, claim, outcome and cancel reason."""
-
-    serializer_class = JobSerializer
-
     @extend_schema(
         operation_id="jobs_retrieve",
         parameters=[JOB_ID_PARAMETER],
         responses={200: JobSerializer, **error_responses()},
     )
-    def get(self, request, job_id: int):
-        return Response(JobSerializer(self.get_job(job_id)).data)
-
-
-class JobCancelView(JobView):
-    """Cancel one job."""
-
-    serializer_class = JobCancelResponseSerializer
+    def retrieve(self, request, job_id: str):
+        """One job: status, attempts, claim, outcome and cancel reason."""
+        return Response(JobSerializer(self.get_object()).data)
 
     @extend_schema(
         operation_id="jobs_cancel",
@@ -387,8 +389,9 @@ class JobCancelView(JobView):
         responses={200: JobCancelResponseSerializer, **error_responses(409)},
         description="Cancel one job. A finished job cannot be cancelled (409).",
     )
-    def post(self, request, job_id: int):
-        job = self.get_job(job_id)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, job_id: str):
+        job = self.get_object()
         data = request.data
         if data is None or data in ("", [], {}):
             data = {}  # no body: cancel with the default reason
