@@ -163,6 +163,9 @@ SIMULATED_OUTCOMES = env_str(
     "SIMULATED_OUTCOMES", "answered=0.7,busy=0.1,no_answer=0.1,voicemail=0.1"
 )
 SIMULATED_SEED = env_str("SIMULATED_SEED")
+# A path: simulated calls do not end before this file exists. Lets a test
+# hold calls in progress for as long as it needs them, then release them.
+SIMULATED_HOLD_FILE = env_str("SIMULATED_HOLD_FILE")
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 # The worker's hot statements (claim, reservation, outcome record, settlement)
 # run as server-side prepared statements, planned once per connection. Turn

@@ -777,9 +777,19 @@ class CallWorker:
             self.listener = Listener(self.inbox, self.worker_id)
             self.listener.start()
         hung_up_at: float | None = None
+        stop_noted = False
         try:
             while not self.finished():
                 now = time.monotonic()
+                if self.stopping and not stop_noted:
+                    # Logged here, not in stop(): a signal handler must not log.
+                    stop_noted = True
+                    self._log(
+                        logging.INFO,
+                        "stop requested: no new claims; calls in progress finish",
+                        action="worker.stopping",
+                        calls_in_flight=len(self.calls),
+                    )
                 if self.stopping and self.stop_deadline is not None:
                     if now >= self.stop_deadline and hung_up_at is None:
                         hung_up_at = now

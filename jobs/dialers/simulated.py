@@ -1,15 +1,19 @@
 """The embedded dialer: calls that last a while and end with a random outcome.
 
 Configured by SIMULATED_CALL_SECONDS (``3`` or a range ``1-5``),
-SIMULATED_OUTCOMES (``answered=0.7,busy=0.1,...``, weights) and SIMULATED_SEED
-(an integer: the same seed gives the same sequence of durations and outcomes).
+SIMULATED_OUTCOMES (``answered=0.7,busy=0.1,...``, weights), SIMULATED_SEED
+(an integer: the same seed gives the same sequence of durations and outcomes)
+and SIMULATED_HOLD_FILE (a path: no call ends before that file exists, so a
+test can act while it knows calls are in progress, then release them).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -86,6 +90,9 @@ def parse_seed(raw: str | None, name: str = "SIMULATED_SEED") -> int | None:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+HOLD_POLL_SECONDS = 0.01
+
+
 class SimulatedDialer(Dialer):
     name = "simulated"
 
@@ -95,8 +102,10 @@ class SimulatedDialer(Dialer):
         call_seconds: tuple[float, float] = (3.0, 3.0),
         outcomes: dict[str, float] | None = None,
         seed: int | None = None,
+        hold_file: str = "",
     ) -> None:
         self.call_seconds = call_seconds
+        self.hold_file = hold_file
         self.outcomes = outcomes or {Outcome.ANSWERED: 1.0}
         self._random = random.Random(seed)
         self._seeded = seed is not None
@@ -111,6 +120,7 @@ class SimulatedDialer(Dialer):
             call_seconds=parse_call_seconds(settings.SIMULATED_CALL_SECONDS),
             outcomes=parse_outcomes(settings.SIMULATED_OUTCOMES),
             seed=parse_seed(settings.SIMULATED_SEED),
+            hold_file=settings.SIMULATED_HOLD_FILE,
         )
 
     def draw(self) -> tuple[float, str]:
@@ -133,7 +143,8 @@ class SimulatedDialer(Dialer):
         call_id = f"sim-{number}-{uuid.uuid4().hex[:12]}"
         handle = CallHandle(call_id)
         started = monotonic()
-        timer = threading.Timer(duration, self._finish, args=(call_id,))
+        end = self._finish_when_released if self.hold_file else self._finish
+        timer = threading.Timer(duration, end, args=(call_id,))
         timer.daemon = True
         with self._lock:
             self._calls[call_id] = (timer, started, outcome, handle)
@@ -159,6 +170,14 @@ class SimulatedDialer(Dialer):
         if entry:
             _timer, started, outcome, handle = entry
             handle.resolve(self._result(outcome, started, hung_up=False))
+
+    def _finish_when_released(self, call_id: str) -> None:
+        while not os.path.exists(self.hold_file):
+            with self._lock:
+                if call_id not in self._calls:
+                    return  # hung up meanwhile
+            time.sleep(HOLD_POLL_SECONDS)
+        self._finish(call_id)
 
     def hangup(self, handle: CallHandle) -> None:
         with self._lock:

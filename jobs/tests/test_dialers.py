@@ -81,6 +81,25 @@ def test_simulated_dialer__hangup_resolves_at_once_with_the_outcome_so_far():
     assert result.duration_seconds < 5
 
 
+def test_simulated_dialer__a_held_call_ends_once_the_hold_file_exists(tmp_path):
+    release = tmp_path / "release"
+    dialer = SimulatedDialer(
+        call_seconds=(0, 0), outcomes={"answered": 1}, hold_file=str(release)
+    )
+    held = dialer.place_call(job=None)
+    hung_up = dialer.place_call(job=None)
+
+    assert held.result(timeout=0.2) is None  # its duration is over: still held
+    dialer.hangup(hung_up)
+    hung_up_result = hung_up.result(timeout=0)
+    assert hung_up_result is not None
+    assert hung_up_result.hung_up is True
+    release.touch()
+    result = held.result(timeout=30)
+    assert result is not None
+    assert (result.outcome, result.hung_up) == ("answered", False)
+
+
 def test_call_handle__a_provider_callback_resolves_it_once():
     handle = CallHandle("provider-123")
 

@@ -143,15 +143,23 @@ def test_run_call_worker__kill_9_mid_call_is_resolved_by_the_crash_policy(
     assert "job.lease_recovered" in rescuer.output
 
 
-def test_run_call_worker__sigterm_lets_calls_finish_and_exits_0(account, start_worker):
+def test_run_call_worker__sigterm_lets_calls_finish_and_exits_0(
+    account, start_worker, tmp_path
+):
     batch = BatchFactory(account=account)
     JobFactory.create_batch(5, batch=batch)
+    release = tmp_path / "release"  # the calls last until this file exists
     worker = start_worker(
-        "--concurrency=2", "--worker-id=w", SIMULATED_CALL_SECONDS="1.5"
+        "--concurrency=2",
+        "--worker-id=w",
+        SIMULATED_CALL_SECONDS="0",
+        SIMULATED_HOLD_FILE=str(release),
     )
     wait_until(lambda: dialled("w") == 2, worker, "two calls in flight")
 
     worker.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "worker.stopping" in worker.output, worker, "the stop")
+    release.touch()
 
     assert worker.wait() == 0, worker.output
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 2
@@ -203,16 +211,22 @@ def test_run_call_worker__cancel_during_a_call_hangs_up_and_keeps_the_outcome(
 
 
 def test_run_call_worker__calls_in_progress_when_a_pause_lands_finish(
-    account, start_worker, system_actor
+    account, start_worker, system_actor, tmp_path
 ):
     batch = BatchFactory(account=account)
     JobFactory.create_batch(4, batch=batch)
+    release = tmp_path / "release"  # the calls last until this file exists
     worker = start_worker(
-        "--concurrency=2", "--burst", "--worker-id=w", SIMULATED_CALL_SECONDS="1.5"
+        "--concurrency=2",
+        "--burst",
+        "--worker-id=w",
+        SIMULATED_CALL_SECONDS="0",
+        SIMULATED_HOLD_FILE=str(release),
     )
     wait_until(lambda: dialled("w") == 2, worker, "two calls in flight")
 
     batch_pause(batch=batch, actor=system_actor)
+    release.touch()
 
     assert worker.wait() == 0, worker.output
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 2
