@@ -7,14 +7,16 @@ account; another account's batch, or a deleted one, is 404.
 from __future__ import annotations
 
 from django.db import transaction
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.models import Account
 from batches import services
+from batches.filters import BatchFilter
 from batches.models import Batch
 from batches.report import batch_report
 from batches.selectors import batch_stats
@@ -100,18 +102,6 @@ def _reason(request) -> str:
     return serializer.validated_data.get("reason", "")
 
 
-BATCH_ORDERING = ["created_at", "-created_at", "priority", "-priority", "name", "-name"]
-
-
-class BatchFilterSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(
-        choices=["active", "paused", "cancelled", "completed"], required=False
-    )
-    ordering = serializers.ChoiceField(
-        choices=BATCH_ORDERING, required=False, help_text="Default -created_at."
-    )
-
-
 def _action_schema(method: str, operation_id: str):
     return extend_schema(
         methods=[method],
@@ -132,6 +122,9 @@ class BatchViewSet(AccountScopedViewSet):
     serializer_class = BatchSerializer
     lookup_field = "batch_id"
     lookup_value_regex = "[^/]+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = BatchFilter  # ?state=, ?ordering=
+    queryset = Batch.objects.none()  # the model, for the schema; see get_queryset
     # The browsable API's forms, per route (the detail route's is the batch).
     action_serializers = {
         "pause": BatchActionResponseSerializer,
@@ -153,28 +146,11 @@ class BatchViewSet(AccountScopedViewSet):
 
     @extend_schema(
         operation_id="batches_list",
-        parameters=[BatchFilterSerializer],
         responses={200: BatchSerializer(many=True), **error_responses()},
     )
     def list(self, request):
         """List the account's batches."""
-        params = BatchFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        queryset = self.get_queryset()
-        state = params.validated_data.get("state")
-        if state == "cancelled":
-            queryset = queryset.filter(cancelled_at__isnull=False)
-        elif state:
-            queryset = queryset.filter(cancelled_at__isnull=True)
-            if state == "completed":
-                queryset = queryset.filter(completed_at__isnull=False)
-            else:
-                queryset = queryset.filter(
-                    completed_at__isnull=True, is_active=(state == "active")
-                )
-        ordering = params.validated_data.get("ordering", "-created_at")
-        queryset = queryset.order_by(ordering, "-id")
-        page = self.paginate_queryset(queryset)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         data = BatchSerializer(
             page, many=True, context=BatchSerializer.context_for(page)
         ).data
