@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser clean
+.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser gettext messages makemessages clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,14 @@ dev-deps: $(VENV)/.dev-deps
 ## the web server, one call worker and the django-q2 cluster. Ctrl-C stops all.
 run: export DJANGO_DEBUG ?= true
 run: export PYTHONUNBUFFERED = 1
-run: deps
+run: deps messages
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
 
 ## make test: ruff, mypy, then pytest against PostgreSQL (DATABASE_URL, or the local
 ## server at 127.0.0.1:5432).
-test: dev-deps check-postgres browser
+test: dev-deps check-postgres browser messages
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(PY) manage.py makemigrations --check --dry-run --settings=callcenter.settings_test
@@ -58,6 +58,27 @@ browser:
 	    echo "WARNING: /usr/bin/chromium is missing; browser tests will be skipped."; \
 	  fi; \
 	fi
+
+# Translations: the .po catalogues in locale/ are kept in the repo; the .mo
+# files Django reads are built from them (git-ignored). msgfmt is Debian's gettext.
+gettext:
+	@if ! command -v msgfmt >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's gettext for the translations..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext) >/dev/null; \
+	  else \
+	    echo "ERROR: msgfmt is missing: install gettext (apt-get install gettext)."; exit 1; \
+	  fi; \
+	fi
+
+messages: deps gettext
+	@DJANGO_SETTINGS_MODULE=callcenter.settings_test $(PY) manage.py compilemessages -v 0
+
+## make makemessages: refresh locale/*/django.po from the code, then translate
+## the new entries of locale/es (make test fails while any is untranslated).
+makemessages: deps gettext
+	DJANGO_SETTINGS_MODULE=callcenter.settings_test $(PY) manage.py makemessages \
+	  -l es -l en --no-obsolete -i ".venv/*" -i "bench/*" -i "test-artifacts/*" -i "static/*"
 
 bench: dev-deps check-postgres
 	$(PY) -m bench

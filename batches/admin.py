@@ -28,6 +28,8 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.timezone import localtime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.actor import Actor, Source
 from batches import charts, services
@@ -71,24 +73,24 @@ def render_report(r: dict[str, Any]) -> str:
     outcomes_chart = charts.stacked_bars(
         [_hour(row["hour"]) for row in over_time],
         {n: [row["outcomes"].get(n, 0) for row in over_time] for n in names},
-        title="Outcomes over time (jobs finished per hour)",
+        title=_("Outcomes over time (jobs finished per hour)"),
         css_class="cc-chart-outcomes",
     )
     per_hour = r["calls_per_hour"]
     calls_chart = charts.stacked_bars(
         [_hour(row["hour"]) for row in per_hour],
         {
-            "answered": [row["answered"] for row in per_hour],
-            "not answered": [row["calls"] - row["answered"] for row in per_hour],
+            _("answered"): [row["answered"] for row in per_hour],
+            _("not answered"): [row["calls"] - row["answered"] for row in per_hour],
         },
-        title="Calls per hour",
+        title=_("Calls per hour"),
         css_class="cc-chart-calls",
     )
     distribution = r["attempts_per_contact"]["distribution"]
     attempts_chart = charts.stacked_bars(
-        [f"{k} attempts" for k in distribution],
-        {"contacts": list(distribution.values())},
-        title="Attempts per contact",
+        [_("%(n)s attempts") % {"n": k} for k in distribution],
+        {_("contacts"): list(distribution.values())},
+        title=_("Attempts per contact"),
         css_class="cc-chart-attempts",
     )
     return render_to_string(
@@ -450,7 +452,9 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Export results (CSV)", permissions=["view"])
+    @admin.action(
+        description=gettext_lazy("Export results (CSV)"), permissions=["view"]
+    )
     def export_results(
         self, request: HttpRequest, queryset: QuerySet[Batch]
     ) -> StreamingHttpResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 PALETTE = ["#2e7d32", "#1565c0", "#f9a825", "#c62828", "#6a1b9a", "#00838f", "#757575"]
 WIDTH, HEIGHT, LEFT, BOTTOM = 600, 160, 36, 20
@@ -20,7 +21,10 @@ def stacked_bars(
     """One bar per label, stacked by series, with a legend and a tooltip per
     segment. ``series`` maps a name to one value per label."""
     if not labels:
-        return format_html('<p class="cc-empty">{}: no data yet.</p>', title)
+        return format_html(
+            '<p class="cc-empty">{}</p>',
+            _("%(title)s: no data yet.") % {"title": title},
+        )
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     peak = max([*totals, 1])
     plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM

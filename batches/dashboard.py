@@ -21,6 +21,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -160,11 +162,12 @@ def dashboard_data(*, now: datetime | None = None) -> dict[str, Any]:
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
-        "title": "Dashboard",
+        "title": _("Dashboard"),
         "data": dashboard_data(),
         "data_url": reverse("dashboard-data"),
         "refresh_ms": REFRESH_SECONDS * 1000,
         "can_pause": request.user.has_perm(PAUSE_PERMISSION),
+        "texts": script_texts(),
     }
     return TemplateResponse(request, "dashboard/index.html", context)
 
@@ -208,6 +211,29 @@ def dashboard_pause_view(request: HttpRequest, pk: int) -> JsonResponse:
 def pause_effect(finishing: int) -> str:
     """What a pause means for the batch right now (the dashboard says it)."""
     if finishing:
-        calls = "call" if finishing == 1 else "calls"
-        return f"Paused: no new calls; {finishing} {calls} in progress finishing."
-    return "Paused: no new calls; no call in progress."
+        return ngettext(
+            "Paused: no new calls; %(n)d call in progress finishing.",
+            "Paused: no new calls; %(n)d calls in progress finishing.",
+            finishing,
+        ) % {"n": finishing}
+    return _("Paused: no new calls; no call in progress.")
+
+
+def script_texts() -> dict[str, str]:
+    """The dashboard script's words, in the request's language; %(name)s
+    marks where the script puts a value."""
+    return {
+        "active": _("active"),
+        "paused": _("paused"),
+        "pause": _("Pause"),
+        "effect_finishing": _("no new calls · %(n)s finishing"),
+        "effect_none": _("no new calls · none in progress"),
+        "confirm": _(
+            "Pause “%(name)s”? No new call will start; the %(n)s call(s) in "
+            "progress finish."
+        ),
+        "pause_failed": _("Could not pause “%(name)s”: %(error)s"),
+        "per_hour": _("%(n)s/h"),
+        "peak": _("peak %(n)s/min"),
+        "calls_at": _("%(time)s: %(n)s calls"),
+    }

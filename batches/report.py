@@ -20,6 +20,8 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import CreditEntry
 from batches.models import Batch
@@ -31,13 +33,11 @@ ANSWERED_OUTCOMES = ("answered", "voicemail")
 RATE_WINDOW = timedelta(hours=1)
 
 WAITING_REASONS = {
-    JobStatus.PENDING: "ready; waits for a free worker",
-    JobStatus.SCHEDULED: "waits for its scheduled time",
-    JobStatus.IN_PROGRESS: "a call is in progress",
-    JobStatus.SUSPENDED: "the account is out of credits",
+    JobStatus.PENDING: gettext_lazy("ready; waits for a free worker"),
+    JobStatus.SCHEDULED: gettext_lazy("waits for its scheduled time"),
+    JobStatus.IN_PROGRESS: gettext_lazy("a call is in progress"),
+    JobStatus.SUSPENDED: gettext_lazy("the account is out of credits"),
 }
-PAUSED_REASON = "the batch is paused"
-CANCELLED_REASON = "the batch is cancelled"
 
 USE_SQL = True  # PostgreSQL aggregates the attempt logs; tests flip it.
 
@@ -154,16 +154,17 @@ def _waiting(batch: Batch, counts: dict[str, int]) -> list[dict[str, Any]]:
         n = counts.get(status, 0)
         if not n:
             continue
+        text = str(reason)
         if batch.cancelled_at and status != JobStatus.IN_PROGRESS:
-            reason = CANCELLED_REASON
+            text = _("the batch is cancelled")
         elif not batch.is_active and status in (
             JobStatus.PENDING,
             JobStatus.SCHEDULED,
         ):
-            reason = f"{PAUSED_REASON}" + (
+            text = _("the batch is paused") + (
                 f" ({batch.pause_reason})" if batch.pause_reason else ""
             )
-        rows.append({"status": str(status), "count": n, "reason": reason})
+        rows.append({"status": str(status), "count": n, "reason": text})
     return rows
 
 
@@ -192,11 +193,13 @@ def estimate(
     """When the rest would be done at ``per_hour``; or why there is no date."""
     eta: dict[str, Any] = {"at": None, "seconds": None, "why_not": ""}
     if remaining == 0:
-        eta["why_not"] = "nothing left to call"
-    elif state in (Batch.State.PAUSED, Batch.State.CANCELLED):
-        eta["why_not"] = str(state)
+        eta["why_not"] = _("nothing left to call")
+    elif state == Batch.State.PAUSED:
+        eta["why_not"] = _("paused")
+    elif state == Batch.State.CANCELLED:
+        eta["why_not"] = _("cancelled")
     elif per_hour == 0:
-        eta["why_not"] = "no job finished in the last hour"
+        eta["why_not"] = _("no job finished in the last hour")
     else:
         seconds = remaining / per_hour * 3600
         eta.update(at=now + timedelta(seconds=seconds), seconds=round(seconds))

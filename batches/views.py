@@ -7,6 +7,7 @@ account; another account's batch, or a deleted one, is 404.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -56,11 +57,11 @@ BATCH_ID_PARAMETER = OpenApiParameter(
 def account_batch(account: Account, batch_id: str) -> Batch:
     """The account's live batch with this public id, or 404."""
     if not PUBLIC_ID_RE.match(batch_id):
-        raise exceptions.NotFound("Batch not found.")
+        raise exceptions.NotFound(_("Batch not found."))
     try:
         return Batch.objects.get(account_id=account.pk, batch_id=batch_id)
     except Batch.DoesNotExist:
-        raise exceptions.NotFound("Batch not found.") from None
+        raise exceptions.NotFound(_("Batch not found.")) from None
 
 
 class BatchScopedView(AccountScopedView):

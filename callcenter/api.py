@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.urls import path
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import (
     exceptions,
@@ -108,9 +109,9 @@ def _suspicious(exc: SuspiciousOperation) -> ApiError:
     Django itself would answer outside the API."""
     if isinstance(exc, RequestDataTooBig):
         return ApiError(
-            "The request body is too large.", code="too_large", status_code=413
+            _("The request body is too large."), code="too_large", status_code=413
         )
-    return ApiError("The request is malformed.", code="bad_request")
+    return ApiError(_("The request is malformed."), code="bad_request")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -139,7 +140,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         first = _first_message(detail) or "Invalid input."
         response.data = error_body(
-            "invalid", f"The request is not valid: {first}", fields
+            "invalid",
+            _("The request is not valid: %(reason)s") % {"reason": first},
+            fields,
         )
     else:
         code = next(
@@ -166,7 +169,7 @@ class ApiErrorMiddleware:
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             return JsonResponse(
-                error_body("not_found", "No API endpoint matches this URL."),
+                error_body("not_found", _("No API endpoint matches this URL.")),
                 status=404,
             )
         return response
@@ -185,7 +188,7 @@ class ApiErrorMiddleware:
             extra={"action": "api.error", "path": request.path},
         )
         return JsonResponse(
-            error_body("server_error", "Internal server error."), status=500
+            error_body("server_error", _("Internal server error.")), status=500
         )
 
 
@@ -216,9 +219,11 @@ class HasAccount(permissions.BasePermission):
         membership = request_membership(request)
         if membership is None:
             raise ApiError(
-                "This user belongs to no account, so it has no batches or jobs. "
-                "Give it a membership: python manage.py create_api_token "
-                "USERNAME --account SLUG.",
+                _(
+                    "This user belongs to no account, so it has no batches or "
+                    "jobs. Give it a membership: python manage.py "
+                    "create_api_token USERNAME --account SLUG."
+                ),
                 code="no_account",
                 status_code=403,
             )
@@ -226,7 +231,7 @@ class HasAccount(permissions.BasePermission):
             membership.can_write
         ):
             raise ApiError(
-                "Your role in this account is read-only.",
+                _("Your role in this account is read-only."),
                 code="read_only",
                 status_code=403,
             )
@@ -364,9 +369,9 @@ def parse_strict_bool(name: str, raw: str | None, default: bool = False) -> bool
     if value == "false":
         return False
     raise ApiError(
-        f"Query parameter {name} must be true or false.",
+        _("Query parameter %(name)s must be true or false.") % {"name": name},
         code="invalid",
-        fields={name: ["Must be true or false."]},
+        fields={name: [_("Must be true or false.")]},
     )
 
 

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -123,7 +124,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"{_PV}.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# English and Spanish (the original system's users write in Spanish). The
+# language follows the browser's Accept-Language, or the admin's selector
+# (a cookie); LANGUAGE_CODE is what a request that asks for neither gets.
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LANGUAGE_CODE = env_choice("LANGUAGE_CODE", "en", frozenset(dict(LANGUAGES)))
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 try:
     ZoneInfo(TIME_ZONE)

@@ -15,6 +15,8 @@ urlpatterns = [
     # Before the admin's own routes: its login view, with a failure limit.
     path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
+    # The admin's language selector posts here (django.views.i18n.set_language).
+    path("i18n/", include("django.conf.urls.i18n")),
     # Staff: POST /api/v1/accounts creates an account (accounts/views.py).
     *both_slashes("api/v1/accounts", AccountListView.as_view(), "accounts"),
     # Credits (accounts/urls.py): GET/POST /api/v1/account/credits.

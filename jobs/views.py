@@ -7,6 +7,7 @@ import json
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, renderers, serializers, status
@@ -343,13 +344,13 @@ class JobViewSet(AccountScopedViewSet):
     def get_object(self) -> Job:
         job_id = int(self.kwargs["job_id"])
         if job_id > MAX_JOB_PK:
-            raise exceptions.NotFound("Job not found.")
+            raise exceptions.NotFound(_("Job not found."))
         try:
             return Job.objects.select_related("batch").get(
                 pk=job_id, account_id=self.account.pk
             )
         except Job.DoesNotExist:
-            raise exceptions.NotFound("Job not found.") from None
+            raise exceptions.NotFound(_("Job not found.")) from None
 
     @extend_schema(
         operation_id="jobs_list",

@@ -133,3 +133,54 @@ def test_dashboard_in_a_browser__rate_eta_and_pause_from_a_row(
     assert (renewals.is_active, survey.is_active) == (False, True)
     assert renewals.events.get(action="paused").actor_label == "supervisor"
     assert Job.objects.filter(batch=renewals, status=JobStatus.PENDING).count() == 12
+
+
+def test_dashboard_in_a_browser__in_spanish_then_english_from_the_selector(
+    live_server, screenshots
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    account = AccountFactory(name="Seguros Acme")
+    batch = campaign(account, "Renovaciones de pólizas", "417")
+    UserFactory(
+        username="supervisora", password=PASSWORD, is_staff=True, is_superuser=True
+    )
+    questions: list[str] = []
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # The browser asks for Spanish (Accept-Language: es-ES).
+        page = browser.new_page(viewport={"width": 1440, "height": 800}, locale="es-ES")
+        page.add_init_script(
+            "localStorage.setItem('django.admin.navSidebarIsOpen', 'false')"
+        )
+        page.set_default_timeout(TIMEOUT * 1000)
+        try:
+            page.goto(f"{live_server.url}/admin/login/?next=/dashboard/")
+            page.fill("#id_username", "supervisora")
+            page.fill("#id_password", PASSWORD)
+            page.click('input[type="submit"]')
+
+            expect(page.locator("h2").nth(1)).to_have_text(
+                "Campañas activas y pausadas"
+            )
+            row = page.locator(f'tr[data-batch-id="{batch.batch_id}"]')
+            expect(row.locator(".cc-badge")).to_have_text("activa")
+            page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
+            row.locator("button.cc-pause").click()
+            expect(row.locator(".cc-effect")).to_have_text(
+                "sin llamadas nuevas · 2 terminando"
+            )
+            assert questions[-1].startswith("¿Pausar «Renovaciones de pólizas»?")
+            expect(page.locator("#cc-flash")).to_contain_text(
+                "Pausada: no hay llamadas nuevas; 2 llamadas en curso terminando."
+            )
+            page.screenshot(path=str(screenshots / "dashboard-es.png"))
+
+            # The admin's language selector overrides the browser's language.
+            page.select_option("#cc-language-select", "en")
+            page.click("#cc-language button")
+            expect(page.locator("h2").nth(1)).to_have_text("Active and paused batches")
+            expect(row.locator(".cc-effect")).to_have_text("no new calls · 2 finishing")
+        finally:
+            browser.close()

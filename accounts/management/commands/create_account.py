@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
+from django.utils.translation import gettext as _
 
 from accounts.actor import Actor
 from accounts.services import account_create
@@ -34,12 +35,12 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"{slug!r}: {exc.messages[0]}") from None
         if len(slug) > 64:
-            raise CommandError(f"{slug!r}: at most 64 characters.")
+            raise CommandError(_("%(slug)r: at most 64 characters.") % {"slug": slug})
         name = (options["name"] or slug).strip()
         if not name or len(name) > 200:
-            raise CommandError("--name must be 1 to 200 characters.")
+            raise CommandError(_("--name must be 1 to 200 characters."))
         if options["credits"] < 0:
-            raise CommandError("--credits must be 0 or more.")
+            raise CommandError(_("--credits must be 0 or more."))
         result = account_create(
             slug=slug,
             name=name,
@@ -51,11 +52,15 @@ class Command(BaseCommand):
         if not result.created:
             differs = []
             if options["name"] and account.name != name:
-                differs.append(f"name {account.name!r}")
+                differs.append(_("name %(name)r") % {"name": account.name})
             if options["credits"]:
-                differs.append("no credits added")
+                differs.append(_("no credits added"))
             note = f" ({'; '.join(differs)})" if differs else ""
-            self.stderr.write(f"Account {slug!r} already exists; unchanged{note}.")
+            self.stderr.write(
+                _("Account %(slug)r already exists; unchanged%(note)s.")
+                % {"slug": slug, "note": note}
+            )
+        # Keys stay English: scripts read them.
         self.stdout.write(f"slug: {account.slug}")
         self.stdout.write(f"name: {account.name}")
         self.stdout.write(f"credits: {account.credits}")

@@ -7,6 +7,14 @@
   if (!root) return;
   var url = root.dataset.url;
   var canPause = root.dataset.canPause === "true";
+  // The words come from the page, in the request's language (dashboard.py).
+  var texts = JSON.parse(document.getElementById("cc-dashboard-texts").textContent);
+
+  function t(key, values) {
+    return texts[key].replace(/%\((\w+)\)s/g, function (_, name) {
+      return String(values[name]);
+    });
+  }
   var interval = parseInt(root.dataset.refreshMs, 10) || 3000;
   var SVG = "http://www.w3.org/2000/svg";
 
@@ -39,7 +47,7 @@
     var tbody = document.querySelector("#cc-batches tbody");
     tbody.replaceChildren.apply(tbody, batches.map(function (b) {
       var bar = el("div", {class: "cc-bar", style: "width: " + (b.progress * 100).toFixed(1) + "%"});
-      var state = el("span", {class: "cc-badge cc-" + b.state, text: b.state});
+      var state = el("span", {class: "cc-badge cc-" + b.state, text: texts[b.state] || b.state});
       var stateCell = el("td", {}, [state]);
       if (b.pause_reason) {
         stateCell.appendChild(el("br"));
@@ -52,7 +60,7 @@
       }
       var action = el("td", {});
       if (canPause && b.state === "active") {
-        var button = el("button", {type: "button", class: "cc-pause", text: "Pause"});
+        var button = el("button", {type: "button", class: "cc-pause", text: t("pause", {})});
         button.addEventListener("click", function () { pause(b, button); });
         action.appendChild(button);
       }
@@ -66,7 +74,7 @@
           el("div", {class: "cc-progress"}, [bar]),
           el("small", {class: "cc-finished", text: b.finished + " / " + b.total})]),
         el("td", {class: "cc-num cc-in-progress", text: String(b.in_progress)}),
-        el("td", {class: "cc-num cc-rate", text: b.rate_per_hour + "/h"}),
+        el("td", {class: "cc-num cc-rate", text: t("per_hour", {n: b.rate_per_hour})}),
         el("td", {class: "cc-eta", text: eta(b.eta)}),
         action
       ]);
@@ -75,8 +83,7 @@
   }
 
   function effect(finishing) {
-    return finishing ? "no new calls · " + finishing + " finishing"
-                     : "no new calls · none in progress";
+    return finishing ? t("effect_finishing", {n: finishing}) : t("effect_none", {});
   }
 
   function eta(e) {
@@ -92,8 +99,7 @@
   }
 
   function pause(b, button) {
-    var question = "Pause \u201c" + b.name + "\u201d? No new call will start; " +
-      "the " + b.in_progress + " call(s) in progress finish.";
+    var question = t("confirm", {name: b.name, n: b.in_progress});
     if (!window.confirm(question)) return;
     button.disabled = true;
     var token = root.querySelector("input[name=csrfmiddlewaretoken]").value;
@@ -104,13 +110,12 @@
       })
       .then(function (res) {
         if (!res.ok) throw new Error(res.body.error ? res.body.error.message : "failed");
-        flash("\u201c" + b.name + "\u201d " + res.body.message.charAt(0).toLowerCase() +
-              res.body.message.slice(1));
+        flash("\u201c" + b.name + "\u201d \u2014 " + res.body.message);
         refreshNow();
       })
       .catch(function (err) {
         button.disabled = false;
-        flash("Could not pause \u201c" + b.name + "\u201d: " + err.message, true);
+        flash(t("pause_failed", {name: b.name, error: err.message}), true);
       });
   }
 
@@ -138,12 +143,12 @@
       rect.setAttribute("y", (120 - h).toFixed(2));
       rect.setAttribute("height", h.toFixed(2));
       var title = document.createElementNS(SVG, "title");
-      title.textContent = time(p.minute) + ": " + p.calls + " calls";
+      title.textContent = t("calls_at", {time: time(p.minute), n: p.calls});
       rect.appendChild(title);
       return rect;
     });
     svg.replaceChildren.apply(svg, bars);
-    setText("cc-chart-max", "peak " + max + "/min");
+    setText("cc-chart-max", t("peak", {n: max}));
   }
 
   function render(data) {

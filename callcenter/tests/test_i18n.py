@@ -1,0 +1,131 @@
+"""Spanish and English: the catalogues, the language a request gets, and
+the Spanish dashboard and API errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from django.utils.translation import trans_real
+
+from batches.tests.factories import BatchFactory
+
+ROOT = Path(settings.BASE_DIR)
+LOCALE = ROOT / "locale"
+IGNORE = [".venv/*", "bench/*", "test-artifacts/*", "static/*"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_catalogues():
+    """`make test` compiles them first; a bare pytest run does it here."""
+    call_command("compilemessages", verbosity=0)
+    # Catalogues are cached per process: forget any read before compiling.
+    trans_real._translations = {}
+    trans_real._default = None
+
+
+def msgattrib(*args: str) -> str:
+    return subprocess.run(
+        ["msgattrib", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_es_catalogue__makemessages_leaves_nothing_untranslated(
+    tmp_path, settings, monkeypatch
+):
+    # makemessages rewrites the catalogue it finds: give it a copy.
+    shutil.copytree(LOCALE, tmp_path / "locale")
+    settings.LOCALE_PATHS = [tmp_path / "locale"]
+    monkeypatch.chdir(ROOT)
+
+    call_command(
+        "makemessages",
+        locale=["es"],
+        ignore_patterns=IGNORE,
+        no_obsolete=True,
+        verbosity=0,
+    )
+
+    po = tmp_path / "locale" / "es" / "LC_MESSAGES" / "django.po"
+    assert po.read_text().count("msgid") > 50  # it found our strings
+    untranslated = msgattrib("--untranslated", "--no-obsolete", str(po))
+    fuzzy = msgattrib("--only-fuzzy", "--no-obsolete", str(po))
+    assert "msgid" not in untranslated, f"untranslated in es:\n{untranslated}"
+    assert "msgid" not in fuzzy, f"fuzzy in es:\n{fuzzy}"
+
+
+@pytest.mark.django_db
+def test_dashboard__in_spanish_from_accept_language(admin_client):
+    BatchFactory(name="Renovaciones")
+
+    spanish = admin_client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="es-ES,es;q=0.9")
+    english = admin_client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en")
+
+    html = spanish.content.decode()
+    assert spanish["Content-Language"] == "es"
+    assert "Campañas activas y pausadas" in html
+    assert "Llamadas por minuto, última hora" in html
+    assert '"pause": "Pausar"' in html  # the script's words
+    assert "Active and paused batches" not in html
+    assert "Active and paused batches" in english.content.decode()
+
+
+@pytest.mark.django_db
+def test_dashboard__language_selector_wins_over_accept_language(admin_client):
+    response = admin_client.post(
+        "/i18n/setlang/", {"language": "es", "next": "/dashboard/"}
+    )
+    assert response.status_code == 302
+
+    page = admin_client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en")
+
+    assert "Campañas activas y pausadas" in page.content.decode()
+    assert 'id="cc-language-select"' in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_api_errors__in_spanish(api_client, client):
+    ours = api_client.get("/api/v1/batches/nope", HTTP_ACCEPT_LANGUAGE="es")
+    drf = client.get("/api/v1/batches", HTTP_ACCEPT_LANGUAGE="es")
+    english = api_client.get("/api/v1/batches/nope")
+
+    assert ours.status_code == 404
+    assert ours.json()["error"] == {
+        "code": "not_found",
+        "message": "Campaña no encontrada.",
+        "fields": {},
+    }
+    assert drf.status_code == 401
+    assert drf.json()["error"]["code"] == "not_authenticated"
+    assert "autenticación" in drf.json()["error"]["message"]
+    assert english.json()["error"]["message"] == "Batch not found."
+
+
+@pytest.mark.django_db
+def test_language_code__defaults_to_english():
+    assert settings.LANGUAGE_CODE == "en"
+    page = Client().get("/admin/login/")
+    assert page["Content-Language"] == "en"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("es", True), ("fr", False)])
+def test_language_code__must_be_a_language_we_have(value, ok):
+    from callcenter.tests.test_settings import LOAD, PROD_ENV, run_django
+
+    result = run_django(
+        LOAD + "; print(settings.LANGUAGE_CODE)",
+        {**PROD_ENV, "LANGUAGE_CODE": value},
+    )
+
+    if ok:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["ok", "es"]
+    else:
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr
+        assert "LANGUAGE_CODE" in result.stderr
