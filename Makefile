@@ -78,7 +78,7 @@ messages: deps gettext
 ## the new entries of locale/es (make test fails while any is untranslated).
 makemessages: deps gettext
 	DJANGO_SETTINGS_MODULE=callcenter.settings_test $(PY) manage.py makemessages \
-	  -l es -l en --no-obsolete -i ".venv/*" -i "bench/*" -i "test-artifacts/*" -i "static/*"
+	  -l es -l en --no-obsolete --no-location -i ".venv/*" -i "bench/*" -i "test-artifacts/*" -i "static/*"
 
 bench: dev-deps check-postgres
 	$(PY) -m bench
