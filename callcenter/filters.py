@@ -12,10 +12,30 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.utils.functional import lazy
 from django_filters.utils import translate_validation
+from rest_framework import serializers
 
-INVALID_CHOICE = '"%(value)s" is not a valid choice.'
-MAX_LENGTH = "Ensure this field has no more than %(limit_value)d characters."
+
+def _drf_message(field: type[serializers.Field], code: str, **names: str) -> Any:
+    """DRF's own message for ``code``, translated when it is raised, with
+    DRF's ``{name}`` placeholders turned into Django's ``%(name)s``."""
+
+    def message() -> str:
+        text = str(field.default_error_messages[code])
+        for name, value in names.items():
+            text = text.replace("{" + name + "}", value)
+        return text
+
+    return lazy(message, str)()
+
+
+INVALID_CHOICE = _drf_message(
+    serializers.ChoiceField, "invalid_choice", input="%(value)s"
+)
+MAX_LENGTH = _drf_message(
+    serializers.CharField, "max_length", max_length="%(limit_value)d"
+)
 
 
 def choice_filter(choices: list[str], **kwargs: Any) -> django_filters.ChoiceFilter:
@@ -26,8 +46,12 @@ def choice_filter(choices: list[str], **kwargs: Any) -> django_filters.ChoiceFil
     )
 
 
-def char_filter(max_length: int, **kwargs: Any) -> django_filters.CharFilter:
-    return django_filters.CharFilter(
+def char_filter(
+    max_length: int,
+    filter_class: type[django_filters.CharFilter] = django_filters.CharFilter,
+    **kwargs: Any,
+) -> django_filters.CharFilter:
+    return filter_class(
         max_length=max_length, error_messages={"max_length": MAX_LENGTH}, **kwargs
     )
 

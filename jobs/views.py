@@ -8,6 +8,7 @@ import json
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
 from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, renderers, serializers, status
@@ -23,10 +24,11 @@ from batches.views import (
     account_batch,
     import_rows_error,
 )
-from callcenter.api import PUBLIC_ID_RE, ApiError, JSONParser, error_responses
+from callcenter.api import ApiError, JSONParser, error_responses
 from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from jobs import export, services
-from jobs.imports import jobs_import, normalize_phone, rows_from_csv, rows_from_json
+from jobs.filters import AccountJobFilter, JobFilter
+from jobs.imports import jobs_import, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus, normalize_status
 from jobs.pagination import BatchJobsPagination
 from jobs.serializers import (
@@ -49,33 +51,6 @@ class CSVBodyParser(BaseParser):
         body = stream.read() if stream is not None else b""
         upload = SimpleUploadedFile("upload.csv", body, content_type="text/csv")
         return DataAndFiles({}, {"file": upload})
-
-
-JOB_ORDERING = [
-    "id",
-    "-id",
-    "created_at",
-    "-created_at",
-    "priority",
-    "-priority",
-    "scheduled_at",
-    "-scheduled_at",
-    "status",
-    "-status",
-    "updated_at",
-    "-updated_at",
-]
-
-
-class JobFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(
-        choices=JobStatus.values,
-        required=False,
-        help_text="`done` and `completed` both mean completed.",
-    )
-    ordering = serializers.ChoiceField(
-        choices=JOB_ORDERING, required=False, help_text="Default -id (newest first)."
-    )
 
 
 class ResultsFilterSerializer(serializers.Serializer):
@@ -186,60 +161,33 @@ class ResultsJSONLView(ResultsExportView):
         return super().get(request, batch_id)
 
 
-class AccountJobFilterSerializer(JobFilterSerializer):
-    batch = serializers.CharField(
-        required=False, max_length=64, help_text="A public batch_id."
-    )
-    phone = serializers.CharField(
-        required=False,
-        max_length=40,
-        help_text="A phone number in any format; matched in E.164.",
-    )
-
-    def validate_batch(self, value: str) -> str:
-        if not PUBLIC_ID_RE.match(value):
-            raise serializers.ValidationError("Not a valid batch id.")
-        return value
-
-    def validate_phone(self, value: str) -> str:
-        from django.conf import settings
-
-        normalised = normalize_phone(value, settings.DEFAULT_PHONE_REGION)
-        if normalised is None:
-            raise serializers.ValidationError("Not a valid phone number.")
-        return normalised
-
-
-def _filtered(queryset, params: dict):
-    if "status" in params:
-        queryset = queryset.with_status(params["status"])
-    return queryset.order_by(params.get("ordering", "-id"), "-id")
-
-
 class BatchJobsViewSet(AccountScopedViewSet):
     """The jobs of one batch: list them, or import jobs in bulk."""
 
     serializer_class = JobSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = JobFilter  # ?status=, ?ordering=
+    queryset = Job.objects.none()  # the model, for the schema; see get_queryset
     parser_classes = [JSONParser, MultiPartParser, CSVBodyParser]
     pagination_class = BatchJobsPagination
 
     @extend_schema(
         operation_id="batches_jobs_list",
-        parameters=[BATCH_ID_PARAMETER, JobFilterSerializer],
+        parameters=[BATCH_ID_PARAMETER],
         responses={200: JobSerializer(many=True), **error_responses()},
     )
     def list(self, request, batch_id: str):
         batch = account_batch(self.account, batch_id)
-        params = JobFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        filters = params.validated_data
-        queryset = Job.objects.filter(batch_id=batch.pk)
+        filterset = JobFilter(
+            request.query_params, queryset=Job.objects.filter(batch_id=batch.pk)
+        )
+        filterset.validate()
+        queryset = filterset.qs
         # The size of the list from the kept counts, and the statuses it
         # holds, so that no page counts or reads the whole batch.
         counts = batch_status_counts([batch.pk])[batch.pk]
-        if "status" in filters:
-            queryset = queryset.with_status(filters["status"])
-            wanted = normalize_status(filters["status"])
+        if wanted := filterset.form.cleaned_data.get("status"):
+            wanted = normalize_status(wanted)
             counts = {s: n for s, n in counts.items() if s == wanted}
         statuses = [s for s, n in counts.items() if n]
         if JobStatus.COMPLETED in statuses:
@@ -248,7 +196,7 @@ class BatchJobsViewSet(AccountScopedViewSet):
         page = paginator.paginate_jobs(
             queryset,
             request,
-            ordering=filters.get("ordering", "-id"),
+            ordering=filterset.chosen_ordering,
             total=sum(counts.values()),
             statuses=statuses,
         )
@@ -329,6 +277,9 @@ class JobViewSet(AccountScopedViewSet):
     """/jobs: the account's jobs, one job, and cancelling one job."""
 
     serializer_class = JobSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AccountJobFilter  # ?status=, ?ordering=, ?batch=, ?phone=
+    queryset = Job.objects.none()  # the model, for the schema; see get_queryset
     lookup_field = "job_id"
     lookup_value_regex = "[0-9]+"
 
@@ -354,24 +305,12 @@ class JobViewSet(AccountScopedViewSet):
 
     @extend_schema(
         operation_id="jobs_list",
-        parameters=[AccountJobFilterSerializer],
         responses={200: JobSerializer(many=True), **error_responses()},
     )
     def list(self, request):
         """The account's jobs, filtered by batch, status and phone."""
-        params = AccountJobFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        filters = params.validated_data
-        queryset = Job.objects.filter(account_id=self.account.pk).select_related(
-            "batch"
-        )
-        if "batch" in filters:
-            queryset = queryset.filter(
-                batch__batch_id=filters["batch"], batch__deleted_at__isnull=True
-            )
-        if "phone" in filters:
-            queryset = queryset.filter(phone_number=filters["phone"])
-        page = self.paginate_queryset(_filtered(queryset, filters))
+        queryset = self.get_queryset().select_related("batch")
+        page = self.paginate_queryset(self.filter_queryset(queryset))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(
