@@ -61,7 +61,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, before the host check and the HTTPS redirect
+    # (callcenter/health.py): a load balancer probes over plain HTTP.
+    "callcenter.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT, without Django's development server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,7 +146,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "static"
+# `collectstatic` writes here, and WhiteNoise serves from here in production.
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "static")
+# Production: hashed file names (cached for a year by browsers) and
+# precompressed copies, both made by `collectstatic`, which must run before
+# the web process starts. DEBUG (`make run`): plain names from the apps'
+# static directories, nothing to collect.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 LOGIN_URL = "admin:login"
 

@@ -26,3 +26,12 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
 # Q_SYNC makes django-q2 warn on every task that it keeps the connection.
 LOGGING["loggers"]["django-q"] = {"level": "ERROR"}  # type: ignore[index]
+
+# Static files from the apps' directories, as in DEBUG: the suite does not run
+# collectstatic (callcenter/tests/test_deploy.py does, for the production path).
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True
