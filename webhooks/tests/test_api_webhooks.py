@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection, transaction
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from accounts.actor import Actor
 from accounts.models import Membership
 from accounts.tests.factories import MembershipFactory, UserFactory
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.services import WebhookEndpointLimitError, webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +211,51 @@ def test_webhooks_api__deleting_an_endpoint_keeps_its_delivery_history(member):
     assert endpoint.deleted_at is not None
     assert endpoint.is_active is False
     assert endpoint.secret == ""
+
+
+def _waiting_on_a_lock() -> int:
+    # pg_locks, not pg_stat_activity: the latter is a snapshot taken once per
+    # transaction, and this runs inside one.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_endpoint_create__two_at_once_cannot_both_take_the_last_place(
+    settings,
+):
+    """One creation has counted and inserted but not committed; a second one,
+    in another connection, must wait for it and then be refused, not count
+    the same room and insert too."""
+    settings.WEBHOOK_MAX_ENDPOINTS_PER_ACCOUNT = 1
+    account = MembershipFactory().user.membership.account
+    actor = Actor.system("tests")
+    outcome: list[object] = []
+
+    def second():
+        try:
+            webhook_endpoint_create(
+                account_id=account.pk, actor=actor, url="https://1.1.1.2/"
+            )
+            outcome.append("created")
+        except WebhookEndpointLimitError as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        webhook_endpoint_create(
+            account_id=account.pk, actor=actor, url="https://1.1.1.1/"
+        )
+        thread = threading.Thread(target=second)
+        thread.start()
+        # Either it blocks on our transaction, or (without the lock) it is
+        # done already; only then do we commit.
+        while thread.is_alive() and not _waiting_on_a_lock():
+            thread.join(timeout=0.02)
+    thread.join(timeout=30)
+
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], WebhookEndpointLimitError)
+    assert WebhookEndpoint.objects.filter(account=account).count() == 1
