@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, renderers, serializers, status
+from rest_framework import exceptions, renderers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
@@ -27,7 +27,7 @@ from batches.views import (
 from callcenter.api import ApiError, JSONParser, error_responses
 from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from jobs import export, services
-from jobs.filters import AccountJobFilter, JobFilter
+from jobs.filters import AccountJobFilter, JobFilter, ResultsFilter
 from jobs.imports import jobs_import, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus, normalize_status
 from jobs.pagination import BatchJobsPagination
@@ -51,29 +51,6 @@ class CSVBodyParser(BaseParser):
         body = stream.read() if stream is not None else b""
         upload = SimpleUploadedFile("upload.csv", body, content_type="text/csv")
         return DataAndFiles({}, {"file": upload})
-
-
-class ResultsFilterSerializer(serializers.Serializer):
-    """The job list's filters, as the results export takes them."""
-
-    status = serializers.ChoiceField(
-        choices=JobStatus.values,
-        required=False,
-        help_text="`done` and `completed` both mean completed.",
-    )
-    outcome = serializers.CharField(
-        required=False,
-        max_length=64,
-        help_text="The last call's outcome (result.outcome), e.g. answered.",
-    )
-    finished_since = serializers.DateTimeField(
-        required=False, help_text="Only jobs finished at or after this time."
-    )
-    bom = serializers.ChoiceField(
-        choices=["0", "1", "true", "false"],
-        required=False,
-        help_text="CSV only: start with a UTF-8 byte order mark, for spreadsheets.",
-    )
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -104,22 +81,28 @@ RESULTS_DESCRIPTION = (
 class ResultsExportView(BatchScopedView):
     """One row per job of the batch, streamed (see jobs.export)."""
 
+    # The filters' schema; get() applies the set itself.
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ResultsFilter
+    queryset = Job.objects.none()
+
     renderer_classes = [renderers.JSONRenderer, CSVRenderer, JSONLinesRenderer]
     fmt = "csv"
 
     def get(self, request, batch_id: str):
         batch = self.get_batch(batch_id)
-        params = ResultsFilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        filters = dict(params.validated_data)
-        bom = filters.pop("bom", "0") in ("1", "true")
+        filterset = ResultsFilter(
+            request.query_params, queryset=export.results_queryset([batch.pk])
+        )
+        filterset.validate()
+        bom = filterset.form.cleaned_data.get("bom") in ("1", "true")
         if bom and self.fmt != "csv":
             raise ApiError(
                 "bom applies to CSV only.",
                 code="invalid",
                 fields={"bom": ["Only for results.csv."]},
             )
-        qs = export.results_queryset([batch.pk], **filters)
+        qs = filterset.qs
         if self.fmt == "csv":
             stream = export.csv_stream(qs, bom=bom)
             content_type = "text/csv; charset=utf-8"
@@ -135,7 +118,8 @@ class ResultsExportView(BatchScopedView):
 class ResultsCSVView(ResultsExportView):
     @extend_schema(
         operation_id="batches_results_csv",
-        parameters=[BATCH_ID_PARAMETER, ResultsFilterSerializer],
+        parameters=[BATCH_ID_PARAMETER],
+        filters=True,
         responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses()},
         description=RESULTS_DESCRIPTION
         + " CSV: one `variables.NAME` column per variable; cells that start "
@@ -150,7 +134,8 @@ class ResultsJSONLView(ResultsExportView):
 
     @extend_schema(
         operation_id="batches_results_jsonl",
-        parameters=[BATCH_ID_PARAMETER, ResultsFilterSerializer],
+        parameters=[BATCH_ID_PARAMETER],
+        filters=True,
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.STR,
             **error_responses(),
