@@ -30,6 +30,7 @@ from batches.exceptions import (
 )
 from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
+from callcenter import metrics
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
 from jobs.notify import notify_jobs_available
@@ -237,6 +238,7 @@ def batch_pause(*, batch: Batch, actor: Actor, reason: str = "") -> bool:
             changes=changes,
             reason=reason,
         )
+    metrics.PAUSES.labels(source=actor.source).inc()
     _sync(batch, locked)
     return True
 

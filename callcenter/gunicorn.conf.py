@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # gunicorn loads this file by path; make the project importable for the
@@ -67,3 +68,28 @@ worker_tmp_dir = (
     or None
 )
 proc_name = "callcenter-web"
+
+
+# --- Prometheus: multiprocess mode ------------------------------------------
+# Each gunicorn worker counts in files under this directory, and /metrics
+# adds them up. Set here, before any worker starts and imports the app; the
+# call workers and the clusters, separate commands, keep their own counters.
+# A directory of our own unless PROMETHEUS_MULTIPROC_DIR names one; emptied
+# at start so that counters of a previous run are not added again.
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+    prefix="callcenter-web-metrics-"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+def on_starting(server: object) -> None:
+    os.makedirs(METRICS_DIR, exist_ok=True)
+    for name in os.listdir(METRICS_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(METRICS_DIR, name))
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -21,10 +21,13 @@ from collections.abc import Callable
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from callcenter.metrics import metrics_response
+
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 
 def healthz() -> HttpResponse:
@@ -61,7 +64,11 @@ def readyz() -> HttpResponse:
 
 
 class HealthCheckMiddleware:
-    """Answers GET/HEAD /healthz and /readyz before any other middleware."""
+    """Answers GET/HEAD /healthz, /readyz and /metrics before any other middleware.
+
+    A Prometheus scraper, like a probe, comes over plain HTTP to the
+    instance's address; /metrics checks its own token or allow-list.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -72,4 +79,6 @@ class HealthCheckMiddleware:
                 return healthz()
             if request.path_info == READY_PATH:
                 return readyz()
+            if request.path_info == METRICS_PATH:
+                return metrics_response(request)
         return self.get_response(request)

@@ -400,3 +400,12 @@ SPECTACULAR_SETTINGS.update(
 )
 # JSON errors for /api/ paths that never reach DRF (unknown URL, crash).
 MIDDLEWARE.append("callcenter.api.ApiErrorMiddleware")
+
+# --- Prometheus metrics (callcenter/metrics.py) -------------------------------
+# /metrics answers a scraper that sends "Authorization: Bearer METRICS_TOKEN",
+# or whose address is in METRICS_ALLOWED_IPS; with neither set it is off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Distinct values one label (batch, account) may take per process before
+# further ones are counted as "other": keeps the series count bounded.
+METRICS_MAX_LABEL_VALUES = env_int("METRICS_MAX_LABEL_VALUES", 200, minimum=1)

@@ -54,6 +54,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from callcenter import metrics
 from callcenter.prepared import fetch_prepared
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
@@ -158,21 +159,26 @@ def claim_jobs(
     if limit <= 0:
         return []
     if connection.vendor != "postgresql":
-        return _claim_jobs_conditional_update(
-            worker_id=worker_id,
-            token=token,
-            limit=limit,
-            lease_seconds=_lease(lease_seconds),
-        )
+        with metrics.CLAIM_SECONDS.time():
+            jobs = _claim_jobs_conditional_update(
+                worker_id=worker_id,
+                token=token,
+                limit=limit,
+                lease_seconds=_lease(lease_seconds),
+            )
+        metrics.JOBS_CLAIMED.inc(len(jobs))
+        return jobs
     # The limit is written into the text, not bound: with ``LIMIT $1`` a
     # generic plan cannot know the limit is small and sorts every pending job
     # of the batch (30x slower). So there is one prepared claim per limit.
     limit = int(limit)
-    rows = fetch_prepared(
-        f"callcenter_claim_{limit}",
-        _claim_sql(limit),
-        {"worker_id": worker_id, "token": token, "lease": _lease(lease_seconds)},
-    )
+    with metrics.CLAIM_SECONDS.time():
+        rows = fetch_prepared(
+            f"callcenter_claim_{limit}",
+            _claim_sql(limit),
+            {"worker_id": worker_id, "token": token, "lease": _lease(lease_seconds)},
+        )
+    metrics.JOBS_CLAIMED.inc(len(rows))
     return [_job_from_row(row) for row in rows]
 
 

@@ -31,6 +31,7 @@ from django.db.models import F, Max
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from callcenter import metrics
 from callcenter.prepared import fetch_prepared
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
@@ -177,6 +178,7 @@ def renew_leases(
         claim_token=token,
     )
     renewed = held.update(lease_expires_at=Now() + timedelta(seconds=lease))
+    metrics.LEASE_RENEWALS.inc(renewed)
     if renewed == len(ids):
         return set()
     return set(ids) - set(held.values_list("id", flat=True))
@@ -204,6 +206,12 @@ def _attempt_entry(
 def _log_call_ended(
     job: Job, *, worker_id: str, outcome: str, status_before: str, held: bool = True
 ) -> None:
+    if held:
+        metrics.CALLS_ENDED.labels(
+            outcome=outcome,
+            batch=metrics.bounded("batch", job.batch_id),
+            account=metrics.bounded("account", job.account_id),
+        ).inc()
     _log(
         "call ended" if held else "call ended for a job no longer held",
         action="job.call_ended" if held else "job.call_ended_unheld",
@@ -578,6 +586,7 @@ def recover_expired_leases(
         recovered += _recover_dialled(
             job_id, call_id=call_id, status=status, recoverer=recoverer
         )
+    metrics.LEASES_RECOVERED.inc(recovered)
     return recovered
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "callcenter" / "gunicorn.conf.py"
@@ -34,6 +35,7 @@ PROD_ENV = {
     "DJANGO_BEHIND_TLS_PROXY": "true",
     "CACHE_BACKEND": "locmem",
 }
+METRICS_TOKEN = "scrape-secret-0123456789"
 # What a TLS-terminating load balancer adds to a user's request.
 PROXIED = {"Host": "calls.example.com", "X-Forwarded-Proto": "https"}
 
@@ -75,6 +77,9 @@ def load_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
     for name in list(os.environ):
         if name.startswith("GUNICORN_") or name == "PORT":
             monkeypatch.delenv(name)
+    # The file sets PROMETHEUS_MULTIPROC_DIR for gunicorn's workers; this
+    # makes monkeypatch take it back out of this process afterwards.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent/metrics")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(GUNICORN_CONF))
@@ -198,6 +203,8 @@ def gunicorn(static_root: Path, tmp_path: Path) -> Iterator:
                     "GUNICORN_BIND": f"127.0.0.1:{port}",
                     "GUNICORN_WORKERS": "2",
                     "GUNICORN_GRACEFUL_TIMEOUT": "5",
+                    "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{port}"),
+                    "METRICS_TOKEN": METRICS_TOKEN,
                 }
             ),
             stdout=log.open("wb"),
@@ -238,7 +245,7 @@ def database_url() -> str:
 
 @pytest.mark.slow
 def test_production_web__health_ready_and_static_files_under_gunicorn(
-    gunicorn, static_root
+    gunicorn, static_root, tmp_path
 ):
     base = gunicorn(database_url())
 
@@ -264,6 +271,18 @@ def test_production_web__health_ready_and_static_files_under_gunicorn(
     assert "immutable" in headers["Cache-Control"]
     original = (static_root / hashed).read_bytes()
     assert gzip.decompress(body) == original
+
+    # Prometheus, in multiprocess mode: each gunicorn worker counts in files
+    # of its own, and /metrics adds them up.
+    status, _, body = fetch(
+        f"{base}/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 200
+    families = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"callcenter_jobs_claimed", "callcenter_claim_seconds"} <= families
+    metrics_dir = next(tmp_path.glob("metrics-*"))
+    pids = {p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
+    assert len(pids) == 2, sorted(metrics_dir.iterdir())
 
     # The access log, one line per request.
     log = gunicorn.logs[0].read_text()

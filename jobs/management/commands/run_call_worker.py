@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import logging
 import signal
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from prometheus_client import start_http_server
 
 from jobs.dialers import get_dialer
 from jobs.worker import CallWorker, default_worker_id, lower_cpu_priority
+
+logger = logging.getLogger("jobs.worker")
 
 
 class Command(BaseCommand):
@@ -28,6 +32,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-jobs", type=int, default=None)
         parser.add_argument("--shutdown-timeout", type=float, default=30.0)
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="serve Prometheus metrics over HTTP on this port (0: any free port)",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            help="address of the metrics port (default all interfaces)",
+        )
         parser.add_argument(
             "--nice",
             type=int,
@@ -50,6 +66,15 @@ class Command(BaseCommand):
             max_jobs=options["max_jobs"],
             shutdown_timeout=options["shutdown_timeout"],
         )
+        if options["metrics_port"] is not None:
+            server, _thread = start_http_server(
+                options["metrics_port"], addr=options["metrics_address"]
+            )
+            port = server.server_address[1]
+            logger.info(
+                "metrics served",
+                extra={"action": "worker.metrics_port", "port": port},
+            )
         signal.signal(signal.SIGTERM, worker.stop)
         signal.signal(signal.SIGINT, worker.stop)
         worker.run()
