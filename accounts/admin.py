@@ -6,11 +6,12 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
 
 from accounts.actor import Actor, Source
-from accounts.forms import AddCreditsForm
+from accounts.forms import DIALING_RULES, AccountAdminForm, AddCreditsForm
 from accounts.models import Account, AccountEvent, ApiToken, CreditEntry, Membership
-from accounts.services import account_create, credits_add
+from accounts.services import account_create, account_set_dialing_rules, credits_add
 
 
 class MembershipInline(admin.TabularInline):
@@ -21,6 +22,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
+    form = AccountAdminForm
     list_display = ["name", "slug", "credits", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -31,21 +33,65 @@ class AccountAdmin(admin.ModelAdmin):
     # auto-paused batches), never by typing a number: not when editing, and
     # not when adding, where a typed balance would have no ledger entry. A
     # new account starts at 0; the "Add credits" action books the first top-up.
-    readonly_fields = ["credits"]
+    readonly_fields = ["credits", "rules_history"]
 
-    def save_model(self, request, obj, form, change):
+    @admin.display(description="Dialing rules history")
+    def rules_history(self, obj: Account) -> str:
+        """The audit of the rules (AccountEvent), newest first; a read-only
+        field rather than an inline, so the forms post no formset for it."""
+        if obj.pk is None:
+            return "-"
+        events = obj.events.filter(
+            action=AccountEvent.Action.DIALING_RULES_CHANGED
+        ).order_by("-created_at", "-id")[:20]
+        return (
+            format_html_join(
+                "",
+                "<div>{}: {} by {} ({}): {}</div>",
+                (
+                    (
+                        e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                        e.get_action_display(),
+                        e.actor_label or "-",
+                        e.source,
+                        "; ".join(
+                            f"{name} {before} -> {after}"
+                            for name, (before, after) in e.changes.items()
+                        ),
+                    )
+                    for e in events
+                ),
+            )
+            or "-"
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: Account, form: Any, change: bool
+    ) -> None:
+        """A new account goes through the service, so it is audited like one
+        made by create_account or the API; the dialing rules change only
+        through theirs (validated, audited)."""
+        actor = Actor.from_request(request, Source.ADMIN)
         if change:
-            return super().save_model(request, obj, form, change)
-        # A new account goes through the service, so it is audited like one
-        # made by create_account or the API.
-        created = account_create(
-            slug=obj.slug,
-            name=obj.name,
-            actor=Actor.from_request(request, Source.ADMIN),
-        ).account
-        obj.pk = created.pk
-        obj.refresh_from_db()
-        obj._state.adding = False
+            wanted = {name: form.cleaned_data[name] for name in DIALING_RULES}
+            stored = Account.objects.values(*DIALING_RULES).get(pk=obj.pk)
+            for name in DIALING_RULES:
+                setattr(obj, name, stored[name])
+            super().save_model(request, obj, form, change)
+            account_set_dialing_rules(account=obj, actor=actor, **wanted)
+        else:
+            # A new account starts with the default rules (the add page does
+            # not show them); staff change them on the account's page.
+            created = account_create(slug=obj.slug, name=obj.name, actor=actor).account
+            obj.pk = created.pk
+            obj.refresh_from_db()
+            obj._state.adding = False
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_fields(request, obj)
+        if obj is None:
+            return [f for f in fields if f not in DIALING_RULES]
+        return fields
 
     def has_add_credits_permission(self, request: HttpRequest) -> bool:
         return request.user.is_staff and (

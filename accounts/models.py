@@ -5,6 +5,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
+from accounts.dialing import DEFAULT_NUMBER_TYPES, default_number_types
+
 
 class Account(models.Model):
     """The tenant: it owns batches and jobs, has members and pays for calls."""
@@ -14,6 +16,23 @@ class Account(models.Model):
     # Whole credits. The CHECK below makes overspending impossible even if a
     # code path forgets to reserve first.
     credits = models.BigIntegerField(default=0)
+    # Which numbers the account may call (accounts/dialing.py). Staff set
+    # them, through accounts.services.account_set_dialing_rules.
+    # db_default too: rows written by older code (or a migration test running
+    # older models) still get the safe rules.
+    allowed_number_types = models.JSONField(
+        default=default_number_types,
+        db_default=list(DEFAULT_NUMBER_TYPES),
+        blank=True,
+        help_text="Number types this account may call (NumberType values).",
+    )
+    allowed_countries = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text="ISO 3166 country codes this account may call; empty means "
+        "every country except DIAL_HIGH_RISK_COUNTRIES.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -184,10 +203,12 @@ class ApiToken(models.Model):
 
 
 class AccountEvent(models.Model):
-    """The audit trail of accounts: who created one, from where, with what."""
+    """The audit trail of accounts: who created one, and who changed its
+    dialing rules; from where, and with what."""
 
     class Action(models.TextChoices):
         CREATED = "created", "Created"
+        DIALING_RULES_CHANGED = "dialing_rules_changed", "Dialing rules changed"
 
     # SET_NULL and the copied slug keep the record if the account goes.
     account = models.ForeignKey(

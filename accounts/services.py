@@ -36,7 +36,8 @@ from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from accounts.actor import Actor
-from accounts.models import Account, CreditEntry
+from accounts.dialing import NON_GEOGRAPHIC, unknown_countries, unknown_number_types
+from accounts.models import Account, AccountEvent, CreditEntry
 from batches.exceptions import DomainError
 from callcenter.prepared import fetch_prepared
 
@@ -63,6 +64,78 @@ class CreditsAdded:
 class Suspension:
     paused_batches: list[str] = field(default_factory=list)
     suspended_jobs: int = 0
+
+
+# --- Dialing rules ------------------------------------------------------------
+
+
+class InvalidDialingRulesError(DomainError):
+    code = "invalid_dialing_rules"
+    status_code = 400
+
+
+def account_set_dialing_rules(
+    *,
+    account: Account,
+    actor: Actor,
+    allowed_number_types: list[str] | None = None,
+    allowed_countries: list[str] | None = None,
+) -> list[str]:
+    """Change which number types and countries an account may call (staff
+    only: the admin is the one interface that calls this). Returns the names
+    of the fields that changed; a change is audited as an AccountEvent.
+
+    A change applies to jobs already queued: the worker checks the rules
+    again after it marks each job dialled (jobs/dial_rules.py).
+    """
+    wanted: dict[str, list[str]] = {}
+    if allowed_number_types is not None:
+        unknown = unknown_number_types(allowed_number_types)
+        if unknown:
+            raise InvalidDialingRulesError(
+                f"Unknown number types: {', '.join(unknown)}."
+            )
+        wanted["allowed_number_types"] = sorted(set(allowed_number_types))
+    if allowed_countries is not None:
+        codes = sorted({code.strip().upper() for code in allowed_countries})
+        unknown = unknown_countries(codes)
+        if unknown:
+            raise InvalidDialingRulesError(
+                f"Unknown country codes: {', '.join(unknown)} (use ISO 3166 "
+                f"alpha-2 codes such as US or GB, or {NON_GEOGRAPHIC})."
+            )
+        wanted["allowed_countries"] = codes
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        changes = {
+            name: [getattr(locked, name), value]
+            for name, value in wanted.items()
+            if sorted(getattr(locked, name)) != value
+        }
+        if not changes:
+            return []
+        for name, (_before, after) in changes.items():
+            setattr(locked, name, after)
+            setattr(account, name, after)
+        locked.save(update_fields=[*changes, "updated_at"])
+        event = AccountEvent.objects.create(
+            account=locked,
+            account_slug=locked.slug,
+            action=AccountEvent.Action.DIALING_RULES_CHANGED,
+            **actor.audit_fields(),
+            changes=changes,
+        )
+    logger.info(
+        "account dialing rules changed",
+        extra={
+            "action": "account.dialing_rules_changed",
+            "account": locked.slug,
+            "changes": changes,
+            "source": actor.source,
+            "actor": event.actor_label or "-",
+        },
+    )
+    return list(changes)
 
 
 # --- The cost rule ------------------------------------------------------------

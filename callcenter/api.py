@@ -254,11 +254,36 @@ class ApiRateThrottle(throttling.UserRateThrottle):
 # --- Parsing -----------------------------------------------------------------
 
 
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        f"The request body is larger than {limit} bytes (IMPORT_MAX_BYTES).",
+        code="too_large",
+        status_code=413,
+    )
+
+
+def refuse_large_body(parser_context: dict[str, Any] | None) -> None:
+    """413 before a byte of the body is read, when its declared length is
+    over IMPORT_MAX_BYTES. Under WSGI the declared length also bounds what
+    can be read; the upload parsers count the bytes as well."""
+    request = (parser_context or {}).get("request")
+    if request is None:
+        return
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.IMPORT_MAX_BYTES:
+        raise body_too_large(settings.IMPORT_MAX_BYTES)
+
+
 class JSONParser(parsers.JSONParser):
-    """DRF's parser, plus a 400 for JSON nested too deeply for Python's
-    decoder (it raises RecursionError, which DRF would let become a 500)."""
+    """DRF's parser, plus a 413 for a body over IMPORT_MAX_BYTES and a 400 for
+    JSON nested too deeply for Python's decoder (it raises RecursionError,
+    which DRF would let become a 500)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        refuse_large_body(parser_context)
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
@@ -409,7 +434,7 @@ _ERROR_TEXT = {
     404: "Not found, or belongs to another account.",
     405: "Method not allowed.",
     409: "Not allowed in the current state.",
-    413: "Too many rows.",
+    413: "Too many rows, or a body over IMPORT_MAX_BYTES.",
     415: "Unsupported media type.",
     422: "Idempotency-Key reused with a different request.",
     429: "Throttled; see Retry-After.",

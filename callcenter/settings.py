@@ -387,6 +387,29 @@ if DEFAULT_PHONE_REGION not in _phonenumbers.SUPPORTED_REGIONS:
         f"DEFAULT_PHONE_REGION must be a region code such as US or ES, "
         f"got {DEFAULT_PHONE_REGION!r}"
     )
+# Largest request body the API reads (CSV, multipart or JSON), in bytes:
+# refused with 413 from its Content-Length before anything is read, and
+# counted again while an upload is streamed to a temporary file.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+# Destinations refused by default (an account with no allowed_countries list
+# of its own may call every other country). ISO 3166 alpha-2 codes, and 001
+# for the non-geographic codes (satellite, international networks, +979
+# premium rate). See docs/security.md; accounts/dialing.py.
+_HIGH_RISK_DEFAULT = (
+    "001 CU SO SL GN GM LR ER KP NR TV TK NU CK SB VU KI WF ST SH IO FK PG TO WS FM MH"
+)
+DIAL_HIGH_RISK_COUNTRIES = frozenset(
+    code.upper()
+    for code in env_list("DIAL_HIGH_RISK_COUNTRIES", _HIGH_RISK_DEFAULT.split())
+)
+_unknown_regions = sorted(
+    DIAL_HIGH_RISK_COUNTRIES - set(_phonenumbers.SUPPORTED_REGIONS) - {"001"}
+)
+if _unknown_regions:
+    raise ImproperlyConfigured(
+        "DIAL_HIGH_RISK_COUNTRIES must list region codes such as CU or 001, got "
+        + ", ".join(_unknown_regions)
+    )
 SPECTACULAR_SETTINGS.update(
     {
         "SCHEMA_PATH_PREFIX": "/api/v1",

@@ -5,7 +5,10 @@ is written and every bad row is reported with its row number and reasons.
 
 - Phone numbers are parsed with ``phonenumbers`` (national numbers use
   settings.DEFAULT_PHONE_REGION), must be valid numbers, and are stored in
-  E.164.
+  E.164. A number whose type or country the account may not call is a bad
+  row (accounts/dialing.py).
+- A CSV is read row by row from its file (``rows_from_csv``), and the row
+  limit stops the reading: memory holds a chunk of the file, not the file.
 - A number may appear once per batch: a duplicate inside the upload or of an
   existing job of the batch is a bad row (the database's unique constraint
   backs this up). Imports into one batch are serialised with an advisory lock
@@ -20,15 +23,16 @@ chunks on SQLite).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import phonenumbers
 from django.conf import settings
@@ -39,9 +43,12 @@ from phonenumbers.phonemetadata import PhoneMetadata
 from phonenumbers.phonenumberutil import (
     _extract_country_code,
     _is_number_matching_desc,
+    _number_type_helper,
 )
 
 from accounts.actor import Actor
+from accounts.dialing import number_type_name, refusal
+from accounts.models import Account
 from batches.exceptions import BatchCancelledError, BatchDeletedError, DomainError
 from batches.models import Batch
 from jobs.models import Job, JobStatus
@@ -118,10 +125,20 @@ class ImportRow:
 # --- Phone numbers ---------------------------------------------------------
 
 
-def normalize_phone(
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A valid number: E.164, its region (ISO 3166 alpha-2, or "001" for a
+    non-geographic code) and its type (accounts.dialing.NumberType)."""
+
+    e164: str
+    region: str
+    number_type: str
+
+
+def parse_phone(
     raw: str, region: str, regions: RegionCache | None = None
-) -> str | None:
-    """The number in E.164, or None if it is not a valid phone number.
+) -> Phone | None:
+    """The number, classified, or None if it is not a valid phone number.
 
     ``regions`` is an optional cache of the region of a number's first digits,
     for bulk use: finding the region is half the cost of validation for +1
@@ -152,50 +169,53 @@ def normalize_phone(
             number = phonenumbers.parse(text, region)
     except (phonenumbers.NumberParseException, ValueError):
         return None
+    found = None
     if regions is not None:
         key = (number.country_code, str(number.national_number)[:6])
         if key not in regions:
             regions[key] = phonenumbers.region_code_for_number(number)
         cached = regions[key]
-        valid = bool(cached and _matches_a_type(number, cached)) or (
-            phonenumbers.is_valid_number(number)
-        )
-    else:
-        valid = phonenumbers.is_valid_number(number)
-    if not valid:
+        if cached:
+            found = _classify(number, cached)
+    if found is None:
+        # What is_valid_number decides: the number's region, then a type.
+        where = phonenumbers.region_code_for_number(number)
+        found = _classify(number, where) if where else None
+    if found is None:
         return None
+    where, kind = found
     if fast:
-        return compact  # already +<country code><national significant number>
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        e164 = compact  # already +<country code><national significant number>
+    else:
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Phone(e164, where, number_type_name(kind))
 
 
-def _matches_a_type(number: phonenumbers.PhoneNumber, region: str) -> bool:
-    """True only if the number is valid in ``region``: it matches the
-    region's general pattern and one number type's pattern, which is what
-    is_valid_number_for_region decides, at half the cost (it classifies the
-    number, trying the rarest types first). A False answer is re-checked by
-    the library, so this can only speed validation up, never change it."""
-    metadata = PhoneMetadata.metadata_for_region(region)
+def normalize_phone(
+    raw: str, region: str, regions: RegionCache | None = None
+) -> str | None:
+    """The number in E.164, or None if it is not a valid phone number."""
+    phone = parse_phone(raw, region, regions)
+    return phone.e164 if phone else None
+
+
+def _classify(number: phonenumbers.PhoneNumber, region: str) -> tuple[str, int] | None:
+    """(region, number type) if the number is valid in ``region``, else None:
+    it matches the region's general pattern and one number type's pattern,
+    which is what is_valid_number_for_region decides, and the type is what
+    number_type would answer (both call the same helper)."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        number.country_code or 0, region
+    )
     if metadata is None:
-        return False
+        return None
     nsn = phonenumbers.national_significant_number(number)
     if not _is_number_matching_desc(nsn, metadata.general_desc):
-        return False
-    return any(
-        _is_number_matching_desc(nsn, desc)
-        for desc in (
-            metadata.fixed_line,
-            metadata.mobile,
-            metadata.toll_free,
-            metadata.premium_rate,
-            metadata.shared_cost,
-            metadata.voip,
-            metadata.personal_number,
-            metadata.pager,
-            metadata.uan,
-            metadata.voicemail,
-        )
-    )
+        return None
+    kind = _number_type_helper(nsn, metadata)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
+        return None
+    return region, kind
 
 
 # --- Row validation ----------------------------------------------------------
@@ -302,6 +322,7 @@ def _validate(
     region: str,
     from_text: bool,
     regions: RegionCache,
+    rules: _DialRules,
 ) -> tuple[_Valid | None, RowError | None]:
     data = row.data
     errors: list[str] = []
@@ -334,9 +355,13 @@ def _validate(
     elif len(raw_phone) > 40 or _check_text(raw_phone):
         errors.append("phone_number: not a valid phone number.")
     else:
-        phone = normalize_phone(raw_phone, region, regions)
-        if phone is None:
+        parsed = parse_phone(raw_phone, region, regions)
+        if parsed is None:
             errors.append(f"phone_number: {raw_phone!r} is not a valid phone number.")
+        elif refused := rules.refusal(parsed):
+            errors.append(f"phone_number: {parsed.e164}: {refused}")
+        else:
+            phone = parsed.e164
     if not from_text:
         errors.extend(_check_variables(variables))
     scheduled_at, problem = _parse_scheduled_at(data.get("scheduled_at"))
@@ -358,59 +383,79 @@ def rows_from_json(items: Iterable[Any]) -> list[ImportRow]:
     return [ImportRow(i, item) for i, item in enumerate(items, start=1)]
 
 
-def rows_from_csv(content: bytes | str) -> list[ImportRow]:
+def rows_from_csv(content: bytes | str | IO[bytes]) -> Iterator[ImportRow]:
     """CSV rows are numbered by line, the header being line 1.
 
     Columns: ``phone_number`` (required), optional ``scheduled_at`` and
     ``priority``; every other column becomes a variable of the job.
+
+    The header is read and checked at once (ImportFormatError); the rows are
+    then read one at a time as the import consumes them, so a file opened
+    from disk is never held in memory whole.
     """
     if isinstance(content, bytes):
-        try:
-            text = content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ImportFormatError("The CSV file must be UTF-8 encoded.") from None
+        content = io.BytesIO(content)
+    if isinstance(content, str):
+        text: IO[str] = io.StringIO(content.removeprefix("\ufeff"), newline="")
     else:
-        text = content.removeprefix("\ufeff")
-    if "\x00" in text:
-        raise ImportFormatError("The CSV file contains NUL characters.")
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        text = io.TextIOWrapper(content, encoding="utf-8-sig", newline="")
+    lines = _checked_lines(text)
+    reader = csv.reader(lines)
+    with _csv_errors():
         header = next(reader, None)
-        if not header:
-            raise ImportFormatError("The CSV file is empty; it needs a header row.")
-        header = [h.strip() for h in header]
-        if "phone_number" not in header:
-            raise ImportFormatError("The CSV header needs a phone_number column.")
-        if any(not h for h in header):
-            raise ImportFormatError("Every CSV column needs a name in the header.")
-        if len(set(header)) != len(header):
-            raise ImportFormatError("The CSV header repeats a column name.")
-        free = [h for h in header if h not in CSV_RESERVED]
-        if len(free) > MAX_VARIABLES:
-            raise ImportFormatError(
-                f"At most {MAX_VARIABLES} variable columns besides phone_number, "
-                "scheduled_at and priority."
-            )
-        if any(len(h) > MAX_VARIABLE_KEY for h in free):
-            raise ImportFormatError(
-                f"Column names are at most {MAX_VARIABLE_KEY} characters."
-            )
-        width = len(header)
-        rows: list[ImportRow] = []
+    if not header:
+        raise ImportFormatError("The CSV file is empty; it needs a header row.")
+    header = [h.strip() for h in header]
+    if "phone_number" not in header:
+        raise ImportFormatError("The CSV header needs a phone_number column.")
+    if any(not h for h in header):
+        raise ImportFormatError("Every CSV column needs a name in the header.")
+    if len(set(header)) != len(header):
+        raise ImportFormatError("The CSV header repeats a column name.")
+    free = [h for h in header if h not in CSV_RESERVED]
+    if len(free) > MAX_VARIABLES:
+        raise ImportFormatError(
+            f"At most {MAX_VARIABLES} variable columns besides phone_number, "
+            "scheduled_at and priority."
+        )
+    if any(len(h) > MAX_VARIABLE_KEY for h in free):
+        raise ImportFormatError(
+            f"Column names are at most {MAX_VARIABLE_KEY} characters."
+        )
+    return _csv_rows(reader, header)
+
+
+def _checked_lines(text: IO[str]) -> Iterator[str]:
+    """The file's lines, refusing a file that is not UTF-8 or holds NUL."""
+    try:
+        for line in text:
+            if "\x00" in line:
+                raise ImportFormatError("The CSV file contains NUL characters.")
+            yield line
+    except UnicodeDecodeError:
+        raise ImportFormatError("The CSV file must be UTF-8 encoded.") from None
+
+
+@contextlib.contextmanager
+def _csv_errors() -> Iterator[None]:
+    try:
+        yield
+    except csv.Error as exc:
+        raise ImportFormatError(f"The CSV file cannot be read: {exc}") from None
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[ImportRow]:
+    width = len(header)
+    with _csv_errors():
         for number, values in enumerate(reader, start=2):
             if not values or (len(values) == 1 and not values[0].strip()):
                 continue  # blank line
             if len(values) != width:
-                rows.append(
-                    ImportRow(
-                        number, {"__width__": f"has {len(values)} columns, not {width}"}
-                    )
+                yield ImportRow(
+                    number, {"__width__": f"has {len(values)} columns, not {width}"}
                 )
                 continue
-            rows.append(ImportRow(number, dict(zip(header, values, strict=True))))
-    except csv.Error as exc:
-        raise ImportFormatError(f"The CSV file cannot be read: {exc}") from None
-    return rows
+            yield ImportRow(number, dict(zip(header, values, strict=True)))
 
 
 # --- The service -------------------------------------------------------------
@@ -444,7 +489,7 @@ class _RowsInvalid(Exception):
 def jobs_import(
     *,
     batch: Batch,
-    rows: list[ImportRow],
+    rows: Iterable[ImportRow],
     actor: Actor,
     from_text: bool = False,
     max_rows: int | None = None,
@@ -462,12 +507,14 @@ def jobs_import(
     two phases instead: validate everything, look the numbers up, then write.
     """
     limit = max_rows or settings.API_IMPORT_MAX_ROWS
-    if len(rows) > limit:
-        raise ImportTooLargeError(
-            f"An import takes at most {limit} rows; this one has {len(rows)}."
-        )
-    if not rows:
-        raise ImportFormatError("There are no rows to import.")
+    if isinstance(rows, Sized):
+        if len(rows) > limit:
+            raise ImportTooLargeError(
+                f"An import takes at most {limit} rows; this one has {len(rows)}."
+            )
+        if not len(rows):
+            raise ImportFormatError("There are no rows to import.")
+    rows = _at_most(rows, limit)
     result = ImportResult()
     now = timezone.now()
     try:
@@ -480,9 +527,12 @@ def jobs_import(
                 "created_at": now,
                 "updated_at": now,
             }
+            rules = _DialRules.of_account(current.account_id)
             existing = _existing_numbers_if_few(current)
             if existing is None:
-                good = list(_checked_rows(rows, from_text, result, existing=set()))
+                good = list(
+                    _checked_rows(rows, from_text, result, rules, existing=set())
+                )
                 taken = _existing_numbers(current, [item.phone for _, item in good])
                 for row_number, item in good:
                     if item.phone in taken:
@@ -491,7 +541,9 @@ def jobs_import(
                     raise _RowsInvalid
                 checked: Iterable[tuple[int, _Valid]] = good
             else:
-                checked = _checked_rows(rows, from_text, result, existing=existing)
+                checked = _checked_rows(
+                    rows, from_text, result, rules, existing=existing
+                )
             try:
                 _insert_jobs(_as_values(checked, now, result), common, result)
             except IntegrityError:
@@ -500,6 +552,8 @@ def jobs_import(
                     "Some of these numbers were added to the batch at the same "
                     "time by another writer; nothing was imported. Retry."
                 ) from None
+            if not result.created and not result.errors:
+                raise ImportFormatError("There are no rows to import.")
             # New work: a batch marked completed must become claimable again.
             Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
                 completed_at=None
@@ -533,10 +587,45 @@ def _already_in_batch(row_number: int, item: _Valid) -> RowError:
     )
 
 
+def _at_most(rows: Iterable[ImportRow], limit: int) -> Iterator[ImportRow]:
+    """The rows, refusing the import (413) once the limit is passed: a
+    streamed file is refused without reading the rest of it."""
+    for count, row in enumerate(rows, start=1):
+        if count > limit:
+            raise ImportTooLargeError(
+                f"An import takes at most {limit} rows; this one has more."
+            )
+        yield row
+
+
+@dataclass(frozen=True)
+class _DialRules:
+    """The account's allowed number types and countries (accounts.dialing)."""
+
+    number_types: frozenset[str]
+    countries: frozenset[str]
+
+    @classmethod
+    def of_account(cls, account_id: int) -> _DialRules:
+        types, countries = Account.objects.values_list(
+            "allowed_number_types", "allowed_countries"
+        ).get(pk=account_id)
+        return cls(frozenset(types), frozenset(countries))
+
+    def refusal(self, phone: Phone) -> str | None:
+        return refusal(
+            region=phone.region,
+            number_type=phone.number_type,
+            allowed_number_types=self.number_types,
+            allowed_countries=self.countries,
+        )
+
+
 def _checked_rows(
-    rows: list[ImportRow],
+    rows: Iterable[ImportRow],
     from_text: bool,
     result: ImportResult,
+    rules: _DialRules,
     *,
     existing: set[str],
 ) -> Iterator[tuple[int, _Valid]]:
@@ -551,7 +640,7 @@ def _checked_rows(
             )
             continue
         item, error = _validate(
-            row, region=region, from_text=from_text, regions=regions
+            row, region=region, from_text=from_text, regions=regions, rules=rules
         )
         if error:
             result.errors.append(error)

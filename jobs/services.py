@@ -92,6 +92,70 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = MANUAL_CANCEL_REASON) ->
     return locked
 
 
+def job_refuse_dial(*, job: Job, worker_id: str, reason: str, token: str = "") -> bool:
+    """End a job the worker marked dialled but must not call, because the
+    account's dialing rules now refuse its number (jobs/dial_rules.py).
+
+    Runs before the dialer is asked to call: the job becomes ``cancelled``
+    with ``reason``, the attempt is given back, the call's credit
+    reservation is refunded, and the worker is the audited actor.
+    Conditional on the worker process still holding this claim (its id and
+    claim token); returns whether it did.
+    """
+    from accounts.services import claim_key, credits_settle
+
+    actor = Actor.worker(worker_id)
+    with transaction.atomic():
+        locked = (
+            Job.objects.select_for_update()
+            .filter(
+                pk=job.pk,
+                status=JobStatus.IN_PROGRESS,
+                claimed_by=worker_id,
+                claim_token=token,
+                claimed_at=job.claimed_at,
+                dialed_at__isnull=False,
+            )
+            .first()
+        )
+        if locked is None:
+            return False
+        locked.status = JobStatus.CANCELLED
+        locked.cancel_reason = reason[:255]
+        locked.finished_at = timezone.now()
+        locked.attempts = max(locked.attempts - 1, 0)
+        locked.dialed_at = None
+        locked.lease_expires_at = None
+        locked.save(
+            update_fields=[
+                "status",
+                "cancel_reason",
+                "finished_at",
+                "attempts",
+                "dialed_at",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+        job_record(
+            locked,
+            action="refused",
+            actor=actor,
+            changes={"status": [JobStatus.IN_PROGRESS, JobStatus.CANCELLED]},
+            reason=reason,
+        )
+        send_jobs_finished_on_commit([(locked, None)])
+    credits_settle(
+        account_id=locked.account_id,
+        job_pk=locked.pk,
+        key=claim_key(locked.claimed_at),
+        cost=0,
+        note="not dialled: refused by the account's dialing rules",
+    )
+    job.status = locked.status
+    return True
+
+
 def job_requeue(*, job: Job, actor: Actor) -> Job:
     """Put a failed or suspended job back in the queue with a fresh budget."""
     with transaction.atomic():

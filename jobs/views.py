@@ -4,8 +4,11 @@ account's jobs, one job, and cancelling one job."""
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterable
 
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -24,11 +27,22 @@ from batches.views import (
     account_batch,
     import_rows_error,
 )
-from callcenter.api import ApiError, JSONParser, error_responses
+from callcenter.api import (
+    ApiError,
+    JSONParser,
+    body_too_large,
+    error_responses,
+    refuse_large_body,
+)
 from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from jobs import export, services
 from jobs.filters import AccountJobFilter, JobFilter, ResultsFilter
-from jobs.imports import jobs_import, rows_from_csv, rows_from_json
+from jobs.imports import (
+    ImportRow,
+    jobs_import,
+    rows_from_csv,
+    rows_from_json,
+)
 from jobs.models import Job, JobStatus, normalize_status
 from jobs.pagination import BatchJobsPagination
 from jobs.serializers import (
@@ -42,15 +56,51 @@ from jobs.serializers import (
 MAX_JOB_PK = 2**63 - 1
 
 
+UPLOAD_CHUNK = 64 * 1024
+
+
 class CSVBodyParser(BaseParser):
-    """A raw text/csv body, handled like an uploaded `file`."""
+    """A raw text/csv body, handled like an uploaded `file`.
+
+    The body is copied in chunks to a temporary file (in memory up to
+    FILE_UPLOAD_MAX_MEMORY_SIZE, then on disk), counting the bytes against
+    IMPORT_MAX_BYTES, and the import then reads it row by row: memory holds
+    a chunk, never the file, and no transaction waits on a slow client.
+    """
 
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        body = stream.read() if stream is not None else b""
-        upload = SimpleUploadedFile("upload.csv", body, content_type="text/csv")
+        refuse_large_body(parser_context)
+        limit = settings.IMPORT_MAX_BYTES
+        # Freed with the upload after the request; once rolled over to disk
+        # it is an unnamed file, so nothing is left behind.
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        )
+        size = 0
+        while stream is not None and (chunk := stream.read(UPLOAD_CHUNK)):
+            size += len(chunk)
+            if size > limit:
+                spool.close()
+                raise body_too_large(limit)
+            spool.write(chunk)
+        spool.seek(0)
+        upload = UploadedFile(
+            spool, name="upload.csv", content_type="text/csv", size=size
+        )
         return DataAndFiles({}, {"file": upload})
+
+
+class UploadParser(MultiPartParser):
+    """multipart/form-data with the body limit. Django's multipart parser
+    reads no more than the declared length (and nothing without one), so
+    refusing a declared length over the limit bounds it; files over
+    FILE_UPLOAD_MAX_MEMORY_SIZE go to disk as they stream in."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        refuse_large_body(parser_context)
+        return super().parse(stream, media_type, parser_context)
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -153,7 +203,7 @@ class BatchJobsViewSet(AccountScopedViewSet):
     filter_backends = [DjangoFilterBackend]
     filterset_class = JobFilter  # ?status=, ?ordering=
     queryset = Job.objects.none()  # the model, for the schema; see get_queryset
-    parser_classes = [JSONParser, MultiPartParser, CSVBodyParser]
+    parser_classes = [JSONParser, UploadParser, CSVBodyParser]
     pagination_class = BatchJobsPagination
 
     @extend_schema(
@@ -218,8 +268,10 @@ class BatchJobsViewSet(AccountScopedViewSet):
     def _import(self, request, batch) -> Response:
         upload = request.FILES.get("file")
         data = request.data
+        rows: Iterable[ImportRow]
         if upload is not None:
-            rows, from_text = rows_from_csv(upload.read()), True
+            upload.seek(0)
+            rows, from_text = rows_from_csv(upload.file), True
         elif isinstance(data, list):
             rows, from_text = rows_from_json(data), False
         elif isinstance(data, dict) and set(data) == {"jobs"}:

@@ -37,7 +37,7 @@ from django.db import (
     connections,
 )
 
-from jobs import billing, lifecycle
+from jobs import billing, dial_rules, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.dialers.base import (
     CallHandle,
@@ -587,7 +587,9 @@ class CallWorker:
         dialed = lifecycle.mark_dialed(
             jobs=payable, worker_id=self.worker_id, token=self.token
         )
-        for job in dialed:
+        for job in dial_rules.keep_allowed(
+            jobs=dialed, worker_id=self.worker_id, token=self.token
+        ):
             assert job.dialed_at is not None  # set by mark_dialed
             call = Call(
                 job=job,

@@ -101,7 +101,9 @@ def test_jobs_import__past_scheduled_at_is_pending():
 
 
 def test_rows_from_csv__numbers_rows_by_line_and_skips_blank_lines():
-    rows = rows_from_csv(b"phone_number,name\n+14155550100,Ana\n\n+14155550101,Luis\n")
+    rows = list(
+        rows_from_csv(b"phone_number,name\n+14155550100,Ana\n\n+14155550101,Luis\n")
+    )
     assert [r.row for r in rows] == [2, 4]
     assert rows[0].data == {"phone_number": "+14155550100", "name": "Ana"}
 
@@ -121,7 +123,7 @@ def test_jobs_import__twenty_thousand_csv_rows():
     lines = ["phone_number,first_name"] + [
         f"+1415{2000000 + i:07d},Ana{i}" for i in range(20_000)
     ]
-    rows = rows_from_csv(("\n".join(lines) + "\n").encode())
+    rows = list(rows_from_csv(("\n".join(lines) + "\n").encode()))
     result = jobs_import(batch=batch, rows=rows, actor=ACTOR, from_text=True)
     assert result.created == 20_000
     assert Job.objects.filter(batch=batch).count() == 20_000

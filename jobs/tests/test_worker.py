@@ -166,9 +166,9 @@ def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
         # Each statement is its own transaction: no BEGIN ... COMMIT.
         assert not [sql for sql in sent[0] + sent[1] if sql == "BEGIN"]
         counts.append((len(sent[0]), len(sent[1])))
-    # claim, reserve, mark dialled | record, completion check, webhook
-    # endpoints, settle.
-    assert counts == [(3, 4), (3, 4)]
+    # claim, reserve, mark dialled, dialing rules | record, completion check,
+    # webhook endpoints, settle.
+    assert counts == [(4, 4), (4, 4)]
     done = Job.objects.filter(batch=batch, status=JobStatus.COMPLETED)
     assert done.count() == 6
     assert account.credit_entries.filter(kind="settle").count() == 6
@@ -207,11 +207,13 @@ class TroubledDialer(Dialer):
     connected."""
 
     name = "troubled"
+    # Valid numbers: the worker re-checks each number against the account's
+    # dialing rules before it dials, and refuses what it cannot classify.
     REFUSED, LOST_REPLY, WAIT_RAISES, NEVER_CONNECTED = (
-        "+15550000001",
-        "+15550000002",
-        "+15550000003",
-        "+15550000004",
+        "+12025550101",
+        "+12025550102",
+        "+12025550103",
+        "+12025550104",
     )
 
     def place_call(self, job):

@@ -1,0 +1,112 @@
+"""Which numbers an account may call: its allowed number types and countries.
+
+Premium-rate and revenue-share numbers cost the caller money and pay the
+number's owner, so an account that could call any valid number could be made
+to pay a fraudster (international revenue-share fraud, IRSF). Each account
+therefore has an allow-list of number types and of destination countries:
+
+- number types: fixed line, mobile and fixed-line-or-mobile (most North
+  American numbers) by default; premium rate, shared cost, UAN, VoIP, toll
+  free, personal, pager and voicemail numbers only if staff enable them;
+- countries: an explicit list set by staff, or, while the list is empty,
+  every country except settings.DIAL_HIGH_RISK_COUNTRIES.
+
+The rules are checked when jobs are imported (a refused number is a bad row)
+and again just after the worker marks a job dialled, because staff may
+narrow an account's rules while its jobs are queued (jobs/dial_rules.py).
+Only staff change them, in the admin, through
+``accounts.services.account_set_dialing_rules`` (audited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import models
+
+
+class NumberType(models.TextChoices):
+    """The number types of libphonenumber, by name."""
+
+    FIXED_LINE = "fixed_line", "Fixed line"
+    MOBILE = "mobile", "Mobile"
+    FIXED_LINE_OR_MOBILE = "fixed_line_or_mobile", "Fixed line or mobile"
+    TOLL_FREE = "toll_free", "Toll free"
+    PREMIUM_RATE = "premium_rate", "Premium rate"
+    SHARED_COST = "shared_cost", "Shared cost"
+    VOIP = "voip", "VoIP"
+    PERSONAL_NUMBER = "personal_number", "Personal number"
+    PAGER = "pager", "Pager"
+    UAN = "uan", "UAN (universal access number)"
+    VOICEMAIL = "voicemail", "Voicemail access"
+
+
+# libphonenumber's PhoneNumberType values, in NumberType's order.
+_LIBRARY_CODES = dict(
+    zip(range(11), [str(value) for value in NumberType.values], strict=True)
+)
+
+DEFAULT_NUMBER_TYPES = (
+    NumberType.FIXED_LINE.value,
+    NumberType.MOBILE.value,
+    NumberType.FIXED_LINE_OR_MOBILE.value,
+)
+
+# Region code libphonenumber gives numbers of non-geographic country codes:
+# satellite (+881), international networks (+882, +883), +800, +808, +979.
+NON_GEOGRAPHIC = "001"
+
+
+def default_number_types() -> list[str]:
+    """Account.allowed_number_types' default (a callable: a fresh list)."""
+    return list(DEFAULT_NUMBER_TYPES)
+
+
+def unknown_number_types(types: Iterable[str]) -> list[str]:
+    return sorted(set(types) - set(NumberType.values))
+
+
+def unknown_countries(codes: Iterable[str]) -> list[str]:
+    """The codes that name no region libphonenumber knows (nor 001)."""
+    from phonenumbers import SUPPORTED_REGIONS
+
+    return sorted(set(codes) - SUPPORTED_REGIONS - {NON_GEOGRAPHIC})
+
+
+def number_type_name(library_code: int) -> str:
+    """NumberType value for a phonenumbers.PhoneNumberType code; "unknown"
+    for a number that matches no type (it is not a valid number)."""
+    return _LIBRARY_CODES.get(library_code, "unknown")
+
+
+def refusal(
+    *,
+    region: str | None,
+    number_type: str,
+    allowed_number_types: Iterable[str],
+    allowed_countries: Iterable[str],
+) -> str | None:
+    """Why an account with these rules may not call this number; None if it
+    may. ``region`` is libphonenumber's region code of the number (ISO 3166
+    alpha-2, or "001" for non-geographic codes)."""
+    if number_type not in set(allowed_number_types):
+        label = dict(NumberType.choices).get(number_type, number_type)
+        return (
+            f"{str(label).lower()} numbers are not allowed for this account "
+            "(ask staff to enable the number type)."
+        )
+    where = region or "unknown"
+    countries = set(allowed_countries)
+    if countries:
+        if where not in countries:
+            return (
+                f"destination {where} is not among the countries allowed for this "
+                "account."
+            )
+    elif where in settings.DIAL_HIGH_RISK_COUNTRIES:
+        return (
+            f"destination {where} is a high-risk destination, not allowed unless "
+            "staff add it to the account's allowed countries."
+        )
+    return None
