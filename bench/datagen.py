@@ -58,14 +58,18 @@ def insert_jobs(
     status: str = "pending",
     start: int = 0,
 ) -> int:
-    """Insert `per_batch` jobs into each batch; numbers start at `start`."""
+    """Insert `per_batch` jobs into each batch; numbers start at `start`.
+
+    Valid US numbers (+1 415 200-0000 on), because the worker checks each
+    number against the account's dialing rules before it dials.
+    """
     if not batch_ids or per_batch <= 0:
         return 0
     finished = "now()" if status in ("completed", "failed", "cancelled") else "NULL"
     _execute(
         f"""
         INSERT INTO jobs_job ({JOB_COLUMNS})
-        SELECT %s, b, '+1' || (2000000000 + %s + g)::text, '{{}}'::jsonb, %s,
+        SELECT %s, b, '+1' || (4152000000 + %s + g)::text, '{{}}'::jsonb, %s,
             0, 0, 3, '', '', '[]'::jsonb, '', '', now(), now(), {finished}
         FROM unnest(%s::bigint[]) AS b, generate_series(1, %s) AS g
         """,

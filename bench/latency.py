@@ -103,7 +103,7 @@ def _resume_job(account_id: int, n: int) -> tuple[int, float]:
         account_id, 1, active=False, prefix=f"lat-resume-{n}"
     )
     job = Job.objects.create(
-        account_id=account_id, batch_id=batch_pk, phone_number=f"+1651{n:07d}"
+        account_id=account_id, batch_id=batch_pk, phone_number=f"+1651{2000000 + n:07d}"
     )
     time.sleep(0.05)
     with _commit_clock() as stamp:
