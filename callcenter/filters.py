@@ -36,11 +36,6 @@ INVALID_CHOICE = _drf_message(
 MAX_LENGTH = _drf_message(
     serializers.CharField, "max_length", max_length="%(limit_value)d"
 )
-INVALID_DATETIME = _drf_message(
-    serializers.DateTimeField,
-    "invalid",
-    format="YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]",
-)
 
 
 def choice_filter(choices: list[str], **kwargs: Any) -> django_filters.ChoiceFilter:
@@ -61,14 +56,14 @@ def char_filter(
     )
 
 
-def unchanged(queryset: QuerySet, name: str, value: str) -> QuerySet:
+def _unchanged(queryset: QuerySet, name: str, value: str) -> QuerySet:
     return queryset
 
 
 def ordering_filter(choices: list[str], default: str) -> django_filters.ChoiceFilter:
     """One ordering among ``choices`` (not django-filter's OrderingFilter,
     which would take a comma list); ApiFilterSet applies it."""
-    return choice_filter(choices, method=unchanged, help_text=f"Default {default}.")
+    return choice_filter(choices, method=_unchanged, help_text=f"Default {default}.")
 
 
 class ApiFilterSet(django_filters.FilterSet):

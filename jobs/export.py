@@ -60,10 +60,22 @@ def escape_cell(value: Any) -> Any:
     return value
 
 
-def results_queryset(batch_ids: Sequence[int]) -> QuerySet[Job]:
-    """The jobs of ``batch_ids``; the API narrows them with
-    ``jobs.filters.ResultsFilter``."""
-    return Job.objects.filter(batch_id__in=list(batch_ids))
+def results_queryset(
+    batch_ids: Sequence[int],
+    *,
+    status: str | None = None,
+    outcome: str | None = None,
+    finished_since: datetime | None = None,
+) -> QuerySet[Job]:
+    """The jobs of ``batch_ids`` with the same filters as the job list."""
+    qs = Job.objects.filter(batch_id__in=list(batch_ids))
+    if status:
+        qs = qs.with_status(status)
+    if outcome:
+        qs = qs.filter(result__outcome=outcome)
+    if finished_since is not None:
+        qs = qs.filter(finished_at__gte=finished_since)
+    return qs
 
 
 def _cost_subquery() -> Subquery:

@@ -5,16 +5,14 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
-from django_filters import CharFilter, ChoiceFilter, IsoDateTimeFilter
+from django_filters import CharFilter
 
 from callcenter.api import PUBLIC_ID_RE
 from callcenter.filters import (
-    INVALID_DATETIME,
     ApiFilterSet,
     char_filter,
     choice_filter,
     ordering_filter,
-    unchanged,
 )
 from jobs.imports import normalize_phone
 from jobs.models import Job, JobStatus
@@ -64,31 +62,25 @@ class PhoneFilter(CharFilter):
     field_class = PhoneField
 
 
-def status_filter() -> ChoiceFilter:
-    return choice_filter(
+class JobFilter(ApiFilterSet):
+    """A batch's jobs: ?status= and ?ordering=. The batch's job list pages
+    in its own order (jobs.pagination), so this set only validates it."""
+
+    status = choice_filter(
         JobStatus.values,
         method="filter_status",
         help_text="`done` and `completed` both mean completed.",
     )
+    ordering = ordering_filter(JOB_ORDERING, "-id (newest first)")
 
+    apply_ordering = False
 
-class JobStatusFilterSet(ApiFilterSet):
     class Meta:
         model = Job
         fields: list[str] = []
 
     def filter_status(self, queryset: QuerySet, name: str, status: str) -> QuerySet:
         return queryset.with_status(status)  # type: ignore[attr-defined]
-
-
-class JobFilter(JobStatusFilterSet):
-    """A batch's jobs: ?status= and ?ordering=. The batch's job list pages
-    in its own order (jobs.pagination), so this set only validates it."""
-
-    status = status_filter()
-    ordering = ordering_filter(JOB_ORDERING, "-id (newest first)")
-
-    apply_ordering = False
 
 
 class AccountJobFilter(JobFilter):
@@ -108,26 +100,3 @@ class AccountJobFilter(JobFilter):
 
     def filter_batch(self, queryset: QuerySet, name: str, batch_id: str) -> QuerySet:
         return queryset.filter(batch__batch_id=batch_id, batch__deleted_at__isnull=True)
-
-
-class ResultsFilter(JobStatusFilterSet):
-    """The results export: the job list's ?status=, and ?outcome=,
-    ?finished_since= and ?bom= (read by the view)."""
-
-    status = status_filter()
-    outcome = char_filter(
-        64,
-        field_name="result__outcome",
-        help_text="The last call's outcome (result.outcome), e.g. answered.",
-    )
-    finished_since = IsoDateTimeFilter(
-        field_name="finished_at",
-        lookup_expr="gte",
-        help_text="Only jobs finished at or after this time.",
-        error_messages={"invalid": INVALID_DATETIME},
-    )
-    bom = choice_filter(
-        ["0", "1", "true", "false"],
-        method=unchanged,
-        help_text="CSV only: start with a UTF-8 byte order mark, for spreadsheets.",
-    )
