@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.utils import timezone
+from rest_framework import serializers
 
 from accounts.tests.factories import UserFactory
 from batches import services
@@ -703,3 +704,19 @@ def test_batches_resume__a_staff_pause_is_403_for_a_member(
     batch.refresh_from_db()
     assert batch.is_active is False
     assert batch.paused_by_staff is True
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "value"),
+    [
+        ("?state=nope", "state", "nope"),
+        # One ordering field: a comma list (django-filter's OrderingFilter) is 400.
+        ("?ordering=name,-priority", "ordering", "name,-priority"),
+    ],
+)
+def test_batches_list__bad_filter_value_is_400_with_drfs_message(
+    api_client, query, field, value
+):
+    error = assert_error(api_client.get(f"{BASE}{query}"), 400, "invalid")
+    expected = serializers.ChoiceField(choices=[]).error_messages["invalid_choice"]
+    assert error["fields"] == {field: [expected.format(input=value)]}
