@@ -342,6 +342,10 @@ def test_run_call_worker__a_second_process_with_the_same_id_leaves_the_first_one
     wait_until(lambda: dialled("dup") == 1, first, "the first process's call")
     # Once listening, the first process is not woken again until a NOTIFY.
     wait_until(lambda: "LISTEN" in listening_queries(), first, "the LISTEN")
+    # The listener wakes the worker once when it connects; that wake must be
+    # spent (a claim that finds nothing) before the second job exists, or
+    # the first process may take it.
+    wait_until(lambda: "claim.empty" in first.output, first, "the spent wake")
     second_job = JobFactory(batch=batch)
     second = start_worker(
         "--concurrency=1",
