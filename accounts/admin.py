@@ -7,6 +7,8 @@ from django.contrib.admin import helpers
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.actor import Actor, Source
 from accounts.forms import DIALING_RULES, AccountAdminForm, AddCreditsForm
@@ -99,7 +101,8 @@ class AccountAdmin(admin.ModelAdmin):
         )
 
     @admin.action(
-        description="Add credits to the selected accounts", permissions=["add_credits"]
+        description=gettext_lazy("Add credits to the selected accounts"),
+        permissions=["add_credits"],
     )
     def add_credits(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         """An intermediate form (amount, note), as delete_selected confirms
@@ -117,15 +120,24 @@ class AccountAdmin(admin.ModelAdmin):
                 resumed = len(result.resumed_batches)
                 self.message_user(
                     request,
-                    f"{account}: added {form.cleaned_data['amount']:,} credits, "
-                    f"balance {result.balance:,}; {resumed} batch(es) resumed, "
-                    f"{result.unsuspended_jobs:,} job(s) back in the queue.",
+                    _(
+                        "%(account)s: added %(amount)s credits, balance %(balance)s; "
+                        "%(resumed)s batch(es) resumed, %(jobs)s job(s) back in the "
+                        "queue."
+                    )
+                    % {
+                        "account": account,
+                        "amount": f"{form.cleaned_data['amount']:,}",
+                        "balance": f"{result.balance:,}",
+                        "resumed": resumed,
+                        "jobs": f"{result.unsuspended_jobs:,}",
+                    },
                     messages.SUCCESS,
                 )
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": "Add credits",
+            "title": _("Add credits"),
             "accounts": list(queryset),
             "form": form,
             "opts": self.model._meta,

@@ -29,11 +29,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.actor import Actor, Source
 from batches import charts, services
-from batches.admin_kit import GuardedActionsMixin, plural
+from batches.admin_kit import GuardedActionsMixin
 from batches.exceptions import DomainError
 from batches.models import Batch, BatchEvent
 from batches.report import batch_report, outcome_names
@@ -469,7 +469,9 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
-    @admin.action(description="Pause selected batches", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Pause selected batches"), permissions=["change"]
+    )
     def pause_selected(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
         actor = admin_actor(request)
         changed = skipped = 0
@@ -485,13 +487,20 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         self.report_outcome(
             request,
             changed=changed,
-            verb="paused",
+            done=ngettext(
+                "%(count)d batch paused", "%(count)d batches paused", changed
+            ),
+            none=_("No batches paused"),
             skipped=skipped,
-            skipped_as="already paused",
+            skipped_as=ngettext(
+                "%(count)d was already paused", "%(count)d were already paused", skipped
+            ),
             errors=errors,
         )
 
-    @admin.action(description="Resume selected batches", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Resume selected batches"), permissions=["change"]
+    )
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
         actor = admin_actor(request)
         changed = skipped = 0
@@ -507,13 +516,20 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         self.report_outcome(
             request,
             changed=changed,
-            verb="resumed",
+            done=ngettext(
+                "%(count)d batch resumed", "%(count)d batches resumed", changed
+            ),
+            none=_("No batches resumed"),
             skipped=skipped,
-            skipped_as="already active",
+            skipped_as=ngettext(
+                "%(count)d was already active", "%(count)d were already active", skipped
+            ),
             errors=errors,
         )
 
-    @admin.action(description="Cancel selected batches…", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Cancel selected batches…"), permissions=["change"]
+    )
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Batch]):
         batches = list(queryset)
         if request.POST.get("post") == "yes":
@@ -521,7 +537,9 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             return None
         return self._cancel_confirmation(request, batches, single=False)
 
-    @admin.action(description="Delete selected batches…", permissions=["delete"])
+    @admin.action(
+        description=gettext_lazy("Delete selected batches…"), permissions=["delete"]
+    )
     def delete_batches(self, request: HttpRequest, queryset: QuerySet[Batch]):
         batches = list(queryset)
         if request.POST.get("post") == "yes":
@@ -549,11 +567,19 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         self.report_outcome(
             request,
             changed=changed,
-            verb="cancelled",
+            done=ngettext(
+                "%(count)d batch cancelled", "%(count)d batches cancelled", changed
+            ),
+            none=_("No batches cancelled"),
             skipped=skipped,
-            skipped_as="already cancelled",
+            skipped_as=ngettext(
+                "%(count)d was already cancelled",
+                "%(count)d were already cancelled",
+                skipped,
+            ),
             errors=errors,
-            detail=f"{plural(jobs, 'job', 'jobs')} cancelled",
+            detail=ngettext("%(count)d job cancelled", "%(count)d jobs cancelled", jobs)
+            % {"count": jobs},
         )
 
     def _delete(self, request: HttpRequest, batches: list[Batch], *, delete_jobs: bool):
@@ -572,12 +598,19 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             cancelled_jobs += result.cancelled_jobs
             deleted_jobs += result.deleted_jobs
         if deleted:
-            detail = f"{plural(cancelled_jobs, 'job', 'jobs')} cancelled"
+            detail = ngettext(
+                "%(count)d job cancelled", "%(count)d jobs cancelled", cancelled_jobs
+            ) % {"count": cancelled_jobs}
             if delete_jobs:
-                detail = f"{plural(deleted_jobs, 'job', 'jobs')} deleted"
+                detail = ngettext(
+                    "%(count)d job deleted", "%(count)d jobs deleted", deleted_jobs
+                ) % {"count": deleted_jobs}
+            done = ngettext(
+                "%(count)d batch deleted", "%(count)d batches deleted", deleted
+            ) % {"count": deleted}
             self.message_user(
                 request,
-                f"{plural(deleted, 'batch', 'batches')} deleted; {detail}",
+                f"{done}; {detail}",
                 messages.SUCCESS,
             )
         self.report_errors(request, errors)
@@ -622,13 +655,13 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
 
     def _cancel_confirmation(self, request, batches, *, single: bool):
         context = self._confirmation_context(
-            request, batches, title="Cancel batches: are you sure?", single=single
+            request, batches, title=_("Cancel batches: are you sure?"), single=single
         )
         return TemplateResponse(request, self.cancel_confirmation_template, context)
 
     def _delete_confirmation(self, request, batches, *, single: bool):
         context = self._confirmation_context(
-            request, batches, title="Delete batches: are you sure?", single=single
+            request, batches, title=_("Delete batches: are you sure?"), single=single
         )
         return TemplateResponse(request, self.delete_batches_template, context)
 
@@ -687,11 +720,13 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
         else:
             if paused:
-                self.message_user(request, f"Batch “{batch.name}” paused.")
+                self.message_user(
+                    request, _("Batch “%(name)s” paused.") % {"name": batch.name}
+                )
             else:
                 self.message_user(
                     request,
-                    f"Batch “{batch.name}” was already paused.",
+                    _("Batch “%(name)s” was already paused.") % {"name": batch.name},
                     messages.WARNING,
                 )
         return HttpResponseRedirect(self._change_url(batch))
@@ -706,11 +741,13 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
         else:
             if resumed:
-                self.message_user(request, f"Batch “{batch.name}” resumed.")
+                self.message_user(
+                    request, _("Batch “%(name)s” resumed.") % {"name": batch.name}
+                )
             else:
                 self.message_user(
                     request,
-                    f"Batch “{batch.name}” was already active.",
+                    _("Batch “%(name)s” was already active.") % {"name": batch.name},
                     messages.WARNING,
                 )
         return HttpResponseRedirect(self._change_url(batch))

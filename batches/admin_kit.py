@@ -11,31 +11,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 
-def plural(n: int, singular: str, plural_: str) -> str:
-    return f"{n} {singular if n == 1 else plural_}"
-
-
-def outcome_message(
-    *,
-    changed: int,
-    verb: str,
-    skipped: int,
-    skipped_as: str,
-    singular: str,
-    plural_: str,
+def join_outcome(
+    *, changed: int, done: str, none: str, skipped: int, skipped_as: str
 ) -> str:
-    """ "2 batches paused; 1 was already paused" and its variants."""
-    if changed and skipped:
-        was = "was" if skipped == 1 else "were"
-        return (
-            f"{plural(changed, singular, plural_)} {verb}; {skipped} {was} {skipped_as}"
-        )
-    if changed:
-        return f"{plural(changed, singular, plural_)} {verb}"
+    """ "2 batches paused; 1 was already paused" and its variants.
+
+    ``done`` and ``skipped_as`` are whole translated sentences with a
+    ``%(count)d`` (from ``ngettext``), ``none`` the sentence for nothing
+    changed: translators see complete phrases, never glued words."""
+    parts = [done % {"count": changed} if changed else none]
     if skipped:
-        was = "was" if skipped == 1 else "were"
-        return f"No {plural_} {verb}; {skipped} {was} {skipped_as}"
-    return f"No {plural_} {verb}"
+        parts.append(skipped_as % {"count": skipped})
+    return "; ".join(parts)
 
 
 class GuardedActionsMixin:
@@ -65,23 +52,23 @@ class GuardedActionsMixin:
         request: HttpRequest,
         *,
         changed: int,
-        verb: str,
+        done: str,
+        none: str,
         skipped: int,
         skipped_as: str,
         errors: Iterable[str] = (),
         detail: str = "",
     ) -> None:
-        """One message counting what an action changed and skipped, in the
-        model's own words (success if anything changed), then one per error."""
+        """One message counting what an action changed and skipped (success
+        if anything changed), then one per error. The texts are translated
+        by the caller (see ``join_outcome``)."""
         if changed or skipped:
-            meta = self.model._meta  # type: ignore[attr-defined]
-            message = outcome_message(
+            message = join_outcome(
                 changed=changed,
-                verb=verb,
+                done=done,
+                none=none,
                 skipped=skipped,
                 skipped_as=skipped_as,
-                singular=str(meta.verbose_name),
-                plural_=str(meta.verbose_name_plural),
             )
             self.message_user(  # type: ignore[attr-defined]
                 request,

@@ -8,6 +8,8 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.actor import Actor, Source
 from batches.admin import AuditTrailInline, ReadOnlyAdmin
@@ -132,14 +134,16 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Cancel selected jobs…", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Cancel selected jobs…"), permissions=["change"]
+    )
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]):
         jobs = list(queryset.select_related("batch"))
         if request.POST.get("post") != "yes":
             cancellable = [j for j in jobs if j.status not in TERMINAL_STATUSES]
             context = {
                 **self.admin_site.each_context(request),
-                "title": "Cancel jobs: are you sure?",
+                "title": _("Cancel jobs: are you sure?"),
                 "opts": self.opts,
                 "jobs": cancellable[:CONFIRMATION_LISTED],
                 "more": max(0, len(cancellable) - CONFIRMATION_LISTED),
@@ -169,15 +173,23 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         self.report_outcome(
             request,
             changed=changed,
-            verb="cancelled",
+            done=ngettext(
+                "%(count)d job cancelled", "%(count)d jobs cancelled", changed
+            ),
+            none=_("No jobs cancelled"),
             skipped=skipped,
-            skipped_as="already finished",
+            skipped_as=ngettext(
+                "%(count)d was already finished",
+                "%(count)d were already finished",
+                skipped,
+            ),
             errors=errors,
         )
         return None
 
     @admin.action(
-        description="Requeue selected failed or suspended jobs", permissions=["change"]
+        description=gettext_lazy("Requeue selected failed or suspended jobs"),
+        permissions=["change"],
     )
     def requeue_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         actor = Actor.from_request(request, Source.ADMIN)
@@ -195,9 +207,14 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         self.report_outcome(
             request,
             changed=changed,
-            verb="requeued",
+            done=ngettext("%(count)d job requeued", "%(count)d jobs requeued", changed),
+            none=_("No jobs requeued"),
             skipped=skipped,
-            skipped_as="not failed or suspended",
+            skipped_as=ngettext(
+                "%(count)d was not failed or suspended",
+                "%(count)d were not failed or suspended",
+                skipped,
+            ),
             errors=errors,
         )
 

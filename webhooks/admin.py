@@ -4,6 +4,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy, ngettext
 
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import webhook_delivery_retry
@@ -102,7 +103,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
     @admin.action(
-        description="Attempt the selected deliveries again now",
+        description=gettext_lazy("Attempt the selected deliveries again now"),
         permissions=["retry"],
     )
     def retry_now(self, request: HttpRequest, queryset: Any) -> None:
@@ -111,7 +112,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         )
         self.message_user(
             request,
-            f"{retried} deliver{'y' if retried == 1 else 'ies'} queued for another "
-            "attempt.",
+            ngettext(
+                "%(count)d delivery queued for another attempt.",
+                "%(count)d deliveries queued for another attempt.",
+                retried,
+            )
+            % {"count": retried},
             messages.SUCCESS,
         )

@@ -131,3 +131,31 @@ def test_language_code__must_be_a_language_we_have(value, ok):
         assert result.returncode != 0
         assert "ImproperlyConfigured" in result.stderr
         assert "LANGUAGE_CODE" in result.stderr
+
+
+@pytest.mark.django_db
+def test_admin_action_message__in_spanish(admin_client):
+    from django.contrib.admin import helpers
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    from accounts.actor import Actor, Source
+    from accounts.tests.factories import UserFactory
+    from batches import services
+
+    a, b = BatchFactory(), BatchFactory()
+    staff = Actor(source=Source.ADMIN, user=UserFactory(is_staff=True))
+    services.batch_pause(batch=b, actor=staff)
+    admin_client.post("/i18n/setlang/", {"language": "es", "next": "/admin/"})
+
+    response = admin_client.post(
+        reverse("admin:batches_batch_changelist"),
+        {"action": "pause_selected", helpers.ACTION_CHECKBOX_NAME: [a.pk, b.pk]},
+        follow=True,
+    )
+
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "1 campaña pausada; 1 ya estaba pausada"
+    ]
+    # The action's name in the changelist's menu too.
+    assert "Pausar las campañas seleccionadas" in response.content.decode()
