@@ -159,3 +159,26 @@ def test_admin_action_message__in_spanish(admin_client):
     ]
     # The action's name in the changelist's menu too.
     assert "Pausar las campañas seleccionadas" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_confirmation_page__in_spanish(admin_client):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    from jobs.tests.factories import JobFactory
+
+    batch = BatchFactory()
+    JobFactory(batch=batch)
+    JobFactory(batch=batch)
+    admin_client.post("/i18n/setlang/", {"language": "es", "next": "/admin/"})
+
+    page = admin_client.post(
+        reverse("admin:batches_batch_changelist"),
+        {"action": "cancel_selected", helpers.ACTION_CHECKBOX_NAME: [batch.pk]},
+    )
+
+    html = page.content.decode()
+    assert "La cancelación es permanente" in html
+    assert 'value="Sí, cancelar 1 campaña y 2 trabajos"' in html
+    assert "Cancelar campañas: ¿está seguro?" in html
