@@ -146,8 +146,8 @@ def _claim_rates(ctx: Context, account: int, reps: int, seconds: float, jobs: in
 def run(ctx: Context) -> None:
     per_batch = int(_size("BENCH_COUNTS_JOBS", 1_000_000, 20_000, ctx))
     count = int(_size("BENCH_COUNTS_REQUESTS", 200, 30, ctx))
-    claim_seconds = _size("BENCH_COUNTS_CLAIM_SECONDS", 3.0, 1.5, ctx)
-    reps = 1 if ctx.quick else 3
+    claim_seconds = _size("BENCH_COUNTS_CLAIM_SECONDS", 5.0, 1.5, ctx)
+    reps = 1 if ctx.quick else 5
     try:
         server.require_api()
     except Missing as exc:
