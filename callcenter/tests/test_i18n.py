@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
+from django.utils import translation
 from django.utils.translation import trans_real
 
 from batches.tests.factories import BatchFactory
@@ -27,6 +28,14 @@ def compiled_catalogues():
     # Catalogues are cached per process: forget any read before compiling.
     trans_real._translations = {}
     trans_real._default = None
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_default_language():
+    """A request in Spanish leaves Spanish active in the thread (the
+    LocaleMiddleware activates it): the next test file must not inherit it."""
+    yield
+    translation.deactivate()
 
 
 def msgattrib(*args: str) -> str:
@@ -182,3 +191,21 @@ def test_admin_confirmation_page__in_spanish(admin_client):
     assert "La cancelación es permanente" in html
     assert 'value="Sí, cancelar 1 campaña y 2 trabajos"' in html
     assert "Cancelar campañas: ¿está seguro?" in html
+
+
+@pytest.mark.django_db
+def test_command_output__in_spanish():
+    from io import StringIO
+
+    from jobs.tests.factories import JobFactory
+
+    batch = BatchFactory(is_active=False)
+    JobFactory(batch=batch)
+    out = StringIO()
+
+    with translation.override("es"):
+        call_command("cancel_inactive_batch_jobs", dry_run=True, stdout=out)
+
+    assert out.getvalue().splitlines()[-1] == (
+        "Simulación: se cancelarían 1 trabajos en 1 campaña(s). No se cambió nada."
+    )

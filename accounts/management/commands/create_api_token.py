@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.models import Account, ApiToken, Membership
 from accounts.services import unknown_account_message
@@ -58,14 +59,15 @@ class Command(BaseCommand):
             if user is None:
                 if not options["create_user"]:
                     raise CommandError(
-                        f"No user {username!r}; pass --create-user to create it."
+                        _("No user %(user)r; pass --create-user to create it.")
+                        % {"user": username}
                     )
                 if account is None:
-                    raise CommandError("--create-user needs --account SLUG.")
+                    raise CommandError(_("--create-user needs --account SLUG."))
                 user = User(**{User.USERNAME_FIELD: username})
                 user.set_unusable_password()
                 user.save()
-                self.stderr.write(f"Created user {username!r}.")
+                self.stderr.write(_("Created user %(user)r.") % {"user": username})
             membership = Membership.objects.filter(user=user).first()
             if account is not None:
                 if membership is None:
@@ -75,30 +77,49 @@ class Command(BaseCommand):
                         role=options["role"] or Membership.Role.MEMBER,
                     )
                     self.stderr.write(
-                        f"Added {username!r} to {account.slug!r} as {membership.role}."
+                        _("Added %(user)r to %(account)r as %(role)s.")
+                        % {
+                            "user": username,
+                            "account": account.slug,
+                            "role": membership.role,
+                        }
                     )
                 elif membership.account_id != account.pk:
                     raise CommandError(
-                        f"{username!r} already belongs to account "
-                        f"{membership.account.slug!r}; a user has one account."
+                        _(
+                            "%(user)r already belongs to account %(account)r; a "
+                            "user has one account."
+                        )
+                        % {"user": username, "account": membership.account.slug}
                     )
             if membership is None:
                 raise CommandError(
-                    f"{username!r} belongs to no account, so its token would "
-                    "get 403; pass --account SLUG."
+                    _(
+                        "%(user)r belongs to no account, so its token would get "
+                        "403; pass --account SLUG."
+                    )
+                    % {"user": username}
                 )
             if options["role"] and membership.role != options["role"]:
                 membership.role = options["role"]
                 membership.save(update_fields=["role"])
-                self.stderr.write(f"Role of {username!r} is now {membership.role}.")
+                self.stderr.write(
+                    _("Role of %(user)r is now %(role)s.")
+                    % {"user": username, "role": membership.role}
+                )
             existing = ApiToken.objects.filter(user=user).first()
             if existing is not None and not options["rotate"]:
                 raise CommandError(
-                    f"{username!r} already has an API key ({existing.prefix}…). "
-                    "Keys are stored hashed and shown only when made; pass "
-                    "--rotate for a new key (the old one stops working)."
+                    _(
+                        "%(user)r already has an API key (%(prefix)s…). Keys are "
+                        "stored hashed and shown only when made; pass --rotate for "
+                        "a new key (the old one stops working)."
+                    )
+                    % {"user": username, "prefix": existing.prefix}
                 )
             key = api_token_create(user=user)
         if existing is not None:
-            self.stderr.write(f"Replaced the key {existing.prefix}….")
+            self.stderr.write(
+                _("Replaced the key %(prefix)s….") % {"prefix": existing.prefix}
+            )
         self.stdout.write(key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from batches.job_counts import (
     Drift,
@@ -50,8 +51,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not counts_are_kept():
             self.stdout.write(
-                "Counts are not kept on this database (SQLite counts the jobs "
-                "on every read); nothing to check."
+                _(
+                    "Counts are not kept on this database (SQLite counts the jobs "
+                    "on every read); nothing to check."
+                )
             )
             return
         pks = None
@@ -61,13 +64,16 @@ class Command(BaseCommand):
             names = {b.pk: b.batch_id for b in found}
             missing = sorted(set(options["batch_ids"]) - set(names.values()))
             if missing:
-                raise CommandError(f"Unknown batch id(s): {', '.join(missing)}")
+                raise CommandError(
+                    _("Unknown batch id(s): %(ids)s") % {"ids": ", ".join(missing)}
+                )
             pks = list(names)
         drift = job_counts_repair(pks) if options["repair"] else job_count_drift(pks)
         if not names and drift:
             names = dict(
-                Batch.all_objects.filter(pk__in={d.batch_pk for d in drift})
-                .values_list("pk", "batch_id")
+                Batch.all_objects.filter(
+                    pk__in={d.batch_pk for d in drift}
+                ).values_list("pk", "batch_id")
             )
         self._report(drift, names, repaired=options["repair"])
         if drift and options["check"]:
@@ -75,21 +81,32 @@ class Command(BaseCommand):
 
     def _report(self, drift: list[Drift], names: dict[int, str], repaired: bool):
         if not drift:
-            self.stdout.write(self.style.SUCCESS("Counts match COUNT(*): no drift."))
+            self.stdout.write(self.style.SUCCESS(_("Counts match COUNT(*): no drift.")))
             return
         for d in drift:
-            name = names.get(d.batch_pk, f"(batch pk {d.batch_pk}, gone)")
+            name = names.get(
+                d.batch_pk, _("(batch pk %(pk)s, gone)") % {"pk": d.batch_pk}
+            )
             self.stdout.write(
-                f"{name}  {d.status:<11}  kept {d.kept:>10,}  "
-                f"actual {d.actual:>10,}  ({d.delta:+,})"
+                _("%(name)s  %(status)s  kept %(kept)s  actual %(actual)s  (%(delta)s)")
+                % {
+                    "name": name,
+                    "status": f"{d.status:<11}",
+                    "kept": f"{d.kept:>10,}",
+                    "actual": f"{d.actual:>10,}",
+                    "delta": f"{d.delta:+,}",
+                }
             )
         if repaired:
             self.stdout.write(
-                self.style.SUCCESS(f"Repaired {len(drift)} count(s).")
+                self.style.SUCCESS(
+                    _("Repaired %(count)s count(s).") % {"count": len(drift)}
+                )
             )
         else:
             self.stdout.write(
                 self.style.ERROR(
-                    f"{len(drift)} count(s) drifted; run with --repair to fix."
+                    _("%(count)s count(s) drifted; run with --repair to fix.")
+                    % {"count": len(drift)}
                 )
             )

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.actor import Actor
 from batches.selectors import batch_sweepable_counts, inactive_batches
@@ -34,12 +35,15 @@ def parse_duration(value: str) -> timedelta:
     text = value.strip().lower()
     if not text or not re.fullmatch(r"(?:\d+[smhdw])+", text):
         raise CommandError(
-            f"--paused-for: {value!r} is not a duration; use e.g. 30m, 2h, 7d "
-            "or 1h30m (units: s, m, h, d, w)"
+            _(
+                "--paused-for: %(value)r is not a duration; use e.g. 30m, 2h, 7d "
+                "or 1h30m (units: s, m, h, d, w)"
+            )
+            % {"value": value}
         )
     seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
     if seconds <= 0:
-        raise CommandError("--paused-for must be longer than zero")
+        raise CommandError(_("--paused-for must be longer than zero"))
     return timedelta(seconds=seconds)
 
 
@@ -61,14 +65,28 @@ class ProgressBar:
             filled = int(self.width * fraction)
             bar = "#" * filled + "." * (self.width - filled)
             self.stream.write(
-                f"\r[{bar}] {done:,}/{self.total:,} jobs {fraction:4.0%}", ending=""
+                f"\r[{bar}] "
+                + _("%(done)s/%(total)s jobs %(percent)s")
+                % {
+                    "done": f"{done:,}",
+                    "total": f"{self.total:,}",
+                    "percent": f"{fraction:4.0%}",
+                },
+                ending="",
             )
             self.stream.flush()
             return
         decile = int(fraction * 10)
         if decile != self._last_decile:
             self._last_decile = decile
-            self.stream.write(f"progress: {done:,}/{self.total:,} jobs {fraction:.0%}")
+            self.stream.write(
+                _("progress: %(done)s/%(total)s jobs %(percent)s")
+                % {
+                    "done": f"{done:,}",
+                    "total": f"{self.total:,}",
+                    "percent": f"{fraction:.0%}",
+                }
+            )
 
     def finish(self) -> None:
         if self.tty:
@@ -122,10 +140,10 @@ class Command(BaseCommand):
             inactive_before = timezone.now() - parse_duration(options["paused_for"])
         reason = options["reason"].strip()
         if not reason:
-            raise CommandError("--reason must not be empty")
+            raise CommandError(_("--reason must not be empty"))
         chunk_size = options["chunk_size"]
         if chunk_size is not None and chunk_size < 1:
-            raise CommandError("--chunk-size must be at least 1")
+            raise CommandError(_("--chunk-size must be at least 1"))
 
         batch_ids = options["batch_ids"]
         batches = inactive_batches(batch_ids=batch_ids, inactive_before=inactive_before)
@@ -137,19 +155,30 @@ class Command(BaseCommand):
 
         for batch in targets:
             self.stdout.write(
-                f"{batch.batch_id}  {batch.state:<9}  {counts[batch.pk]:>10,} jobs"
-                f"  {batch.name}"
+                _("%(batch_id)s  %(state)s  %(count)s jobs  %(name)s")
+                % {
+                    "batch_id": batch.batch_id,
+                    "state": f"{batch.state:<9}",
+                    "count": f"{counts[batch.pk]:>10,}",
+                    "name": batch.name,
+                }
             )
         if not targets:
             self.stdout.write(
-                f"Nothing to cancel: {len(batches)} inactive batch(es) matched, "
-                "none has pending or scheduled jobs."
+                _(
+                    "Nothing to cancel: %(count)s inactive batch(es) matched, none "
+                    "has pending or scheduled jobs."
+                )
+                % {"count": len(batches)}
             )
             return
         if options["dry_run"]:
             self.stdout.write(
-                f"Dry run: would cancel {total:,} jobs in {len(targets)} batch(es). "
-                "Nothing was changed."
+                _(
+                    "Dry run: would cancel %(jobs)s jobs in %(batches)s batch(es). "
+                    "Nothing was changed."
+                )
+                % {"jobs": f"{total:,}", "batches": len(targets)}
             )
             return
         if not options["yes"]:
@@ -181,33 +210,49 @@ class Command(BaseCommand):
         skipped = [bid for bid, n in per_batch if n == 0]
         self.stdout.write(
             self.style.SUCCESS(
-                f"Cancelled {done:,} jobs in {len(per_batch) - len(skipped)} "
-                f"batch(es) in {elapsed:.1f}s (reason: {reason!r})."
+                _(
+                    "Cancelled %(jobs)s jobs in %(batches)s batch(es) in "
+                    "%(seconds)ss (reason: %(reason)r)."
+                )
+                % {
+                    "jobs": f"{done:,}",
+                    "batches": len(per_batch) - len(skipped),
+                    "seconds": f"{elapsed:.1f}",
+                    "reason": reason,
+                }
             )
         )
         if skipped:
             self.stdout.write(
-                f"Skipped {len(skipped)} batch(es) resumed or emptied meanwhile: "
-                + ", ".join(skipped)
+                _("Skipped %(count)s batch(es) resumed or emptied meanwhile: %(ids)s")
+                % {"count": len(skipped), "ids": ", ".join(skipped)}
             )
 
     def _warn_about_skipped(self, requested: list[str], found: list[Any]) -> None:
         missing = sorted(set(requested) - {b.batch_id for b in found})
         for batch_id in missing:
             self.stderr.write(
-                f"warning: {batch_id} is unknown, active, or not inactive long "
-                "enough; skipped"
+                _(
+                    "warning: %(batch_id)s is unknown, active, or not inactive long "
+                    "enough; skipped"
+                )
+                % {"batch_id": batch_id}
             )
 
     def _confirm(self, total: int, batches: int) -> None:
         if not self.stdin_isatty():
             raise CommandError(
-                "stdin is not a terminal: pass --yes to cancel without a prompt "
-                "(or --dry-run to preview)"
+                _(
+                    "stdin is not a terminal: pass --yes to cancel without a prompt "
+                    "(or --dry-run to preview)"
+                )
             )
-        answer = input(f"Cancel {total:,} jobs in {batches} batch(es)? [y/N] ")
+        answer = input(
+            _("Cancel %(jobs)s jobs in %(batches)s batch(es)? [y/N] ")
+            % {"jobs": f"{total:,}", "batches": batches}
+        )
         if answer.strip().lower() not in {"y", "yes"}:
-            raise CommandError("Aborted; nothing was changed.")
+            raise CommandError(_("Aborted; nothing was changed."))
 
     def stdin_isatty(self) -> bool:
         import sys

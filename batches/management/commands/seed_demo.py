@@ -8,6 +8,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext
 
 from accounts.actor import Actor
 from accounts.models import Account, Membership
@@ -43,12 +44,13 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(
                     self.style.SUCCESS(
-                        f"Created superuser 'admin' with password: {password}"
+                        gettext("Created superuser 'admin' with password: %(password)s")
+                        % {"password": password}
                     )
                 )
             else:
                 self.stdout.write(
-                    "Superuser 'admin' already exists; password unchanged."
+                    gettext("Superuser 'admin' already exists; password unchanged.")
                 )
             Membership.objects.get_or_create(user=admin, defaults={"account": account})
 
@@ -74,4 +76,4 @@ class Command(BaseCommand):
                 )
                 if not active:
                     batch_pause(batch=batch, actor=actor, reason="Script under review")
-        self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(self.style.SUCCESS(gettext("Demo data ready.")))

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
 
 from jobs.history import call_records_expired, call_records_purge
 
@@ -39,24 +40,36 @@ class Command(BaseCommand):
         days = settings.CALL_RECORD_RETENTION_DAYS
         expired = call_records_expired(older_than_days=days)
         if options["dry_run"] or not expired:
-            self.stdout.write(
-                f"{expired} call record(s) older than {days} days"
-                + (" would be deleted." if options["dry_run"] else "; nothing to do.")
-            )
+            if options["dry_run"]:
+                text = _(
+                    "%(count)s call record(s) older than %(days)s days would be "
+                    "deleted."
+                )
+            else:
+                text = _(
+                    "%(count)s call record(s) older than %(days)s days; nothing to do."
+                )
+            self.stdout.write(text % {"count": expired, "days": days})
             return
         if not options["yes"]:
             if not self.stdin_isatty():
                 raise CommandError(
-                    "stdin is not a terminal: pass --yes to delete without a "
-                    "prompt (or --dry-run to preview)"
+                    _(
+                        "stdin is not a terminal: pass --yes to delete without a "
+                        "prompt (or --dry-run to preview)"
+                    )
                 )
             answer = input(
-                f"Delete {expired} call record(s) older than {days} days? [y/N] "
+                _("Delete %(count)s call record(s) older than %(days)s days? [y/N] ")
+                % {"count": expired, "days": days}
             )
             if answer.strip().lower() not in {"y", "yes"}:
-                raise CommandError("Aborted; nothing was deleted.")
+                raise CommandError(_("Aborted; nothing was deleted."))
         deleted = call_records_purge(older_than_days=days)
-        self.stdout.write(f"Deleted {deleted} call record(s) older than {days} days.")
+        self.stdout.write(
+            _("Deleted %(count)s call record(s) older than %(days)s days.")
+            % {"count": deleted, "days": days}
+        )
 
     def stdin_isatty(self) -> bool:
         return sys.stdin.isatty()
