@@ -10,17 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
 
 class Source(models.TextChoices):
-    API = "api", "API"
-    ADMIN = "admin", "Admin"
-    COMMAND = "command", "Management command"
-    WORKER = "worker", "Worker"
-    SYSTEM = "system", "System"
+    API = "api", _("API")
+    ADMIN = "admin", _("Admin")
+    COMMAND = "command", _("Management command")
+    WORKER = "worker", _("Worker")
+    SYSTEM = "system", _("System")
 
 
 @dataclass(frozen=True)

@@ -24,22 +24,24 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 
 class NumberType(models.TextChoices):
     """The number types of libphonenumber, by name."""
 
-    FIXED_LINE = "fixed_line", "Fixed line"
-    MOBILE = "mobile", "Mobile"
-    FIXED_LINE_OR_MOBILE = "fixed_line_or_mobile", "Fixed line or mobile"
-    TOLL_FREE = "toll_free", "Toll free"
-    PREMIUM_RATE = "premium_rate", "Premium rate"
-    SHARED_COST = "shared_cost", "Shared cost"
-    VOIP = "voip", "VoIP"
-    PERSONAL_NUMBER = "personal_number", "Personal number"
-    PAGER = "pager", "Pager"
-    UAN = "uan", "UAN (universal access number)"
-    VOICEMAIL = "voicemail", "Voicemail access"
+    FIXED_LINE = "fixed_line", _("Fixed line")
+    MOBILE = "mobile", _("Mobile")
+    FIXED_LINE_OR_MOBILE = "fixed_line_or_mobile", _("Fixed line or mobile")
+    TOLL_FREE = "toll_free", _("Toll free")
+    PREMIUM_RATE = "premium_rate", _("Premium rate")
+    SHARED_COST = "shared_cost", _("Shared cost")
+    VOIP = "voip", _("VoIP")
+    PERSONAL_NUMBER = "personal_number", _("Personal number")
+    PAGER = "pager", _("Pager")
+    UAN = "uan", _("UAN (universal access number)")
+    VOICEMAIL = "voicemail", _("Voicemail access")
 
 
 # libphonenumber's PhoneNumberType values, in NumberType's order.
@@ -91,9 +93,12 @@ def refusal(
     may. ``region`` is libphonenumber's region code of the number (ISO 3166
     alpha-2, or "001" for non-geographic codes)."""
     if number_type not in set(allowed_number_types):
-        label = dict(NumberType.choices).get(number_type, number_type)
+        # The reason stays in English as before, whatever the request's
+        # language (the labels are translated for the admin's form).
+        with translation.override("en"):
+            label = str(dict(NumberType.choices).get(number_type, number_type))
         return (
-            f"{str(label).lower()} numbers are not allowed for this account "
+            f"{label.lower()} numbers are not allowed for this account "
             "(ask staff to enable the number type)."
         )
     where = region or "unknown"

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.dialing import DEFAULT_NUMBER_TYPES, default_number_types
 
@@ -53,8 +54,8 @@ class Membership(models.Model):
     """A user belongs to exactly one account, with a role in it."""
 
     class Role(models.TextChoices):
-        MEMBER = "member", "Member (read and write)"
-        VIEWER = "viewer", "Viewer (read only)"
+        MEMBER = "member", _("Member (read and write)")
+        VIEWER = "viewer", _("Viewer (read only)")
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
@@ -126,10 +127,10 @@ class CreditEntry(models.Model):
     """
 
     class Kind(models.TextChoices):
-        ADD = "add", "Credits added"
-        RESERVE = "reserve", "Reserved for a call"
-        EXTEND = "extend", "Reserved for a further minute of a call"
-        SETTLE = "settle", "Settled at call end"
+        ADD = "add", _("Credits added")
+        RESERVE = "reserve", _("Reserved for a call")
+        EXTEND = "extend", _("Reserved for a further minute of a call")
+        SETTLE = "settle", _("Settled at call end")
 
     # credit_account_idx leads with the account: no index of its own, one
     # less to write for every reserve and settle. PROTECT: the ledger is the
@@ -161,7 +162,7 @@ class CreditEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        verbose_name_plural = "credit entries"
+        verbose_name_plural = _("credit entries")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["account", "-created_at"], name="credit_account_idx"),
@@ -196,7 +197,7 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        verbose_name = "API token"
+        verbose_name = _("API token")
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -207,8 +208,8 @@ class AccountEvent(models.Model):
     dialing rules; from where, and with what."""
 
     class Action(models.TextChoices):
-        CREATED = "created", "Created"
-        DIALING_RULES_CHANGED = "dialing_rules_changed", "Dialing rules changed"
+        CREATED = "created", _("Created")
+        DIALING_RULES_CHANGED = "dialing_rules_changed", _("Dialing rules changed")
 
     # SET_NULL and the copied slug keep the record if the account goes.
     account = models.ForeignKey(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.actor import Source
 
@@ -30,11 +31,11 @@ class LiveBatchManager(models.Manager["Batch"]):
 
 class Batch(models.Model):
     class State(models.TextChoices):
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
-        CANCELLED = "cancelled", "Cancelled"
-        COMPLETED = "completed", "Completed"
-        DELETED = "deleted", "Deleted"
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        CANCELLED = "cancelled", _("Cancelled")
+        COMPLETED = "completed", _("Completed")
+        DELETED = "deleted", _("Deleted")
 
     batch_id = models.CharField(
         max_length=64, unique=True, default=generate_batch_id, editable=False
@@ -76,8 +77,8 @@ class Batch(models.Model):
     all_objects = BatchQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "batch"
-        verbose_name_plural = "batches"
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
         ordering = ["-created_at"]
         base_manager_name = "all_objects"
         indexes = [
@@ -125,14 +126,14 @@ class BatchEvent(models.Model):
     """The audit trail: one row per batch transition. It outlives its batch."""
 
     class Action(models.TextChoices):
-        CREATED = "created", "Created"
-        PAUSED = "paused", "Paused"
-        RESUMED = "resumed", "Resumed"
-        UPDATED = "updated", "Updated"
-        CANCELLED = "cancelled", "Cancelled"
-        DELETED = "deleted", "Deleted"
-        COMPLETED = "completed", "Completed"
-        JOBS_CANCELLED = "jobs_cancelled", "Jobs cancelled"
+        CREATED = "created", _("Created")
+        PAUSED = "paused", _("Paused")
+        RESUMED = "resumed", _("Resumed")
+        UPDATED = "updated", _("Updated")
+        CANCELLED = "cancelled", _("Cancelled")
+        DELETED = "deleted", _("Deleted")
+        COMPLETED = "completed", _("Completed")
+        JOBS_CANCELLED = "jobs_cancelled", _("Jobs cancelled")
 
     # SET_NULL and the copied public id keep the record after the batch row
     # itself is removed (a hard delete from a shell, or retention).

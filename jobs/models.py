@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
 validate_e164 = RegexValidator(
@@ -11,14 +13,14 @@ validate_e164 = RegexValidator(
 
 
 class JobStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SCHEDULED = "scheduled", "Scheduled"
-    IN_PROGRESS = "in_progress", "In progress"
-    COMPLETED = "completed", "Completed"
-    DONE = "done", "Done (legacy alias of completed)"
-    FAILED = "failed", "Failed"
-    SUSPENDED = "suspended", "Suspended (no credits)"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", _("Pending")
+    SCHEDULED = "scheduled", _("Scheduled")
+    IN_PROGRESS = "in_progress", _("In progress")
+    COMPLETED = "completed", pgettext_lazy("job status", "Completed")
+    DONE = "done", _("Done (legacy alias of completed)")
+    FAILED = "failed", _("Failed")
+    SUSPENDED = "suspended", _("Suspended (no credits)")
+    CANCELLED = "cancelled", pgettext_lazy("job status", "Cancelled")
 
 
 # `done` is the original system's name for `completed`; everywhere a job's

@@ -5,6 +5,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from webhooks.events import ALL_EVENTS, default_event_types
 from webhooks.urlcheck import validate_webhook_url
@@ -67,9 +68,9 @@ class WebhookDelivery(models.Model):
     the attempt budget is spent."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed (gave up)"
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed (gave up)")
 
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # PROTECT: deliveries are history; an endpoint is deleted by marking it
@@ -94,7 +95,7 @@ class WebhookDelivery(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name_plural = "webhook deliveries"
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(

@@ -209,3 +209,15 @@ def test_command_output__in_spanish():
     assert out.getvalue().splitlines()[-1] == (
         "Simulación: se cancelarían 1 trabajos en 1 campaña(s). No se cambió nada."
     )
+
+
+def test_model_labels__in_spanish_values_unchanged():
+    from batches.models import Batch
+    from jobs.models import JobStatus
+
+    with translation.override("es"):
+        assert str(Batch._meta.verbose_name_plural) == "campañas"
+        assert str(JobStatus.CANCELLED.label) == "Cancelado"
+        assert str(Batch.State.CANCELLED.label) == "Cancelada"
+    assert str(JobStatus.CANCELLED.label) == "Cancelled"
+    assert JobStatus.CANCELLED.value == "cancelled"
