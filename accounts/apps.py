@@ -6,6 +6,7 @@ from django.apps import AppConfig
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def create_cache_tables(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
@@ -17,7 +18,7 @@ def create_cache_tables(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Accounts"
+    verbose_name = _("Accounts")
 
     def ready(self) -> None:
         # The shared cache holds the API throttle and the admin login limit,

@@ -12,11 +12,11 @@ from accounts.dialing import DEFAULT_NUMBER_TYPES, default_number_types
 class Account(models.Model):
     """The tenant: it owns batches and jobs, has members and pays for calls."""
 
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    slug = models.SlugField(max_length=64, unique=True, verbose_name=_("slug"))
     # Whole credits. The CHECK below makes overspending impossible even if a
     # code path forgets to reserve first.
-    credits = models.BigIntegerField(default=0)
+    credits = models.BigIntegerField(default=0, verbose_name=_("credits"))
     # Which numbers the account may call (accounts/dialing.py). Staff set
     # them, through accounts.services.account_set_dialing_rules.
     # db_default too: rows written by older code (or a migration test running
@@ -26,6 +26,7 @@ class Account(models.Model):
         db_default=list(DEFAULT_NUMBER_TYPES),
         blank=True,
         help_text="Number types this account may call (NumberType values).",
+        verbose_name=_("allowed number types"),
     )
     allowed_countries = models.JSONField(
         default=list,
@@ -33,11 +34,14 @@ class Account(models.Model):
         blank=True,
         help_text="ISO 3166 country codes this account may call; empty means "
         "every country except DIAL_HIGH_RISK_COUNTRIES.",
+        verbose_name=_("allowed countries"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("account")
+        verbose_name_plural = _("accounts")
         ordering = ["name"]
         permissions = [("add_credits", "Can add credits to an account")]
         constraints = [
@@ -58,15 +62,25 @@ class Membership(models.Model):
         VIEWER = "viewer", _("Viewer (read only)")
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="membership",
+        verbose_name=_("user"),
     )
     account = models.ForeignKey(
-        Account, on_delete=models.CASCADE, related_name="memberships"
+        Account,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("account"),
     )
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
+    role = models.CharField(
+        max_length=16, choices=Role.choices, default=Role.MEMBER, verbose_name=_("role")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(role__in=["member", "viewer"]),
@@ -92,19 +106,30 @@ class IdempotencyKey(models.Model):
     """
 
     account = models.ForeignKey(
-        Account, on_delete=models.CASCADE, related_name="idempotency_keys"
+        Account,
+        on_delete=models.CASCADE,
+        related_name="idempotency_keys",
+        verbose_name=_("account"),
     )
-    key = models.CharField(max_length=255)
-    method = models.CharField(max_length=8)
-    path = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, verbose_name=_("key"))
+    method = models.CharField(max_length=8, verbose_name=_("method"))
+    path = models.CharField(max_length=255, verbose_name=_("path"))
     # sha256 of method, path and body: the same key with another body is an
     # error, never a silent replay of a different request.
-    fingerprint = models.CharField(max_length=64)
-    response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField(encoder=DjangoJSONEncoder)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    fingerprint = models.CharField(max_length=64, verbose_name=_("fingerprint"))
+    response_status = models.PositiveSmallIntegerField(
+        verbose_name=_("response status")
+    )
+    response_body = models.JSONField(
+        encoder=DjangoJSONEncoder, verbose_name=_("response body")
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "key"], name="idempotency_key_unique_per_account"
@@ -141,27 +166,42 @@ class CreditEntry(models.Model):
         on_delete=models.PROTECT,
         related_name="credit_entries",
         db_index=False,
+        verbose_name=_("account"),
     )
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
     # Positive adds to the balance, negative takes from it.
-    amount = models.BigIntegerField()
-    balance_after = models.BigIntegerField()
-    job_pk = models.BigIntegerField(null=True, blank=True)
-    claim_key = models.CharField(max_length=40, blank=True, default="")
-    source = models.CharField(max_length=16, blank=True, default="")
+    amount = models.BigIntegerField(verbose_name=_("amount"))
+    balance_after = models.BigIntegerField(verbose_name=_("balance after"))
+    job_pk = models.BigIntegerField(null=True, blank=True, verbose_name=_("job pk"))
+    claim_key = models.CharField(
+        max_length=40, blank=True, default="", verbose_name=_("claim key")
+    )
+    source = models.CharField(
+        max_length=16, blank=True, default="", verbose_name=_("source")
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("actor"),
     )
-    actor_label = models.CharField(max_length=150, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    note = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor_label = models.CharField(
+        max_length=150, blank=True, default="", verbose_name=_("actor label")
+    )
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("remote addr")
+    )
+    note = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("note")
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("credit entry")
         verbose_name_plural = _("credit entries")
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -190,13 +230,19 @@ class ApiToken(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_token",
+        verbose_name=_("user"),
     )
-    prefix = models.CharField(max_length=8)
-    key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    prefix = models.CharField(max_length=8, verbose_name=_("prefix"))
+    key_hash = models.CharField(max_length=64, unique=True, verbose_name=_("key hash"))
+    created_at = models.DateTimeField(
+        default=timezone.now, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name_plural = _("API tokens")
         verbose_name = _("API token")
 
     def __str__(self) -> str:
@@ -213,24 +259,41 @@ class AccountEvent(models.Model):
 
     # SET_NULL and the copied slug keep the record if the account goes.
     account = models.ForeignKey(
-        Account, null=True, on_delete=models.SET_NULL, related_name="events"
+        Account,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        verbose_name=_("account"),
     )
-    account_slug = models.CharField(max_length=64, db_index=True)
-    action = models.CharField(max_length=32, choices=Action.choices)
-    source = models.CharField(max_length=16)
+    account_slug = models.CharField(
+        max_length=64, db_index=True, verbose_name=_("account slug")
+    )
+    action = models.CharField(
+        max_length=32, choices=Action.choices, verbose_name=_("action")
+    )
+    source = models.CharField(max_length=16, verbose_name=_("source"))
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("actor"),
     )
-    actor_label = models.CharField(max_length=150, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    changes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_label = models.CharField(
+        max_length=150, blank=True, default="", verbose_name=_("actor label")
+    )
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("remote addr")
+    )
+    changes = models.JSONField(default=dict, blank=True, verbose_name=_("changes"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("account event")
+        verbose_name_plural = _("account events")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

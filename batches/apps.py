@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class BatchesConfig(AppConfig):
     name = "batches"
-    verbose_name = "Batches"
+    verbose_name = _("Batches")
 
     def ready(self) -> None:
         from django.db.models.signals import post_migrate

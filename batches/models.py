@@ -38,40 +38,66 @@ class Batch(models.Model):
         DELETED = "deleted", _("Deleted")
 
     batch_id = models.CharField(
-        max_length=64, unique=True, default=generate_batch_id, editable=False
+        max_length=64,
+        unique=True,
+        default=generate_batch_id,
+        editable=False,
+        verbose_name=_("batch id"),
     )
     account = models.ForeignKey(
-        "accounts.Account", on_delete=models.PROTECT, related_name="batches"
+        "accounts.Account",
+        on_delete=models.PROTECT,
+        related_name="batches",
+        verbose_name=_("account"),
     )
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True, default="")
-    priority = models.IntegerField(default=0, help_text="Higher runs first.")
-    is_active = models.BooleanField(default=True)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    description = models.TextField(
+        blank=True, default="", verbose_name=_("description")
+    )
+    priority = models.IntegerField(
+        default=0, help_text="Higher runs first.", verbose_name=_("priority")
+    )
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
 
     # Why the batch is paused, so that a person (or the credit logic) can tell
     # a manual pause from an automatic one and resume only what it paused.
-    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paused at"))
     paused_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("paused by"),
     )
     pause_source = models.CharField(
-        max_length=16, choices=Source.choices, blank=True, default=""
+        max_length=16,
+        choices=Source.choices,
+        blank=True,
+        default="",
+        verbose_name=_("pause source"),
     )
-    pause_reason = models.CharField(max_length=255, blank=True, default="")
+    pause_reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("pause reason")
+    )
     # A staff pause (from the admin, or by any staff user) is a supervisor's
     # stop: a member cannot lift it through the API. Stored, not derived from
     # paused_by, so that it holds after that user is deleted.
-    paused_by_staff = models.BooleanField(default=False, db_default=False)
+    paused_by_staff = models.BooleanField(
+        default=False, db_default=False, verbose_name=_("paused by staff")
+    )
 
-    cancelled_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    cancelled_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("cancelled at")
+    )
+    completed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("completed at")
+    )
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("deleted at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = LiveBatchManager.from_queryset(BatchQuerySet)()
     all_objects = BatchQuerySet.as_manager()
@@ -138,28 +164,53 @@ class BatchEvent(models.Model):
     # SET_NULL and the copied public id keep the record after the batch row
     # itself is removed (a hard delete from a shell, or retention).
     batch = models.ForeignKey(
-        Batch, null=True, on_delete=models.SET_NULL, related_name="events"
+        Batch,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        verbose_name=_("batch"),
     )
-    batch_public_id = models.CharField(max_length=64, db_index=True)
+    batch_public_id = models.CharField(
+        max_length=64, db_index=True, verbose_name=_("batch public id")
+    )
     account = models.ForeignKey(
-        "accounts.Account", null=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.Account",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("account"),
     )
-    action = models.CharField(max_length=32, choices=Action.choices)
-    source = models.CharField(max_length=16, choices=Source.choices)
+    action = models.CharField(
+        max_length=32, choices=Action.choices, verbose_name=_("action")
+    )
+    source = models.CharField(
+        max_length=16, choices=Source.choices, verbose_name=_("source")
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("actor"),
     )
-    actor_label = models.CharField(max_length=150, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    changes = models.JSONField(default=dict, blank=True)
-    reason = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_label = models.CharField(
+        max_length=150, blank=True, default="", verbose_name=_("actor label")
+    )
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("remote addr")
+    )
+    changes = models.JSONField(default=dict, blank=True, verbose_name=_("changes"))
+    reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("reason")
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("batch event")
+        verbose_name_plural = _("batch events")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["batch", "-created_at"], name="event_batch_idx")
@@ -188,12 +239,15 @@ class BatchJobCount(models.Model):
         db_constraint=False,
         db_index=False,  # batch_job_count_key leads with it
         related_name="+",
+        verbose_name=_("batch"),
     )
-    status = models.CharField(max_length=16)
-    slot = models.SmallIntegerField()
-    n = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, verbose_name=_("status"))
+    slot = models.SmallIntegerField(verbose_name=_("slot"))
+    n = models.BigIntegerField(default=0, verbose_name=_("n"))
 
     class Meta:
+        verbose_name = _("batch job count")
+        verbose_name_plural = _("batch job counts")
         constraints = [
             models.UniqueConstraint(
                 fields=["batch", "status", "slot"], name="batch_job_count_key"

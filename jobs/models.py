@@ -74,6 +74,7 @@ class Job(models.Model):
         on_delete=models.PROTECT,
         related_name="jobs",
         db_index=False,
+        verbose_name=_("account"),
     )
     # Nullable: a job with no batch is valid and workers take it. PROTECT,
     # because a job silently losing its batch would become claimable.
@@ -84,42 +85,81 @@ class Job(models.Model):
         on_delete=models.PROTECT,
         related_name="jobs",
         db_index=False,
+        verbose_name=_("batch"),
     )
-    phone_number = models.CharField(max_length=16, validators=[validate_e164])
-    variables = models.JSONField(default=dict, blank=True)
+    phone_number = models.CharField(
+        max_length=16, validators=[validate_e164], verbose_name=_("phone number")
+    )
+    variables = models.JSONField(default=dict, blank=True, verbose_name=_("variables"))
     status = models.CharField(
-        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING
+        max_length=16,
+        choices=JobStatus.choices,
+        default=JobStatus.PENDING,
+        verbose_name=_("status"),
     )
-    priority = models.IntegerField(default=0, help_text="Higher runs first.")
-    scheduled_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveIntegerField(default=3)
+    priority = models.IntegerField(
+        default=0, help_text="Higher runs first.", verbose_name=_("priority")
+    )
+    scheduled_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("scheduled at")
+    )
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    max_attempts = models.PositiveIntegerField(
+        default=3, verbose_name=_("max attempts")
+    )
 
     # Owned by workers.
-    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    claimed_by = models.CharField(
+        max_length=200, blank=True, default="", verbose_name=_("claimed by")
+    )
     # A fresh random value per worker process, set by the claim. Every later
     # write of the worker matches it as well as ``claimed_by``: a second
     # process started with the same --worker-id cannot touch these jobs.
-    claim_token = models.CharField(max_length=32, blank=True, default="", db_default="")
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    dialed_at = models.DateTimeField(
-        null=True, blank=True, help_text="Set just before the dialer is asked to call."
+    claim_token = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",
+        verbose_name=_("claim token"),
     )
-    call_id = models.CharField(max_length=200, blank=True, default="")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
-    attempt_log = models.JSONField(default=list, blank=True)
-    last_error = models.TextField(blank=True, default="")
-    cancel_reason = models.CharField(max_length=255, blank=True, default="")
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("claimed at")
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("lease expires at")
+    )
+    dialed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set just before the dialer is asked to call.",
+        verbose_name=_("dialed at"),
+    )
+    call_id = models.CharField(
+        max_length=200, blank=True, default="", verbose_name=_("call id")
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("finished at")
+    )
+    result = models.JSONField(null=True, blank=True, verbose_name=_("result"))
+    attempt_log = models.JSONField(
+        default=list, blank=True, verbose_name=_("attempt log")
+    )
+    last_error = models.TextField(blank=True, default="", verbose_name=_("last error"))
+    cancel_reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("cancel reason")
+    )
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = JobQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
         ordering = ["-id"]
         indexes = [
             # (batch, status, id): per-batch counts, and the keyset walk of the
@@ -213,28 +253,47 @@ class JobEvent(models.Model):
     claimed_at and the attempt log."""
 
     job = models.ForeignKey(
-        Job, null=True, on_delete=models.SET_NULL, related_name="events"
+        Job,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        verbose_name=_("job"),
     )
-    job_pk = models.BigIntegerField(db_index=True)
+    job_pk = models.BigIntegerField(db_index=True, verbose_name=_("job pk"))
     account = models.ForeignKey(
-        "accounts.Account", null=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.Account",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("account"),
     )
-    action = models.CharField(max_length=32)
-    source = models.CharField(max_length=16)
+    action = models.CharField(max_length=32, verbose_name=_("action"))
+    source = models.CharField(max_length=16, verbose_name=_("source"))
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("actor"),
     )
-    actor_label = models.CharField(max_length=150, blank=True, default="")
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    changes = models.JSONField(default=dict, blank=True)
-    reason = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor_label = models.CharField(
+        max_length=150, blank=True, default="", verbose_name=_("actor label")
+    )
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("remote addr")
+    )
+    changes = models.JSONField(default=dict, blank=True, verbose_name=_("changes"))
+    reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("reason")
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("job event")
+        verbose_name_plural = _("job events")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -255,12 +314,13 @@ class CallRecord(models.Model):
     PROTECTed so that an account cannot be deleted from under its history.
     """
 
-    job_pk = models.BigIntegerField(unique=True)
+    job_pk = models.BigIntegerField(unique=True, verbose_name=_("job pk"))
     account = models.ForeignKey(
         "accounts.Account",
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        verbose_name=_("account"),
     )
     batch = models.ForeignKey(
         "batches.Batch",
@@ -269,27 +329,37 @@ class CallRecord(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_index=False,
+        verbose_name=_("batch"),
     )
-    batch_public_id = models.CharField(max_length=64, blank=True, default="")
-    phone_number = models.CharField(max_length=16)
+    batch_public_id = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("batch public id")
+    )
+    phone_number = models.CharField(max_length=16, verbose_name=_("phone number"))
     # The job's status and attempts when it was deleted, and its attempt log:
     # one entry per call, with outcome, start, end, duration and call id.
-    status = models.CharField(max_length=16)
-    attempts = models.PositiveIntegerField(default=0)
-    attempt_log = models.JSONField(default=list, blank=True)
-    last_outcome = models.CharField(max_length=32, blank=True, default="")
-    duration_seconds = models.FloatField(default=0)
+    status = models.CharField(max_length=16, verbose_name=_("status"))
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    attempt_log = models.JSONField(
+        default=list, blank=True, verbose_name=_("attempt log")
+    )
+    last_outcome = models.CharField(
+        max_length=32, blank=True, default="", verbose_name=_("last outcome")
+    )
+    duration_seconds = models.FloatField(default=0, verbose_name=_("duration seconds"))
     # Credits the ledger charged for the job's calls (reservations less
     # refunds) when it was deleted.
-    cost = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, verbose_name=_("cost"))
     last_call_at = models.DateTimeField(
-        help_text="When its last call was dialled; retention counts from here."
+        help_text="When its last call was dialled; retention counts from here.",
+        verbose_name=_("last call at"),
     )
-    job_created_at = models.DateTimeField()
-    deleted_at = models.DateTimeField()
-    deleted_because = models.CharField(max_length=64)
+    job_created_at = models.DateTimeField(verbose_name=_("job created at"))
+    deleted_at = models.DateTimeField(verbose_name=_("deleted at"))
+    deleted_because = models.CharField(max_length=64, verbose_name=_("deleted because"))
 
     class Meta:
+        verbose_name = _("call record")
+        verbose_name_plural = _("call records")
         ordering = ["-last_call_at", "-id"]
         indexes = [
             models.Index(fields=["account", "-last_call_at"], name="callrec_acct_idx"),

@@ -30,28 +30,41 @@ class WebhookEndpoint(models.Model):
     """Where an account wants to be told about its batches (and, opt-in, calls)."""
 
     account = models.ForeignKey(
-        "accounts.Account", on_delete=models.CASCADE, related_name="webhook_endpoints"
+        "accounts.Account",
+        on_delete=models.CASCADE,
+        related_name="webhook_endpoints",
+        verbose_name=_("account"),
     )
-    url = models.URLField(max_length=500, validators=[validate_webhook_url])
+    url = models.URLField(
+        max_length=500, validators=[validate_webhook_url], verbose_name=_("url")
+    )
     secret = models.CharField(
         max_length=128,
         default=generate_secret,
         help_text="Shared secret for the X-Callcenter-Signature HMAC.",
+        verbose_name=_("secret"),
     )
     event_types = models.JSONField(
         default=default_event_types,
         validators=[validate_event_types],
         help_text="Event types to deliver. Job events are sent only if listed.",
+        verbose_name=_("event types"),
     )
-    description = models.CharField(max_length=200, blank=True, default="")
-    is_active = models.BooleanField(default=True)
+    description = models.CharField(
+        max_length=200, blank=True, default="", verbose_name=_("description")
+    )
+    is_active = models.BooleanField(default=True, verbose_name=_("is active"))
     # Deleting an endpoint hides it and stops its deliveries; the row stays so
     # that its delivery history (which points at it) is kept.
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("deleted at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
         ordering = ["account", "id"]
 
     def __str__(self) -> str:
@@ -72,29 +85,48 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed (gave up)")
 
-    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    delivery_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("delivery id")
+    )
     # PROTECT: deliveries are history; an endpoint is deleted by marking it
     # (webhook_endpoint_delete), never by removing the row under them.
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries"
+        WebhookEndpoint,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        verbose_name=_("endpoint"),
     )
-    event = models.CharField(max_length=64)
-    payload = models.JSONField()
+    event = models.CharField(max_length=64, verbose_name=_("event"))
+    payload = models.JSONField(verbose_name=_("payload"))
     status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.PENDING
+        max_length=16,
+        choices=Status.choices,
+        default=Status.PENDING,
+        verbose_name=_("status"),
     )
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
     # While an attempt runs this is its lease: a sender that dies mid-request
     # leaves the delivery due again once it passes.
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True, default="")
-    response_excerpt = models.TextField(blank=True, default="")
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("next attempt at")
+    )
+    last_status_code = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("last status code")
+    )
+    last_error = models.TextField(blank=True, default="", verbose_name=_("last error"))
+    response_excerpt = models.TextField(
+        blank=True, default="", verbose_name=_("response excerpt")
+    )
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("delivered at")
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=_("created at")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("webhook delivery")
         verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -113,16 +145,25 @@ class WebhookAttempt(models.Model):
     """Every HTTP attempt of a delivery, kept for the admin and for support."""
 
     delivery = models.ForeignKey(
-        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+        WebhookDelivery,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        verbose_name=_("delivery"),
     )
-    number = models.PositiveIntegerField()
-    status_code = models.PositiveIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
-    response_excerpt = models.TextField(blank=True, default="")
-    duration_ms = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    status_code = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("status code")
+    )
+    error = models.TextField(blank=True, default="", verbose_name=_("error"))
+    response_excerpt = models.TextField(
+        blank=True, default="", verbose_name=_("response excerpt")
+    )
+    duration_ms = models.PositiveIntegerField(default=0, verbose_name=_("duration ms"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
         ordering = ["delivery", "number"]
 
     def __str__(self) -> str:

@@ -213,11 +213,15 @@ def test_command_output__in_spanish():
 
 def test_model_labels__in_spanish_values_unchanged():
     from batches.models import Batch
-    from jobs.models import JobStatus
+    from jobs.models import Job, JobStatus
 
     with translation.override("es"):
         assert str(Batch._meta.verbose_name_plural) == "campañas"
         assert str(JobStatus.CANCELLED.label) == "Cancelado"
         assert str(Batch.State.CANCELLED.label) == "Cancelada"
+        assert str(Job._meta.verbose_name) == "trabajo"
+        assert str(Job._meta.get_field("phone_number").verbose_name) == (
+            "número de teléfono"
+        )
     assert str(JobStatus.CANCELLED.label) == "Cancelled"
     assert JobStatus.CANCELLED.value == "cancelled"
