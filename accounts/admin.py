@@ -37,7 +37,7 @@ class AccountAdmin(admin.ModelAdmin):
     # new account starts at 0; the "Add credits" action books the first top-up.
     readonly_fields = ["credits", "rules_history"]
 
-    @admin.display(description="Dialing rules history")
+    @admin.display(description=gettext_lazy("Dialing rules history"))
     def rules_history(self, obj: Account) -> str:
         """The audit of the rules (AccountEvent), newest first; a read-only
         field rather than an inline, so the forms post no formset for it."""

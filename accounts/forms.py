@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from accounts.dialing import NON_GEOGRAPHIC, NumberType, unknown_countries
 from accounts.models import Account
@@ -12,7 +13,7 @@ from accounts.serializers import MAX_CREDITS_PER_REQUEST
 class AddCreditsForm(forms.Form):
     amount = forms.IntegerField(min_value=1, max_value=MAX_CREDITS_PER_REQUEST)
     note = forms.CharField(
-        max_length=255, required=False, help_text="e.g. the invoice number"
+        max_length=255, required=False, help_text=_("e.g. the invoice number")
     )
 
 
@@ -28,15 +29,19 @@ class AccountAdminForm(forms.ModelForm):
         choices=NumberType.choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Premium rate, shared cost, UAN and VoIP numbers can cost the "
-        "account money for the benefit of the number's owner: enable them only "
-        "for an account that needs them.",
+        help_text=_(
+            "Premium rate, shared cost, UAN and VoIP numbers can cost the "
+            "account money for the benefit of the number's owner: enable them only "
+            "for an account that needs them."
+        ),
     )
     allowed_countries = forms.CharField(
         required=False,
-        help_text="ISO 3166 codes separated by spaces or commas (e.g. US CA GB). "
-        "Empty: every country except the high-risk set "
-        "(DIAL_HIGH_RISK_COUNTRIES).",
+        help_text=_(
+            "ISO 3166 codes separated by spaces or commas (e.g. US CA GB). "
+            "Empty: every country except the high-risk set "
+            "(DIAL_HIGH_RISK_COUNTRIES)."
+        ),
     )
 
     class Meta:

@@ -120,7 +120,7 @@ def describe_changes(changes: dict[str, Any]) -> str:
 
 
 class StateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = gettext_lazy("state")
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
@@ -171,14 +171,14 @@ class AuditTrailInline(admin.TabularInline):
 
     extra = 0
     can_delete = False
-    verbose_name_plural = "audit trail"
+    verbose_name_plural = gettext_lazy("audit trail")
     parent_perms: tuple[str, ...] = ()
 
-    @admin.display(description="when")
+    @admin.display(description=gettext_lazy("when"))
     def when(self, event: Any) -> str:
         return exact_time(event.created_at)
 
-    @admin.display(description="changes")
+    @admin.display(description=gettext_lazy("changes"))
     def what(self, event: Any) -> str:
         return describe_changes(event.changes)
 
@@ -211,13 +211,13 @@ class BatchEventInline(AuditTrailInline):
         "reason",
     )
     fields = readonly_fields
-    verbose_name = "audit event"
+    verbose_name = gettext_lazy("audit event")
     parent_perms = ("batches.view_batch", "batches.change_batch")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
 
-    @admin.display(description="who")
+    @admin.display(description=gettext_lazy("who"))
     def who(self, event: BatchEvent) -> str:
         if event.actor is not None:
             return event.actor.get_username()
@@ -311,7 +311,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             batch.status_counts = counts  # type: ignore[attr-defined]
         return counts
 
-    @admin.display(description="batch", ordering="name")
+    @admin.display(description=gettext_lazy("batch"), ordering="name")
     def name_and_id(self, batch: Batch) -> str:
         return format_html(
             '<strong>{}</strong><br><code class="cc-id">{}</code>',
@@ -319,7 +319,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             batch.batch_id,
         )
 
-    @admin.display(description="state")
+    @admin.display(description=gettext_lazy("state"))
     def state_badge(self, batch: Batch) -> str:
         state = batch.state
         detail = ""
@@ -338,7 +338,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             else "",
         )
 
-    @admin.display(description="progress")
+    @admin.display(description=gettext_lazy("progress"))
     def progress(self, batch: Batch) -> str:
         counts = self._counts(batch)
         summary = counts_summary(counts)
@@ -352,11 +352,11 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             summary["total"],
         )
 
-    @admin.display(description="calls in progress")
+    @admin.display(description=gettext_lazy("calls in progress"))
     def calls_in_progress(self, batch: Batch) -> int:
         return self._counts(batch).get(JobStatus.IN_PROGRESS, 0)
 
-    @admin.display(description="jobs by status")
+    @admin.display(description=gettext_lazy("jobs by status"))
     def job_counts(self, batch: Batch) -> str:
         if not batch.pk:
             return "-"
@@ -384,7 +384,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             total,
         )
 
-    @admin.display(description="report")
+    @admin.display(description=gettext_lazy("report"))
     def report(self, batch: Batch) -> str:
         if not batch.pk:
             return "-"

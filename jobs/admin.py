@@ -42,7 +42,7 @@ HAND_EDITABLE_STATUSES = {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.SUSP
 class StatusFilter(admin.SimpleListFilter):
     """Status, with the legacy `done` folded into `completed`."""
 
-    title = "status"
+    title = gettext_lazy("status")
     parameter_name = "status"
 
     def lookups(self, request, model_admin):

@@ -32,7 +32,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         # endpoint off with is_active, its account deletes it through the API.
         return False
 
-    @admin.display(description="Events")
+    @admin.display(description=gettext_lazy("Events"))
     def event_list(self, obj: WebhookEndpoint) -> str:
         return ", ".join(obj.event_types or [])
 

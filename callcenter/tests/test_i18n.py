@@ -168,6 +168,8 @@ def test_admin_action_message__in_spanish(admin_client):
     ]
     # The action's name in the changelist's menu too.
     assert "Pausar las campañas seleccionadas" in response.content.decode()
+    # And our own column headings.
+    assert "Llamadas en curso" in response.content.decode()
 
 
 @pytest.mark.django_db
