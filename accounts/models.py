@@ -25,15 +25,17 @@ class Account(models.Model):
         default=default_number_types,
         db_default=list(DEFAULT_NUMBER_TYPES),
         blank=True,
-        help_text="Number types this account may call (NumberType values).",
+        help_text=_("Number types this account may call (NumberType values)."),
         verbose_name=_("allowed number types"),
     )
     allowed_countries = models.JSONField(
         default=list,
         db_default=[],
         blank=True,
-        help_text="ISO 3166 country codes this account may call; empty means "
-        "every country except DIAL_HIGH_RISK_COUNTRIES.",
+        help_text=_(
+            "ISO 3166 country codes this account may call; empty means "
+            "every country except DIAL_HIGH_RISK_COUNTRIES."
+        ),
         verbose_name=_("allowed countries"),
     )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))

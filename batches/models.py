@@ -55,7 +55,7 @@ class Batch(models.Model):
         blank=True, default="", verbose_name=_("description")
     )
     priority = models.IntegerField(
-        default=0, help_text="Higher runs first.", verbose_name=_("priority")
+        default=0, help_text=_("Higher runs first."), verbose_name=_("priority")
     )
     is_active = models.BooleanField(default=True, verbose_name=_("is active"))
 

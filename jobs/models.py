@@ -98,7 +98,7 @@ class Job(models.Model):
         verbose_name=_("status"),
     )
     priority = models.IntegerField(
-        default=0, help_text="Higher runs first.", verbose_name=_("priority")
+        default=0, help_text=_("Higher runs first."), verbose_name=_("priority")
     )
     scheduled_at = models.DateTimeField(
         null=True, blank=True, verbose_name=_("scheduled at")
@@ -131,7 +131,7 @@ class Job(models.Model):
     dialed_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="Set just before the dialer is asked to call.",
+        help_text=_("Set just before the dialer is asked to call."),
         verbose_name=_("dialed at"),
     )
     call_id = models.CharField(
@@ -350,7 +350,7 @@ class CallRecord(models.Model):
     # refunds) when it was deleted.
     cost = models.BigIntegerField(default=0, verbose_name=_("cost"))
     last_call_at = models.DateTimeField(
-        help_text="When its last call was dialled; retention counts from here.",
+        help_text=_("When its last call was dialled; retention counts from here."),
         verbose_name=_("last call at"),
     )
     job_created_at = models.DateTimeField(verbose_name=_("job created at"))

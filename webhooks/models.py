@@ -41,13 +41,13 @@ class WebhookEndpoint(models.Model):
     secret = models.CharField(
         max_length=128,
         default=generate_secret,
-        help_text="Shared secret for the X-Callcenter-Signature HMAC.",
+        help_text=_("Shared secret for the X-Callcenter-Signature HMAC."),
         verbose_name=_("secret"),
     )
     event_types = models.JSONField(
         default=default_event_types,
         validators=[validate_event_types],
-        help_text="Event types to deliver. Job events are sent only if listed.",
+        help_text=_("Event types to deliver. Job events are sent only if listed."),
         verbose_name=_("event types"),
     )
     description = models.CharField(

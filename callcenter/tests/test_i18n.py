@@ -225,5 +225,8 @@ def test_model_labels__in_spanish_values_unchanged():
         assert str(Job._meta.get_field("phone_number").verbose_name) == (
             "número de teléfono"
         )
+        assert str(Batch._meta.get_field("priority").help_text) == (
+            "La más alta se ejecuta primero."
+        )
     assert str(JobStatus.CANCELLED.label) == "Cancelled"
     assert JobStatus.CANCELLED.value == "cancelled"
