@@ -230,3 +230,15 @@ def test_model_labels__in_spanish_values_unchanged():
         )
     assert str(JobStatus.CANCELLED.label) == "Cancelled"
     assert JobStatus.CANCELLED.value == "cancelled"
+
+
+def test_command_option_help__in_spanish():
+    from django.core.management import get_commands, load_command_class
+
+    name = "cancel_inactive_batch_jobs"
+    command = load_command_class(get_commands()[name], name)
+
+    with translation.override("es"):
+        text = command.create_parser("manage.py", name).format_help()
+
+    assert "No pedir confirmación." in " ".join(text.split())

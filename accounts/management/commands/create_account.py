@@ -19,13 +19,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("slug", help="Letters, digits, - and _; at most 64.")
-        parser.add_argument("--name", help="Display name (default: the slug).")
+        parser.add_argument("slug", help=_("Letters, digits, - and _; at most 64."))
+        parser.add_argument("--name", help=_("Display name (default: the slug)."))
         parser.add_argument(
             "--credits",
             type=int,
             default=0,
-            help="Initial credits, booked as a ledger entry (default 0).",
+            help=_("Initial credits, booked as a ledger entry (default 0)."),
         )
 
     def handle(self, *args, **options):

@@ -29,21 +29,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--account", metavar="SLUG", help="Account slug.")
+        parser.add_argument("--account", metavar="SLUG", help=_("Account slug."))
         parser.add_argument(
             "--create-user",
             action="store_true",
-            help="Create the user (no password: API only) if it does not exist.",
+            help=_("Create the user (no password: API only) if it does not exist."),
         )
         parser.add_argument(
             "--role",
             choices=Membership.Role.values,
-            help="Role in the account (default member; viewer is read-only).",
+            help=_("Role in the account (default member; viewer is read-only)."),
         )
         parser.add_argument(
             "--rotate",
             action="store_true",
-            help="Replace an existing key (the old one stops working).",
+            help=_("Replace an existing key (the old one stops working)."),
         )
 
     def handle(self, *args, **options):

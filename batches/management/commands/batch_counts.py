@@ -35,17 +35,17 @@ class Command(BaseCommand):
         mode.add_argument(
             "--check",
             action="store_true",
-            help="Report drift and exit with status 1 if there is any.",
+            help=_("Report drift and exit with status 1 if there is any."),
         )
         mode.add_argument(
-            "--repair", action="store_true", help="Report drift and correct it."
+            "--repair", action="store_true", help=_("Report drift and correct it.")
         )
         parser.add_argument(
             "--batch",
             action="append",
             dest="batch_ids",
             metavar="BATCH_ID",
-            help="Only this batch (its public batch_id). May be repeated.",
+            help=_("Only this batch (its public batch_id). May be repeated."),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

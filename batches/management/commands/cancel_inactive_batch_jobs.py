@@ -103,35 +103,40 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Print, per batch, how many jobs would be cancelled; change nothing.",
+            help=_(
+                "Print, per batch, how many jobs would be cancelled; change nothing."
+            ),
         )
         parser.add_argument(
             "--batch",
             action="append",
             dest="batch_ids",
             metavar="BATCH_ID",
-            help="Only this batch (its public batch_id). May be repeated.",
+            help=_("Only this batch (its public batch_id). May be repeated."),
         )
         parser.add_argument(
             "--paused-for",
             metavar="DURATION",
-            help="Only batches inactive for longer than this, e.g. 30m, 2h, 7d.",
+            help=_("Only batches inactive for longer than this, e.g. 30m, 2h, 7d."),
         )
         parser.add_argument(
             "--reason",
             default=INACTIVE_SWEEP_REASON,
-            help=f"cancel_reason for the jobs (default: {INACTIVE_SWEEP_REASON!r}).",
+            help=_("cancel_reason for the jobs (default: %(reason)r).")
+            % {"reason": INACTIVE_SWEEP_REASON},
         )
         parser.add_argument(
             "--yes",
             action="store_true",
-            help="Do not ask for confirmation. Required when stdin is not a terminal.",
+            help=_(
+                "Do not ask for confirmation. Required when stdin is not a terminal."
+            ),
         )
         parser.add_argument(
             "--chunk-size",
             type=int,
             default=None,
-            help="Jobs per committed chunk (default: JOB_SWEEP_CHUNK_SIZE).",
+            help=_("Jobs per committed chunk (default: JOB_SWEEP_CHUNK_SIZE)."),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -28,12 +28,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Print how many records would be deleted; change nothing.",
+            help=_("Print how many records would be deleted; change nothing."),
         )
         parser.add_argument(
             "--yes",
             action="store_true",
-            help="Do not ask for confirmation. Required when stdin is not a terminal.",
+            help=_(
+                "Do not ask for confirmation. Required when stdin is not a terminal."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils.translation import gettext as _
 from prometheus_client import start_http_server
 
 from jobs.dialers import get_dialer
@@ -25,10 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--worker-id", default="")
         parser.add_argument("--dialer", default="")
         parser.add_argument(
-            "--burst", action="store_true", help="exit once nothing is claimable"
+            "--burst", action="store_true", help=_("exit once nothing is claimable")
         )
         parser.add_argument(
-            "--once", action="store_true", help="one claim round, then exit"
+            "--once", action="store_true", help=_("one claim round, then exit")
         )
         parser.add_argument("--max-jobs", type=int, default=None)
         parser.add_argument("--shutdown-timeout", type=float, default=30.0)
@@ -37,12 +38,14 @@ class Command(BaseCommand):
             type=int,
             default=None,
             metavar="PORT",
-            help="serve Prometheus metrics over HTTP on this port (0: any free port)",
+            help=_(
+                "serve Prometheus metrics over HTTP on this port (0: any free port)"
+            ),
         )
         parser.add_argument(
             "--metrics-address",
             default="0.0.0.0",
-            help="address of the metrics port (default all interfaces)",
+            help=_("address of the metrics port (default all interfaces)"),
         )
         parser.add_argument(
             "--nice",
@@ -50,7 +53,7 @@ class Command(BaseCommand):
             default=None,
             choices=range(20),
             metavar="N",
-            help="lower this worker's CPU priority by N (0-19; default WORKER_NICE)",
+            help=_("lower this worker's CPU priority by N (0-19; default WORKER_NICE)"),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
