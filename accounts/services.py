@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.actor import Actor
 from accounts.dialing import NON_GEOGRAPHIC, unknown_countries, unknown_number_types
@@ -962,12 +963,13 @@ class AccountExistsError(DomainError):
     status_code = 409
 
 
-CREATE_ACCOUNT_HINT = 'Create it with: python manage.py create_account SLUG --name "…"'
-
-
 def unknown_account_message(slug: str) -> str:
-    """What every interface says about a slug that names no account."""
-    return f"No account {slug!r}. {CREATE_ACCOUNT_HINT.replace('SLUG', slug)}"
+    """What every interface says about a slug that names no account, in the
+    request's or command's language."""
+    return gettext(
+        "No account '%(slug)s'. Create it with: "
+        'python manage.py create_account %(slug)s --name "…"'
+    ) % {"slug": slug}
 
 
 @dataclass(frozen=True)

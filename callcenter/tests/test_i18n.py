@@ -242,3 +242,15 @@ def test_command_option_help__in_spanish():
         text = command.create_parser("manage.py", name).format_help()
 
     assert "No pedir confirmación." in " ".join(text.split())
+
+
+def test_unknown_account_message__in_spanish():
+    from accounts.services import unknown_account_message
+
+    with translation.override("es"):
+        spanish = unknown_account_message("acme")
+    with translation.override("en"):
+        english = unknown_account_message("acme")
+    assert spanish.startswith("No existe la cuenta 'acme'.")
+    assert "create_account acme" in spanish
+    assert english.startswith("No account 'acme'.")
