@@ -1,15 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
+
+from callcenter.api import StrictIntegerField, StrictSerializer
 
 # A generous ceiling: a typo of a few extra digits is refused, not booked.
 MAX_CREDITS_PER_REQUEST = 10**9
 
 
-class CreditsAddSerializer(serializers.Serializer):
-    amount = serializers.IntegerField(min_value=1, max_value=MAX_CREDITS_PER_REQUEST)
+class CreditsAddSerializer(StrictSerializer):
+    # JSON integers only: "10", 10.0 and true are refused, not coerced.
+    amount = StrictIntegerField(min_value=1, max_value=MAX_CREDITS_PER_REQUEST)
     account = serializers.SlugField(
         required=False,
         help_text="The account's slug. Staff with the accounts.add_credits "
@@ -19,22 +20,6 @@ class CreditsAddSerializer(serializers.Serializer):
     note = serializers.CharField(
         required=False, allow_blank=True, max_length=255, default=""
     )
-
-    def validate_amount(self, value: int) -> int:
-        raw = self.initial_data.get("amount")
-        # JSON integers only: "10", 10.0 and true are refused, not coerced.
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise serializers.ValidationError("Must be a JSON integer.")
-        return value
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in unknown}
-                )
-        return super().to_internal_value(data)
 
 
 class CreditsSerializer(serializers.Serializer):
@@ -54,33 +39,18 @@ class CreditsAddedSerializer(serializers.Serializer):
     unsuspended_jobs = serializers.IntegerField()
 
 
-class AccountCreateSerializer(serializers.Serializer):
+class AccountCreateSerializer(StrictSerializer):
     slug = serializers.SlugField(
         max_length=64, help_text="Letters, digits, - and _; unique."
     )
     name = serializers.CharField(max_length=200)
-    credits = serializers.IntegerField(
+    credits = StrictIntegerField(
         min_value=0,
         max_value=MAX_CREDITS_PER_REQUEST,
         default=0,
         help_text="Initial credits, booked in the ledger. More than 0 also "
         "takes the accounts.add_credits permission.",
     )
-
-    def validate_credits(self, value: int) -> int:
-        raw = self.initial_data.get("credits", 0)
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise serializers.ValidationError("Must be a JSON integer.")
-        return value
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in unknown}
-                )
-        return super().to_internal_value(data)
 
 
 class AccountSerializer(serializers.Serializer):
