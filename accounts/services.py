@@ -292,7 +292,7 @@ def credits_reserve(
 
 # The account row is every worker's hot spot: take its lock in the last
 # statement before COMMIT, so it is held for one round trip, not four.
-_RESERVE_SQL = """
+_TAKE_SQL = """
 WITH taken AS (
     UPDATE accounts_account
        SET credits = credits - %(amount)s, updated_at = now()
@@ -302,11 +302,13 @@ WITH taken AS (
 INSERT INTO accounts_creditentry
     (account_id, kind, amount, balance_after, job_pk, claim_key, source,
      actor_id, actor_label, remote_addr, note, created_at)
-SELECT %(account)s, 'reserve', -%(amount)s, taken.credits, %(job)s, %(key)s,
-       'worker', NULL, '', NULL, '', now()
+SELECT %(account)s, '{kind}', -%(amount)s, taken.credits, %(job)s, %(key)s,
+       'worker', NULL, '', NULL, {note}, now()
   FROM taken
 RETURNING balance_after
 """
+
+_RESERVE_SQL = _TAKE_SQL.format(kind="reserve", note="''")
 
 
 def _reserve_pg(*, account_id: int, amount: int, job_pk: int | None, key: str) -> bool:
@@ -332,21 +334,9 @@ def _sqlstate(exc: IntegrityError) -> str | None:
     return getattr(exc.__cause__, "sqlstate", None)
 
 
-_EXTEND_SQL = """
-WITH taken AS (
-    UPDATE accounts_account
-       SET credits = credits - %(amount)s, updated_at = now()
-     WHERE id = %(account)s AND credits >= %(amount)s
- RETURNING credits
-)
-INSERT INTO accounts_creditentry
-    (account_id, kind, amount, balance_after, job_pk, claim_key, source,
-     actor_id, actor_label, remote_addr, note, created_at)
-SELECT %(account)s, 'extend', -%(amount)s, taken.credits, %(job)s, %(key)s,
-       'worker', NULL, '', NULL, %(note)s, now()
-  FROM taken
-RETURNING balance_after
-"""
+# The same statement for each further minute of a call: its own ledger kind,
+# and a note saying which minute.
+_EXTEND_SQL = _TAKE_SQL.format(kind="extend", note="%(note)s")
 
 
 def extension_key(key: str, minute: int) -> str:
