@@ -1,0 +1,1 @@
+"""Rules checked before a call is placed (see each module)."""
