@@ -8,6 +8,7 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -16,7 +17,14 @@ from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from batches.admin_kit import GuardedActionsMixin
 from batches.exceptions import DomainError
 from jobs import services
-from jobs.models import TERMINAL_STATUSES, CallRecord, Job, JobEvent, JobStatus
+from jobs.models import (
+    TERMINAL_STATUSES,
+    CallAttempt,
+    CallRecord,
+    Job,
+    JobEvent,
+    JobStatus,
+)
 from jobs.services import REQUEUEABLE_STATUSES
 
 WORKER_OWNED_FIELDS = [
@@ -62,6 +70,23 @@ class JobEventInline(AuditTrailInline):
     parent_perms = ("jobs.view_job", "jobs.change_job")
 
 
+ATTEMPT_COLUMNS = [
+    ("attempt", gettext_lazy("attempt")),
+    ("dialer", gettext_lazy("dialer")),
+    ("provider_call_id", gettext_lazy("provider call id")),
+    ("provider_status", gettext_lazy("provider status")),
+    ("answered_by", gettext_lazy("answered by")),
+    ("started_at", gettext_lazy("started at")),
+    ("answered_at", gettext_lazy("answered at")),
+    ("ended_at", gettext_lazy("ended at")),
+    ("duration_seconds", gettext_lazy("duration seconds")),
+    ("outcome", gettext_lazy("outcome")),
+    ("cost", gettext_lazy("cost")),
+    ("hangup_reason", gettext_lazy("hang-up reason")),
+    ("error", gettext_lazy("error")),
+]
+
+
 @admin.register(Job)
 class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
     list_display = [
@@ -91,9 +116,40 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         "scheduled_at",
         "max_attempts",
         *WORKER_OWNED_FIELDS,
+        "call_attempts",
         "created_at",
         "updated_at",
     ]
+
+    @admin.display(description=gettext_lazy("call attempts"))
+    def call_attempts(self, obj: Job) -> str:
+        """The job's attempts, read-only: the dialers and providers write them."""
+        rows = list(CallAttempt.objects.filter(job_id=obj.pk).order_by("attempt", "id"))
+        if not rows:
+            return "-"
+        head = format_html_join(
+            "", "<th>{}</th>", ((label,) for _name, label in ATTEMPT_COLUMNS)
+        )
+        body = format_html_join(
+            "",
+            "<tr>{}</tr>",
+            (
+                (
+                    format_html_join(
+                        "",
+                        "<td>{}</td>",
+                        (
+                            ("" if getattr(row, name) is None else getattr(row, name),)
+                            for name, _label in ATTEMPT_COLUMNS
+                        ),
+                    ),
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body
+        )
 
     def get_search_results(self, request, queryset, search_term):
         # Phone numbers are stored in E.164; let staff type them with spaces.
@@ -106,6 +162,7 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
             "account",
             "batch",
             *WORKER_OWNED_FIELDS,
+            "call_attempts",
             "created_at",
             "updated_at",
         ]

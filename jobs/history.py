@@ -19,7 +19,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.models import CreditEntry
-from jobs.models import CallRecord, Job
+from jobs.models import CallAttempt, CallRecord, Job
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,19 @@ def call_records_purge(
                 break
             CallRecord.objects.filter(id__in=ids).delete()
             total += len(ids)
+    # The attempts of deleted jobs go with the same retention (a job that
+    # still exists keeps its attempts: they are its history).
+    while True:
+        with transaction.atomic():
+            ids = list(
+                CallAttempt.objects.filter(started_at__lt=cutoff)
+                .exclude(job_id__in=Job.objects.values("id"))
+                .order_by()
+                .values_list("id", flat=True)[:chunk_size]
+            )
+            if not ids:
+                break
+            CallAttempt.objects.filter(id__in=ids).delete()
     logger.info(
         "call records purged",
         extra={

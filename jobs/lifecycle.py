@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from callcenter import metrics
 from callcenter.prepared import fetch_prepared
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
-from jobs.models import Job, JobStatus
+from jobs.models import CallAttempt, Job, JobStatus
 from jobs.notify import notify_jobs_available
 from jobs.signals import send_jobs_finished_on_commit
 
@@ -66,27 +67,47 @@ def retry_backoff(attempts: int) -> timedelta:
 
 
 MARK_DIALED_SQL = """
-UPDATE jobs_job
-   SET dialed_at = now(),
-       attempts = attempts + 1,
-       started_at = COALESCE(started_at, now()),
-       updated_at = now()
- WHERE id = ANY(%(ids)s::bigint[])
-   AND status = 'in_progress'
-   AND claimed_by = %(worker_id)s
-   AND claim_token = %(token)s
-   AND dialed_at IS NULL
-RETURNING id, dialed_at
+WITH dialed AS (
+    UPDATE jobs_job
+       SET dialed_at = now(),
+           attempts = attempts + 1,
+           started_at = COALESCE(started_at, now()),
+           updated_at = now()
+     WHERE id = ANY(%(ids)s::bigint[])
+       AND status = 'in_progress'
+       AND claimed_by = %(worker_id)s
+       AND claim_token = %(token)s
+       AND dialed_at IS NULL
+    RETURNING id, dialed_at, attempts, phone_number, claimed_at
+), attempt AS (
+    INSERT INTO jobs_callattempt (
+        job_id, attempt, dialer, token, phone_number, worker_id, claim_token,
+        claimed_at, provider_call_id, provider_status, answered_by, started_at,
+        outcome, error, hangup_reason, events)
+    SELECT id, attempts, %(dialer)s, replace(gen_random_uuid()::text, '-', ''),
+           phone_number, %(worker_id)s, %(token)s, claimed_at, '', '', '',
+           dialed_at, '', '', '', '[]'::jsonb
+      FROM dialed
+    RETURNING job_id, token
+)
+SELECT dialed.id, dialed.dialed_at, attempt.token
+  FROM dialed JOIN attempt ON attempt.job_id = dialed.id
 """
 
 
-def mark_dialed(*, jobs: list[Job], worker_id: str, token: str = "") -> list[Job]:
+def mark_dialed(
+    *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
+) -> list[Job]:
     """Record that these claimed jobs are about to be dialled; spend an attempt.
 
     Runs after the claim committed and before the dialer is asked to call, so
     a crash in between is told apart from a crash during the call. Returns the
     jobs still held by this worker process (one cancelled since the claim is
     dropped).
+
+    The same statement (so the same commit) writes each job's ``CallAttempt``
+    row, with a fresh fencing token (``job.attempt_token``): the attempt is
+    durable before the provider is asked to place the call.
 
     ``dialed_at`` is the database's clock, as ``claimed_at`` is: recovery
     compares both with the database's ``now()``, and a worker whose clock is
@@ -96,40 +117,57 @@ def mark_dialed(*, jobs: list[Job], worker_id: str, token: str = "") -> list[Job
     if not jobs:
         return []
     ids = [job.pk for job in jobs]
-    kept: dict[int, datetime] = {}
+    kept: dict[int, tuple[datetime, str]] = {}
     if connection.vendor == "postgresql":
         # One statement, with a normal (flushed) commit: see jobs/claim.py.
         rows = fetch_prepared(
             "callcenter_mark_dialed",
             MARK_DIALED_SQL,
-            {"ids": ids, "worker_id": worker_id, "token": token},
+            {"ids": ids, "worker_id": worker_id, "token": token, "dialer": dialer},
         )
-        kept = {int(job_id): dialed_at for job_id, dialed_at in rows}
+        kept = {
+            int(job_id): (dialed_at, attempt_token)
+            for job_id, dialed_at, attempt_token in rows
+        }
     else:
         now = timezone.now()
-        held = Job.objects.filter(
-            id__in=ids,
-            status=JobStatus.IN_PROGRESS,
-            claimed_by=worker_id,
-            claim_token=token,
-            dialed_at__isnull=True,
-        )
-        held.update(
-            dialed_at=now,
-            attempts=F("attempts") + 1,
-            started_at=Coalesce(F("started_at"), Now()),
-            updated_at=Now(),
-        )
-        kept = dict.fromkeys(
-            Job.objects.filter(
+        with transaction.atomic():
+            held = Job.objects.filter(
+                id__in=ids,
+                status=JobStatus.IN_PROGRESS,
+                claimed_by=worker_id,
+                claim_token=token,
+                dialed_at__isnull=True,
+            )
+            held.update(
+                dialed_at=now,
+                attempts=F("attempts") + 1,
+                started_at=Coalesce(F("started_at"), Now()),
+                updated_at=Now(),
+            )
+            marked = Job.objects.filter(
                 id__in=ids, claimed_by=worker_id, claim_token=token, dialed_at=now
-            ).values_list("id", flat=True),
-            now,
-        )
+            ).values_list("id", "attempts", "phone_number", "claimed_at")
+            attempts = [
+                CallAttempt(
+                    job_id=job_id,
+                    attempt=number,
+                    dialer=dialer,
+                    token=secrets.token_hex(16),
+                    phone_number=phone,
+                    worker_id=worker_id,
+                    claim_token=token,
+                    claimed_at=claimed_at,
+                    started_at=now,
+                )
+                for job_id, number, phone, claimed_at in marked
+            ]
+            CallAttempt.objects.bulk_create(attempts)
+        kept = {a.job_id: (now, a.token) for a in attempts}
     dialed = []
     for job in jobs:
         if job.pk in kept:
-            job.dialed_at = kept[job.pk]
+            job.dialed_at, job.attempt_token = kept[job.pk]
             job.attempts += 1
             dialed.append(job)
         else:
@@ -144,7 +182,12 @@ def mark_dialed(*, jobs: list[Job], worker_id: str, token: str = "") -> list[Job
 
 
 def record_call_id(
-    *, job_id: int, worker_id: str, call_id: str, token: str = ""
+    *,
+    job_id: int,
+    worker_id: str,
+    call_id: str,
+    token: str = "",
+    attempt_token: str = "",
 ) -> None:
     """Store the provider's call id, so recovery can ask about the call."""
     Job.objects.filter(
@@ -153,6 +196,10 @@ def record_call_id(
         claimed_by=worker_id,
         claim_token=token,
     ).update(call_id=call_id[:200])
+    if attempt_token:
+        CallAttempt.objects.filter(token=attempt_token, provider_call_id="").update(
+            provider_call_id=call_id[:64]
+        )
 
 
 def renew_leases(
@@ -235,6 +282,8 @@ class CallEnd:
     call_id: str
     result: CallResult
     interrupted: str = ""
+    # The CallAttempt's fencing token, whose row gets the outcome too.
+    attempt_token: str = ""
 
 
 def record_call(
@@ -328,10 +377,15 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
         if call_id:
             job.call_id = call_id[:200]
         fields = ["attempt_log", "result", "call_id", "updated_at"]
+        # The fence: the job is still in this dial (same claim, same dial
+        # time). A job recovered or retried and dialled again since then
+        # has another dial time, so a late outcome of this call changes
+        # nothing but its own attempt.
         held = (
             job.status == JobStatus.IN_PROGRESS
             and job.claimed_by == worker_id
             and job.claim_token == token
+            and job.dialed_at == dialed_at
         )
         before = job.status
         if held:
@@ -339,6 +393,7 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
                 job, result=result, interrupted=interrupted, now=now
             )
         job.save(update_fields=fields)
+        _attempt_ended(end, now=now)
         if held and job.is_terminal:
             _finished(job, result.outcome)
     _log_call_ended(
@@ -351,7 +406,25 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
     return job.status
 
 
+def _attempt_ended(end: CallEnd, *, now: datetime) -> None:
+    """The attempt's row gets the outcome the job's attempt log got."""
+    if not end.attempt_token:
+        return
+    changes: dict[str, Any] = {
+        "outcome": end.result.outcome,
+        "ended_at": now,
+        "duration_seconds": round(end.result.duration_seconds, 3),
+        "error": end.result.error,
+    }
+    if end.call_id:
+        changes["provider_call_id"] = end.call_id[:64]
+    CallAttempt.objects.filter(token=end.attempt_token, ended_at__isnull=True).update(
+        **changes
+    )
+
+
 RECORD_SUCCESS_SQL = """
+WITH done AS (
 UPDATE jobs_job
    SET attempt_log = jobs_job.attempt_log || jsonb_build_array(
            i.entry::jsonb || jsonb_build_object('attempt', jobs_job.attempts)),
@@ -363,14 +436,28 @@ UPDATE jobs_job
        last_error = '',
        updated_at = %(now)s
   FROM unnest(%(ids)s::bigint[], %(entries)s::text[], %(results)s::text[],
-              %(call_ids)s::text[], %(seen)s::text[])
-       AS i(id, entry, result, call_id, seen)
+              %(call_ids)s::text[], %(seen)s::text[], %(dialed)s::timestamptz[])
+       AS i(id, entry, result, call_id, seen, dialed_at)
  WHERE jobs_job.id = i.id
    AND jobs_job.status = 'in_progress'
    AND jobs_job.claimed_by = %(worker_id)s
    AND jobs_job.claim_token = %(token)s
+   AND jobs_job.dialed_at = i.dialed_at
    AND NOT jobs_job.attempt_log @> i.seen::jsonb
 RETURNING {columns}
+), attempt AS (
+UPDATE jobs_callattempt
+   SET outcome = a.outcome, ended_at = %(now)s, duration_seconds = a.duration,
+       provider_call_id = CASE WHEN a.call_id <> '' THEN left(a.call_id, 64)
+                               ELSE jobs_callattempt.provider_call_id END
+  FROM unnest(%(ids)s::bigint[], %(attempt_tokens)s::text[], %(outcomes)s::text[],
+              %(durations)s::float8[], %(call_ids)s::text[])
+       AS a(id, token, outcome, duration, call_id)
+ WHERE jobs_callattempt.token = a.token
+   AND jobs_callattempt.ended_at IS NULL
+   AND a.id IN (SELECT id FROM done)
+)
+SELECT * FROM done
 """
 
 
@@ -400,6 +487,10 @@ def _record_successes(
         "results": results,
         "call_ids": [end.call_id[:200] for end in ended],
         "seen": seen,
+        "dialed": [end.dialed_at for end in ended],
+        "attempt_tokens": [end.attempt_token for end in ended],
+        "outcomes": [end.result.outcome for end in ended],
+        "durations": [round(end.result.duration_seconds, 3) for end in ended],
         "now": now,
         "worker_id": worker_id,
         "token": token,

@@ -157,6 +157,10 @@ class Job(models.Model):
 
     objects = JobQuerySet.as_manager()
 
+    # Not a column: the fencing token of the attempt ``mark_dialed`` just
+    # wrote for this job (its CallAttempt row), carried to the dialer.
+    attempt_token: str = ""
+
     class Meta:
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
@@ -369,3 +373,96 @@ class CallRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Call record of job {self.job_pk} {self.phone_number}"
+
+
+class CallAttempt(models.Model):
+    """One dial of a job: written (committed) before the provider is asked
+    to place the call, then filled in by the provider's events.
+
+    The job's attempt history is read from these rows. ``token`` is the
+    attempt's fencing token: it travels in the provider's callback URL, and
+    only the attempt that still matches the job's current dial (the job in
+    progress, under the same claim, dialled at ``started_at``) may move the
+    job on. A late event for a superseded attempt is stored in ``events``
+    and changes nothing else.
+
+    The job is referenced without a database constraint: attempts outlive a
+    deleted job, as call records do (docs/architecture.md#a-calls-life), and
+    ``purge_call_records`` removes them past CALL_RECORD_RETENTION_DAYS.
+    """
+
+    job = models.ForeignKey(
+        Job,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="call_attempts",
+        verbose_name=_("job"),
+    )
+    attempt = models.PositiveIntegerField(verbose_name=_("attempt"))
+    dialer = models.CharField(max_length=32, verbose_name=_("dialer"))
+    token = models.CharField(max_length=32, unique=True, verbose_name=_("token"))
+    phone_number = models.CharField(max_length=16, verbose_name=_("phone number"))
+    # The claim the attempt was dialled under (the fence, with started_at).
+    worker_id = models.CharField(max_length=200, verbose_name=_("worker id"))
+    claim_token = models.CharField(
+        max_length=32, blank=True, default="", verbose_name=_("claim token")
+    )
+    claimed_at = models.DateTimeField(null=True, verbose_name=_("claimed at"))
+    provider_call_id = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("provider call id")
+    )
+    provider_status = models.CharField(
+        max_length=32, blank=True, default="", verbose_name=_("provider status")
+    )
+    answered_by = models.CharField(
+        max_length=32, blank=True, default="", verbose_name=_("answered by")
+    )
+    started_at = models.DateTimeField(verbose_name=_("started at"))
+    answered_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("answered at")
+    )
+    ended_at = models.DateTimeField(null=True, blank=True, verbose_name=_("ended at"))
+    duration_seconds = models.FloatField(
+        null=True, blank=True, verbose_name=_("duration seconds")
+    )
+    outcome = models.CharField(
+        max_length=32, blank=True, default="", verbose_name=_("outcome")
+    )
+    cost = models.BigIntegerField(null=True, blank=True, verbose_name=_("cost"))
+    error = models.TextField(blank=True, default="", verbose_name=_("error"))
+    hangup_requested_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("hang-up requested at")
+    )
+    hangup_reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("hang-up reason")
+    )
+    # Every raw provider event received, in arrival order, duplicates and
+    # late ones included.
+    events = models.JSONField(default=list, blank=True, verbose_name=_("events"))
+
+    class Meta:
+        verbose_name = _("call attempt")
+        verbose_name_plural = _("call attempts")
+        ordering = ["job_id", "attempt", "id"]
+        indexes = [
+            models.Index(fields=["job", "id"], name="callattempt_job_idx"),
+            models.Index(
+                fields=["provider_call_id"],
+                name="callattempt_call_idx",
+                condition=~models.Q(provider_call_id=""),
+            ),
+            # Reconciliation: attempts with no outcome yet.
+            models.Index(
+                fields=["started_at"],
+                name="callattempt_open_idx",
+                condition=models.Q(ended_at__isnull=True),
+            ),
+            models.Index(fields=["started_at"], name="callattempt_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.attempt} of job {self.job_id}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended_at is not None

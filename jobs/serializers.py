@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from callcenter.api import StrictCharField, StrictSerializer
-from jobs.models import Job, JobStatus, normalize_status
+from jobs.models import CallAttempt, Job, JobStatus, normalize_status
 
 OUTPUT_STATUSES = [s for s in JobStatus.values if s != JobStatus.DONE]
 
@@ -94,3 +94,28 @@ class CsvUploadSerializer(serializers.Serializer):
         help_text="CSV with a phone_number column; optional scheduled_at and "
         "priority columns; every other column becomes a variable."
     )
+
+
+class CallAttemptSerializer(serializers.ModelSerializer):
+    """One dial of a job, as the provider reported it."""
+
+    class Meta:
+        model = CallAttempt
+        fields = [
+            "attempt",
+            "dialer",
+            "provider_call_id",
+            "provider_status",
+            "answered_by",
+            "started_at",
+            "answered_at",
+            "ended_at",
+            "duration_seconds",
+            "outcome",
+            "cost",
+            "error",
+            "hangup_requested_at",
+            "hangup_reason",
+            "events",
+        ]
+        read_only_fields = fields

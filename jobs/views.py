@@ -43,9 +43,10 @@ from jobs.imports import (
     rows_from_csv,
     rows_from_json,
 )
-from jobs.models import Job, JobStatus, normalize_status
+from jobs.models import CallAttempt, Job, JobStatus, normalize_status
 from jobs.pagination import BatchJobsPagination
 from jobs.serializers import (
+    CallAttemptSerializer,
     CsvUploadSerializer,
     ImportResponseSerializer,
     JobCancelResponseSerializer,
@@ -339,6 +340,8 @@ class JobViewSet(AccountScopedViewSet):
         # The browsable API's form for the cancel route.
         if self.action == "cancel":
             return JobCancelResponseSerializer
+        if self.action == "attempts":
+            return CallAttemptSerializer
         return JobSerializer
 
     def get_queryset(self):
@@ -373,6 +376,19 @@ class JobViewSet(AccountScopedViewSet):
     def retrieve(self, request, job_id: str):
         """One job: status, attempts, claim, outcome and cancel reason."""
         return Response(JobSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="jobs_attempts",
+        parameters=[JOB_ID_PARAMETER],
+        responses={200: CallAttemptSerializer(many=True), **error_responses()},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def attempts(self, request, job_id: str):
+        """The job's call attempts, oldest first: one row per dial, with the
+        provider's call id, status, times, duration, outcome and raw events."""
+        job = self.get_object()
+        rows = CallAttempt.objects.filter(job_id=job.pk).order_by("attempt", "id")
+        return Response(CallAttemptSerializer(rows, many=True).data)
 
     @extend_schema(
         operation_id="jobs_cancel",

@@ -332,6 +332,7 @@ class CallWorker:
                     worker_id=self.worker_id,
                     token=self.token,
                     call_id=call.call_id,
+                    attempt_token=call.job.attempt_token,
                 )
                 call.call_id_saved = True
                 found = True
@@ -360,6 +361,7 @@ class CallWorker:
                     dialed_at=call.dialed_at,
                     call_id=call.call_id,
                     result=result,
+                    attempt_token=call.job.attempt_token,
                     interrupted=(
                         lifecycle.WORKER_STOPPED
                         if call.hangup_reason == lifecycle.WORKER_STOPPED
@@ -585,7 +587,10 @@ class CallWorker:
             sweep=self.suspend_account,
         )
         dialed = lifecycle.mark_dialed(
-            jobs=payable, worker_id=self.worker_id, token=self.token
+            jobs=payable,
+            worker_id=self.worker_id,
+            token=self.token,
+            dialer=self.dialer.name,
         )
         for job in dial_rules.keep_allowed(
             jobs=dialed, worker_id=self.worker_id, token=self.token

@@ -66,6 +66,7 @@ def test_schema__served_and_documents_every_endpoint(client):
         ("GET", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs/{job_id}"),
         ("POST", "/api/v1/jobs/{job_id}/cancel"),
+        ("GET", "/api/v1/jobs/{job_id}/attempts"),
         ("POST", "/api/v1/accounts"),
         ("GET", "/api/v1/account/credits"),
         ("POST", "/api/v1/account/credits"),
