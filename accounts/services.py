@@ -39,7 +39,7 @@ from django.utils.translation import gettext
 from accounts.actor import Actor
 from accounts.dialing import NON_GEOGRAPHIC, unknown_countries, unknown_number_types
 from accounts.models import Account, AccountEvent, CreditEntry
-from batches.exceptions import DomainError
+from callcenter.exceptions import DomainError
 from callcenter.prepared import fetch_prepared
 
 logger = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.actor import Actor, Source
 from batches import services
-from batches.exceptions import DomainError
 from batches.models import Batch
 from batches.report import estimate, finished_per_hour
 from batches.selectors import batch_status_counts, counts_summary
+from callcenter.exceptions import DomainError
 from jobs.models import Job, JobStatus
 
 # It shows every account's batches: the same permission as the batch list.

@@ -23,14 +23,14 @@ from django.utils import timezone
 
 from accounts.actor import Actor, Source
 from accounts.models import Account
-from batches.exceptions import (
+from batches.models import Batch, BatchEvent
+from batches.signals import batch_transitioned
+from callcenter import metrics
+from callcenter.exceptions import (
     BatchCancelledError,
     BatchDeletedError,
     BatchPausedByStaffError,
 )
-from batches.models import Batch, BatchEvent
-from batches.signals import batch_transitioned
-from callcenter import metrics
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
 from jobs.notify import notify_jobs_available

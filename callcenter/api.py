@@ -38,7 +38,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from accounts.models import Membership
-from batches.exceptions import DomainError
+from callcenter.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
 

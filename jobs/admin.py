@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from accounts.actor import Actor, Source
 from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from batches.admin_kit import GuardedActionsMixin
-from batches.exceptions import DomainError
+from callcenter.exceptions import DomainError
 from jobs import services
 from jobs.models import (
     TERMINAL_STATUSES,

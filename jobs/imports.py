@@ -49,8 +49,8 @@ from phonenumbers.phonenumberutil import (
 from accounts.actor import Actor
 from accounts.dialing import number_type_name, refusal
 from accounts.models import Account
-from batches.exceptions import BatchCancelledError, BatchDeletedError, DomainError
 from batches.models import Batch
+from callcenter.exceptions import BatchCancelledError, BatchDeletedError, DomainError
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
 

@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.actor import Actor
-from batches.exceptions import DomainError
 from batches.models import Batch
+from callcenter.exceptions import DomainError
 from jobs.history import RETENTION_PURGE, call_records_keep
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from accounts.actor import Actor
 from accounts.models import Account
-from batches.exceptions import DomainError
+from callcenter.exceptions import DomainError
 from webhooks import signing, transport
 from webhooks.models import (
     WebhookAttempt,

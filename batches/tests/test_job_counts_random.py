@@ -33,10 +33,10 @@ from accounts.actor import Actor
 from accounts.services import credits_add
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
-from batches.exceptions import DomainError
 from batches.job_counts import job_count_drift, kept_counts
 from batches.models import Batch
 from batches.tests.factories import BatchFactory
+from callcenter.exceptions import DomainError
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.dialers.base import CallResult, Outcome

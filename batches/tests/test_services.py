@@ -4,13 +4,13 @@ import pytest
 
 from accounts.actor import Actor, Source
 from batches import services
-from batches.exceptions import (
+from batches.models import Batch, BatchEvent
+from batches.tests.factories import BatchFactory
+from callcenter.exceptions import (
     BatchCancelledError,
     BatchDeletedError,
     BatchPausedByStaffError,
 )
-from batches.models import Batch, BatchEvent
-from batches.tests.factories import BatchFactory
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
 
