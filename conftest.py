@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from accounts.actor import Actor, Source
 from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
+from callcenter.actor import Actor, Source
 
 # --- Seeded randomness ---------------------------------------------------------
 

@@ -36,9 +36,9 @@ from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from accounts.actor import Actor
 from accounts.dialing import NON_GEOGRAPHIC, unknown_countries, unknown_number_types
 from accounts.models import Account, AccountEvent, CreditEntry
+from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from callcenter.prepared import fetch_prepared
 

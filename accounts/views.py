@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.actor import Actor, Source
 from accounts.idempotency import idempotent
 from accounts.models import Account
 from accounts.serializers import (
@@ -28,6 +27,7 @@ from accounts.services import (
     credits_unsuspend_jobs,
     unknown_account_message,
 )
+from callcenter.actor import Actor, Source
 from callcenter.api import error_responses
 
 ADD_CREDITS_PERMISSION = "accounts.add_credits"

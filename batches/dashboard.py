@@ -26,11 +26,11 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts.actor import Actor, Source
 from batches import services
 from batches.models import Batch
 from batches.report import estimate, finished_per_hour
 from batches.selectors import batch_status_counts, counts_summary
+from callcenter.actor import Actor, Source
 from callcenter.exceptions import DomainError
 from jobs.models import Job, JobStatus
 

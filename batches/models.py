@@ -5,7 +5,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.actor import Source
+from callcenter.actor import Source
 
 
 def generate_batch_id() -> str:

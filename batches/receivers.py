@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from accounts.actor import Actor
 from batches.services import batch_complete_if_done
+from callcenter.actor import Actor
 
 logger = logging.getLogger(__name__)
 

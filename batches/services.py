@@ -21,11 +21,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.actor import Actor, Source
 from accounts.models import Account
 from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
 from callcenter import metrics
+from callcenter.actor import Actor, Source
 from callcenter.exceptions import (
     BatchCancelledError,
     BatchDeletedError,

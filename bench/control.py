@@ -94,9 +94,9 @@ def _stall(samples: list[tuple[float, float]], start: float, end: float) -> floa
 
 
 def run(ctx: Context) -> None:
-    from accounts.actor import Actor
     from batches.models import Batch
     from batches.services import batch_cancel, batch_delete
+    from callcenter.actor import Actor
 
     big = ctx.sizes.control_big_batch
     datagen.truncate_jobs()

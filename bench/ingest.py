@@ -27,9 +27,9 @@ def make_csv(rows: int) -> bytes:
 def run(ctx: Context) -> None:
     import requests
 
-    from accounts.actor import Actor
     from accounts.models import Account
     from batches.services import batch_create
+    from callcenter.actor import Actor
     from jobs.models import Job
 
     server.require_api()

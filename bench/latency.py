@@ -75,8 +75,8 @@ def _commit_clock() -> Iterator[list[float]]:
 def _insert_job(account_id: int, batch_id: int, n: int) -> tuple[int, float]:
     """One job through the import service, as the API adds jobs (it notifies,
     and reopens a batch that had been completed)."""
-    from accounts.actor import Actor
     from batches.models import Batch
+    from callcenter.actor import Actor
     from jobs.imports import jobs_import, rows_from_json
     from jobs.models import Job
 
@@ -94,9 +94,9 @@ def _insert_job(account_id: int, batch_id: int, n: int) -> tuple[int, float]:
 
 
 def _resume_job(account_id: int, n: int) -> tuple[int, float]:
-    from accounts.actor import Actor
     from batches.models import Batch
     from batches.services import batch_resume
+    from callcenter.actor import Actor
     from jobs.models import Job
 
     (batch_pk,) = datagen.create_batches(

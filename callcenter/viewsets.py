@@ -18,8 +18,8 @@ from rest_framework import routers, viewsets
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from accounts.actor import Actor, Source
 from accounts.idempotency import idempotent
+from callcenter.actor import Actor, Source
 from callcenter.api import request_membership
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from accounts.actor import Actor, Source
 from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from batches.admin_kit import GuardedActionsMixin
+from callcenter.actor import Actor, Source
 from callcenter.exceptions import DomainError
 from jobs import services
 from jobs.models import (

@@ -46,10 +46,10 @@ from phonenumbers.phonenumberutil import (
     _number_type_helper,
 )
 
-from accounts.actor import Actor
 from accounts.dialing import number_type_name, refusal
 from accounts.models import Account
 from batches.models import Batch
+from callcenter.actor import Actor
 from callcenter.exceptions import BatchCancelledError, BatchDeletedError, DomainError
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available

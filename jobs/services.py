@@ -13,8 +13,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.actor import Actor
 from batches.models import Batch
+from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from jobs.history import RETENTION_PURGE, call_records_keep
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus

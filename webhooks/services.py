@@ -25,8 +25,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.actor import Actor
 from accounts.models import Account
+from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from webhooks import signing, transport
 from webhooks.models import (

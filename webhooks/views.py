@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.actor import Actor, Source
+from callcenter.actor import Actor, Source
 from callcenter.api import error_responses
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.serializers import (

@@ -10,12 +10,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import services
-from accounts.actor import Actor, Source
 from accounts.models import Account, CreditEntry
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor, Source
 from callcenter.tests.queries import statements_sent
 from jobs import billing
 from jobs.models import Job, JobStatus

@@ -10,12 +10,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from accounts.actor import Actor
 from accounts.models import Account, CreditEntry
 from accounts.services import credits_add
 from accounts.tests.factories import AccountFactory
 from batches.models import Batch
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.actor import Actor, Source
 from accounts.models import Account, AccountEvent
 from accounts.services import InvalidDialingRulesError, account_set_dialing_rules
+from callcenter.actor import Actor, Source
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,11 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from accounts.actor import Actor, Source
 from accounts.tests.factories import UserFactory
 from batches import services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor, Source
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
 

@@ -687,7 +687,7 @@ def test_pause__on_cancelled_batch_says_it_is_cancelled(api_client, account, api
 def test_batches_resume__a_staff_pause_is_403_for_a_member(
     api_client, batch, staff_user
 ):
-    from accounts.actor import Actor, Source
+    from callcenter.actor import Actor, Source
 
     staff = Actor(source=Source.ADMIN, user=staff_user)
     services.batch_pause(batch=batch, actor=staff, reason="wrong script")

@@ -10,11 +10,11 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from accounts.actor import Actor, Source
 from batches import services
 from batches.management.commands.cancel_inactive_batch_jobs import parse_duration
 from batches.models import BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor, Source
 from jobs.models import Job, JobStatus
 
 pytestmark = pytest.mark.django_db

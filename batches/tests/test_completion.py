@@ -6,10 +6,10 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.actor import Actor, Source
 from batches import services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor, Source
 from jobs.models import Job, JobStatus
 from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory

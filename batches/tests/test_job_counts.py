@@ -10,13 +10,13 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 
-from accounts.actor import Actor
 from batches.job_counts import LOCK_CLASS, SLOTS, job_count_drift, kept_counts
 from batches.models import BatchJobCount
 from batches.selectors import batch_status_counts
 from batches.services import batch_cancel
 from batches.tasks import verify_job_counts
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.claim import claim_jobs
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory

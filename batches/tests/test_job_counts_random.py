@@ -29,13 +29,13 @@ from django.db import OperationalError, connection, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from accounts.actor import Actor
 from accounts.services import credits_add
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.job_counts import job_count_drift, kept_counts
 from batches.models import Batch
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.actor import Actor, Source
 from batches import services
 from batches.models import Batch, BatchEvent
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor, Source
 from callcenter.exceptions import (
     BatchCancelledError,
     BatchDeletedError,

@@ -148,9 +148,9 @@ def test_admin_action_message__in_spanish(admin_client):
     from django.contrib.messages import get_messages
     from django.urls import reverse
 
-    from accounts.actor import Actor, Source
     from accounts.tests.factories import UserFactory
     from batches import services
+    from callcenter.actor import Actor, Source
 
     a, b = BatchFactory(), BatchFactory()
     staff = Actor(source=Source.ADMIN, user=UserFactory(is_staff=True))

@@ -17,10 +17,10 @@ import pytest
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from accounts.actor import Actor
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
 from callcenter import metrics
+from callcenter.actor import Actor
 from jobs.claim import claim_jobs
 from jobs.dialers.base import CallResult, Outcome
 from jobs.lifecycle import CallEnd, mark_dialed, record_calls

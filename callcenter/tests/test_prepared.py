@@ -6,11 +6,11 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from accounts.actor import Actor
 from accounts.models import Account, CreditEntry
 from accounts.tests.factories import AccountFactory
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from callcenter.prepared import fetch_prepared
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs

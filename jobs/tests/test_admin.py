@@ -7,9 +7,9 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from accounts.actor import Source
 from accounts.tests.factories import UserFactory
 from batches import services as batch_services
+from callcenter.actor import Source
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.tests.factories import JobFactory
 

@@ -131,8 +131,8 @@ def records_dialled_days_ago(account, *days):
             finished_at=now - timedelta(days=age),
             phone_number=f"+1415555{n:04d}",
         )
-    from accounts.actor import Actor
     from batches.services import batch_delete
+    from callcenter.actor import Actor
 
     batch_delete(batch=batch, actor=Actor.system("tests"), delete_jobs=True)
     return {r.last_call_at.date(): r for r in CallRecord.objects.all()}

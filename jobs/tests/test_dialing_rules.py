@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.actor import Actor
 from accounts.dialing import NumberType
 from accounts.services import account_set_dialing_rules
 from batches.tests.factories import BatchFactory
 from batches.tests.test_api_batches import assert_error
+from callcenter.actor import Actor
 from jobs.imports import jobs_import, parse_phone, rows_from_csv, rows_from_json
 from jobs.models import Job
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from django.db.models import Sum
 
-from accounts.actor import Actor
 from accounts.models import CreditEntry
 from accounts.services import account_set_dialing_rules
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.imports import jobs_import, rows_from_json
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.tests.test_worker_process import start_worker  # noqa: F401 (fixture)

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from accounts.actor import Actor
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.imports import (
     ImportFormatError,
     jobs_import,

@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Now
 
-from accounts.actor import Actor
 from batches.services import batch_pause
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.claim import claim_jobs
 from jobs.lifecycle import WORKER_LOST, WORKER_STOPPED
 from jobs.models import Job, JobStatus

@@ -7,9 +7,9 @@ from django.db import connection, transaction
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from accounts.actor import Actor
 from accounts.models import Membership
 from accounts.tests.factories import MembershipFactory, UserFactory
+from callcenter.actor import Actor
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import WebhookEndpointLimitError, webhook_endpoint_create
 

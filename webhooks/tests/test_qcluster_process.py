@@ -15,9 +15,9 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
-from accounts.actor import Actor
 from batches import services as batch_services
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -17,10 +17,10 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.actor import Actor
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.tests.factories import BatchFactory
+from callcenter.actor import Actor
 from jobs.models import Job, JobStatus
 from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 from django.utils.translation import gettext as _
 
-from accounts.actor import Actor
 from accounts.services import account_create
+from callcenter.actor import Actor
 
 
 class Command(BaseCommand):

@@ -21,9 +21,9 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.actor import Actor
 from batches.selectors import batch_sweepable_counts, inactive_batches
 from batches.services import INACTIVE_SWEEP_REASON, batch_cancel_inactive_jobs
+from callcenter.actor import Actor
 
 COMMAND_NAME = "cancel_inactive_batch_jobs"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -10,10 +10,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.translation import gettext
 
-from accounts.actor import Actor
 from accounts.models import Account, Membership
 from batches.models import Batch
 from batches.services import batch_create, batch_pause
+from callcenter.actor import Actor
 from jobs.models import Job
 
 DEMO_BATCHES = [
