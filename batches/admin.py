@@ -32,11 +32,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from batches import charts, services
-from batches.admin_kit import GuardedActionsMixin
 from batches.models import Batch, BatchEvent
 from batches.report import batch_report, outcome_names
 from batches.selectors import REPORTED_STATUSES, batch_status_counts, counts_summary
 from callcenter.actor import Actor, Source
+from callcenter.admin_kit import GuardedActionsMixin
 from callcenter.exceptions import DomainError
 from jobs import export
 from jobs.models import CANCELLABLE_STATUSES, JobStatus

@@ -13,8 +13,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from batches.admin import AuditTrailInline, ReadOnlyAdmin
-from batches.admin_kit import GuardedActionsMixin
 from callcenter.actor import Actor, Source
+from callcenter.admin_kit import GuardedActionsMixin
 from callcenter.exceptions import DomainError
 from jobs import services
 from jobs.models import (
