@@ -36,7 +36,11 @@ from batches.models import Batch, BatchEvent
 from batches.report import batch_report, outcome_names
 from batches.selectors import REPORTED_STATUSES, batch_status_counts, counts_summary
 from callcenter.actor import Actor, Source
-from callcenter.admin_kit import GuardedActionsMixin
+from callcenter.admin_kit import (
+    AuditTrailInline,
+    GuardedActionsMixin,
+    ReadOnlyAdmin,
+)
 from callcenter.exceptions import DomainError
 from jobs import export
 from jobs.models import CANCELLABLE_STATUSES, JobStatus
@@ -55,11 +59,6 @@ def cancellable_count(counts: dict[str, int]) -> int:
 def counts_tooltip(counts: dict[str, int]) -> str:
     parts = [f"{STATUS_LABELS[s]}: {n}" for s, n in counts.items() if n]
     return " · ".join(parts) or "No jobs"
-
-
-def exact_time(value: datetime | None) -> str:
-    """Audit times to the second: "10:05 p.m." cannot order two clicks."""
-    return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
 
 
 def _hour(value: datetime) -> str:
@@ -108,17 +107,6 @@ def render_report(r: dict[str, Any]) -> str:
     )
 
 
-def describe_changes(changes: dict[str, Any]) -> str:
-    parts = []
-    for field, value in (changes or {}).items():
-        if isinstance(value, list) and len(value) == 2:
-            before, after = value
-            parts.append(f"{field}: {before} → {after}")
-        else:
-            parts.append(f"{field}: {value}")
-    return "; ".join(parts) or "-"
-
-
 class StateFilter(admin.SimpleListFilter):
     title = gettext_lazy("state")
     parameter_name = "state"
@@ -161,38 +149,6 @@ class BatchChangeList(ChangeList):
         counts = batch_status_counts(batch.pk for batch in self.result_list)
         for batch in self.result_list:
             batch.status_counts = counts[batch.pk]  # type: ignore[attr-defined]
-
-
-class AuditTrailInline(admin.TabularInline):
-    """A read-only audit trail on its parent's page (batches and jobs).
-
-    Whoever may see the parent sees its trail; nobody edits it.
-    """
-
-    extra = 0
-    can_delete = False
-    verbose_name_plural = gettext_lazy("audit trail")
-    parent_perms: tuple[str, ...] = ()
-
-    @admin.display(description=gettext_lazy("when"))
-    def when(self, event: Any) -> str:
-        return exact_time(event.created_at)
-
-    @admin.display(description=gettext_lazy("changes"))
-    def what(self, event: Any) -> str:
-        return describe_changes(event.changes)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return any(request.user.has_perm(perm) for perm in self.parent_perms)
 
 
 class BatchEventInline(AuditTrailInline):
@@ -773,17 +729,6 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             )
             return HttpResponseRedirect(reverse("admin:batches_batch_changelist"))
         return self._delete_confirmation(request, [batch], single=True)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(BatchEvent)

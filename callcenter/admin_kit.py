@@ -1,14 +1,19 @@
-"""Pieces shared by the batch and job admins: action permissions that answer
-403, and messages that count what changed and what was skipped."""
+"""Pieces shared by the apps' admins: action permissions that answer 403,
+messages that count what changed and what was skipped, read-only audit
+trails and read-only model admins."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
+from django.utils.translation import gettext_lazy
 
 
 def join_outcome(
@@ -76,3 +81,62 @@ class GuardedActionsMixin:
                 messages.SUCCESS if changed else messages.WARNING,
             )
         self.report_errors(request, errors)
+
+
+def exact_time(value: datetime | None) -> str:
+    """Audit times to the second: "10:05 p.m." cannot order two clicks."""
+    return date_format(localtime(value), "Y-m-d H:i:s T") if value else "-"
+
+
+def describe_changes(changes: dict[str, Any]) -> str:
+    parts = []
+    for field, value in (changes or {}).items():
+        if isinstance(value, list) and len(value) == 2:
+            before, after = value
+            parts.append(f"{field}: {before} → {after}")
+        else:
+            parts.append(f"{field}: {value}")
+    return "; ".join(parts) or "-"
+
+
+class AuditTrailInline(admin.TabularInline):
+    """A read-only audit trail on its parent's page (batches and jobs).
+
+    Whoever may see the parent sees its trail; nobody edits it.
+    """
+
+    extra = 0
+    can_delete = False
+    verbose_name_plural = gettext_lazy("audit trail")
+    parent_perms: tuple[str, ...] = ()
+
+    @admin.display(description=gettext_lazy("when"))
+    def when(self, event: Any) -> str:
+        return exact_time(event.created_at)
+
+    @admin.display(description=gettext_lazy("changes"))
+    def what(self, event: Any) -> str:
+        return describe_changes(event.changes)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return any(request.user.has_perm(perm) for perm in self.parent_perms)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -12,9 +12,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from batches.admin import AuditTrailInline, ReadOnlyAdmin
 from callcenter.actor import Actor, Source
-from callcenter.admin_kit import GuardedActionsMixin
+from callcenter.admin_kit import AuditTrailInline, GuardedActionsMixin, ReadOnlyAdmin
 from callcenter.exceptions import DomainError
 from jobs import services
 from jobs.models import (
