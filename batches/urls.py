@@ -11,7 +11,7 @@ from drf_spectacular.views import (
 
 from batches import views
 from callcenter.api import both_slashes
-from callcenter.viewsets import OptionalSlashRouter
+from callcenter.routers import OptionalSlashRouter
 from jobs import views as job_views
 
 app_name = "api-v1"

@@ -15,6 +15,11 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.api import (
+    IDEMPOTENCY_PARAMETER,
+    AccountScopedView,
+    AccountScopedViewSet,
+)
 from accounts.models import Account
 from batches import services
 from batches.filters import BatchFilter
@@ -38,11 +43,6 @@ from callcenter.api import (
     StrictSerializer,
     error_responses,
     parse_strict_bool,
-)
-from callcenter.viewsets import (
-    IDEMPOTENCY_PARAMETER,
-    AccountScopedView,
-    AccountScopedViewSet,
 )
 from jobs.imports import ImportResult, jobs_import, rows_from_json
 

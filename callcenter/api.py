@@ -3,14 +3,14 @@
 - One error shape for every failure, whoever raises it (DRF, Django, a
   service's DomainError, an unexpected crash):
   ``{"error": {"code": "...", "message": "...", "fields": {...}}}``.
-- Tenancy: a request acts for the account of the user's Membership. A user
-  with no membership (for instance a staff superuser created for the admin)
-  gets 403 ``no_account`` from the API: staff work in the admin, integrations
-  use a member's token.
+- Tenancy lives one layer up, in ``accounts.api`` (``HasAccount``, the
+  account-scoped views): this module imports no app.
 - Strict input fields: JSON booleans and integers only, and unknown body
   fields are an error instead of being silently ignored.
-- Pagination, the per-token throttle and the schema hook that hides the
-  trailing-slash duplicates of every route.
+- Pagination, the per-token throttle, the schema hook that hides the
+  trailing-slash duplicates of every route. The router that serves both
+  slash forms is ``callcenter.routers`` (it imports ``rest_framework.views``,
+  which this module, named in the DRF settings, must not).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import (
     exceptions,
     parsers,
-    permissions,
     serializers,
     throttling,
 )
@@ -37,7 +36,6 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from accounts.models import Membership
 from callcenter.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
@@ -190,52 +188,6 @@ class ApiErrorMiddleware:
         return JsonResponse(
             error_body("server_error", _("Internal server error.")), status=500
         )
-
-
-# --- Tenancy and permissions ------------------------------------------------
-
-
-def request_membership(request) -> Membership | None:
-    """The user's membership (with its account), looked up once per request."""
-    if not hasattr(request, "_cc_membership"):
-        user = request.user
-        membership = None
-        if user is not None and user.is_authenticated:
-            membership = (
-                Membership.objects.select_related("account")
-                .filter(user_id=user.pk)
-                .first()
-            )
-        request._cc_membership = membership
-    return request._cc_membership
-
-
-class HasAccount(permissions.BasePermission):
-    """Authenticated and member of an account; viewers may only read."""
-
-    def has_permission(self, request, view) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            raise exceptions.NotAuthenticated()
-        membership = request_membership(request)
-        if membership is None:
-            raise ApiError(
-                _(
-                    "This user belongs to no account, so it has no batches or "
-                    "jobs. Give it a membership: python manage.py "
-                    "create_api_token USERNAME --account SLUG."
-                ),
-                code="no_account",
-                status_code=403,
-            )
-        if request.method not in permissions.SAFE_METHODS and not (
-            membership.can_write
-        ):
-            raise ApiError(
-                _("Your role in this account is read-only."),
-                code="read_only",
-                status_code=403,
-            )
-        return True
 
 
 # --- Throttling -------------------------------------------------------------

@@ -351,7 +351,7 @@ REST_FRAMEWORK.update(
             "accounts.tokens.HashedTokenAuthentication",
             "rest_framework.authentication.SessionAuthentication",
         ],
-        "DEFAULT_PERMISSION_CLASSES": ["callcenter.api.HasAccount"],
+        "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasAccount"],
         "DEFAULT_THROTTLE_CLASSES": ["callcenter.api.ApiRateThrottle"],
         "DEFAULT_PAGINATION_CLASS": "callcenter.api.ApiPagination",
         "DEFAULT_PARSER_CLASSES": ["callcenter.api.JSONParser"],

@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, DataAndFiles, MultiPartParser
 from rest_framework.response import Response
 
+from accounts.api import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from batches.selectors import batch_status_counts
 from batches.serializers import JobRowSerializer
 from batches.views import (
@@ -34,7 +35,6 @@ from callcenter.api import (
     error_responses,
     refuse_large_body,
 )
-from callcenter.viewsets import IDEMPOTENCY_PARAMETER, AccountScopedViewSet
 from jobs import export, services
 from jobs.filters import AccountJobFilter, JobFilter
 from jobs.imports import (

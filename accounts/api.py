@@ -1,8 +1,15 @@
-"""The base of /api/v1/'s views and viewsets, and the router that serves them.
+"""The account-scoped base of /api/v1/'s views and viewsets.
 
-A view acts for the caller's account (``callcenter.api.HasAccount`` has
-already refused users without one), audits as an API ``Actor``, and wraps
-creating POSTs in the Idempotency-Key check. Errors (``callcenter.api``'s
+Tenancy: a request acts for the account of the user's Membership. A user with
+no membership (for instance a staff superuser created for the admin) gets 403
+``no_account`` from the API: staff work in the admin, integrations use a
+member's token. ``accounts.permissions.HasAccount`` (DRF's default
+permission) enforces it.
+
+A view acts for the caller's account (``HasAccount`` has already refused users
+without one), audits as an API ``Actor``, and wraps creating POSTs in the
+Idempotency-Key check. The router that serves them is
+``callcenter.routers.OptionalSlashRouter``. Errors (``callcenter.api``'s
 exception handler) and pagination (``ApiPagination``) come from the DRF
 settings, so every view built on these gets them.
 """
@@ -14,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import routers, viewsets
+from rest_framework import viewsets
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from accounts.idempotency import idempotent
+from accounts.permissions import request_membership
 from callcenter.actor import Actor, Source
-from callcenter.api import request_membership
 
 if TYPE_CHECKING:
     from accounts.models import Account
@@ -70,25 +77,3 @@ class AccountScopedView(AccountScopedMixin, GenericAPIView):
 class AccountScopedViewSet(AccountScopedMixin, viewsets.GenericViewSet):
     """For the resources: list, create, retrieve, partial_update, destroy and
     their @actions."""
-
-
-class OptionalSlashRouter(routers.SimpleRouter):
-    """Every route with and without a trailing slash, as
-    ``callcenter.api.both_slashes`` does for single views: the original
-    system's curl examples have none, and a client that adds one must not
-    get a redirect (a redirected POST or PATCH loses its body). Only the bare
-    form is named, so ``reverse()`` and the schema give that one."""
-
-    def __init__(self) -> None:
-        super().__init__(trailing_slash=False)
-
-    def get_urls(self) -> list:
-        bare = super().get_urls()
-        self.trailing_slash = "/"
-        try:
-            slashed = super().get_urls()
-        finally:
-            self.trailing_slash = ""
-        for pattern in slashed:
-            pattern.name = None  # type: ignore[union-attr]  # all URLPatterns
-        return [*bare, *slashed]
