@@ -343,7 +343,7 @@ WORKER_DB_BACKOFF_MAX_SECONDS = env_float(
 # first; idle CPU is still the worker's. 0 keeps the priority it was given.
 WORKER_NICE = env_int("WORKER_NICE", 10, minimum=0, maximum=19)
 
-# --- REST API v1 (batches/urls.py, callcenter/api.py) -----------------------
+# --- REST API v1 (callcenter/urls.py, callcenter/api.py) --------------------
 REST_FRAMEWORK.update(
     {
         # Token first: its WWW-Authenticate header makes anonymous calls 401.
