@@ -33,17 +33,19 @@ run: deps messages
 	$(PY) manage.py seed_demo
 	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
 
-## make test: ruff, mypy, then pytest against PostgreSQL (DATABASE_URL, or the local
-## server at 127.0.0.1:5432).
+## make test: ruff, mypy, the import layers (lint-imports), then pytest against
+## PostgreSQL (DATABASE_URL, or the local server at 127.0.0.1:5432).
 test: dev-deps check-postgres browser messages
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run --settings=callcenter.settings_test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache
 
 check-postgres: dev-deps
 	@DJANGO_SETTINGS_MODULE=callcenter.settings_test $(PY) -m callcenter.checkdb
