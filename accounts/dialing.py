@@ -12,8 +12,8 @@ therefore has an allow-list of number types and of destination countries:
   every country except settings.DIAL_HIGH_RISK_COUNTRIES.
 
 The rules are checked when jobs are imported (a refused number is a bad row)
-and again just after the worker marks a job dialled, because staff may
-narrow an account's rules while its jobs are queued (jobs/dial_rules.py).
+and again in the transaction where the worker marks a job dialled, because staff may
+narrow an account's rules while its jobs are queued (jobs/rules/number_rules.py).
 Only staff change them, in the admin, through
 ``accounts.services.account_set_dialing_rules`` (audited).
 """

@@ -87,7 +87,7 @@ def account_set_dialing_rules(
     of the fields that changed; a change is audited as an AccountEvent.
 
     A change applies to jobs already queued: the worker checks the rules
-    again after it marks each job dialled (jobs/dial_rules.py).
+    again in the transaction that marks each job dialled (jobs/rules/).
     """
     wanted: dict[str, list[str]] = {}
     if allowed_number_types is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max
-from django.db.models.functions import Coalesce, Now
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from callcenter import metrics
@@ -66,119 +65,21 @@ def retry_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-MARK_DIALED_SQL = """
-WITH dialed AS (
-    UPDATE jobs_job
-       SET dialed_at = now(),
-           attempts = attempts + 1,
-           started_at = COALESCE(started_at, now()),
-           updated_at = now()
-     WHERE id = ANY(%(ids)s::bigint[])
-       AND status = 'in_progress'
-       AND claimed_by = %(worker_id)s
-       AND claim_token = %(token)s
-       AND dialed_at IS NULL
-    RETURNING id, dialed_at, attempts, phone_number, claimed_at
-), attempt AS (
-    INSERT INTO jobs_callattempt (
-        job_id, attempt, dialer, token, phone_number, worker_id, claim_token,
-        claimed_at, provider_call_id, provider_status, answered_by, started_at,
-        outcome, error, hangup_reason, events)
-    SELECT id, attempts, %(dialer)s, replace(gen_random_uuid()::text, '-', ''),
-           phone_number, %(worker_id)s, %(token)s, claimed_at, '', '', '',
-           dialed_at, '', '', '', '[]'::jsonb
-      FROM dialed
-    RETURNING job_id, token
-)
-SELECT dialed.id, dialed.dialed_at, attempt.token
-  FROM dialed JOIN attempt ON attempt.job_id = dialed.id
-"""
-
-
 def mark_dialed(
     *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
 ) -> list[Job]:
-    """Record that these claimed jobs are about to be dialled; spend an attempt.
+    """Record that these claimed jobs are about to be dialled (an attempt
+    spent, a ``CallAttempt`` row written with its fencing token in
+    ``job.attempt_token``) and check every dialing rule in the same
+    transaction: the dial gate, jobs/rules/gate.py. Returns the jobs to dial
+    now.
 
     Runs after the claim committed and before the dialer is asked to call, so
-    a crash in between is told apart from a crash during the call. Returns the
-    jobs still held by this worker process (one cancelled since the claim is
-    dropped).
-
-    The same statement (so the same commit) writes each job's ``CallAttempt``
-    row, with a fresh fencing token (``job.attempt_token``): the attempt is
-    durable before the provider is asked to place the call.
-
-    ``dialed_at`` is the database's clock, as ``claimed_at`` is: recovery
-    compares both with the database's ``now()``, and a worker whose clock is
-    off must not make a dial look older or newer than it is. On SQLite the
-    database is a file on the worker's own machine, so its clock is the one.
+    a crash in between is told apart from a crash during the call.
     """
-    if not jobs:
-        return []
-    ids = [job.pk for job in jobs]
-    kept: dict[int, tuple[datetime, str]] = {}
-    if connection.vendor == "postgresql":
-        # One statement, with a normal (flushed) commit: see jobs/claim.py.
-        rows = fetch_prepared(
-            "callcenter_mark_dialed",
-            MARK_DIALED_SQL,
-            {"ids": ids, "worker_id": worker_id, "token": token, "dialer": dialer},
-        )
-        kept = {
-            int(job_id): (dialed_at, attempt_token)
-            for job_id, dialed_at, attempt_token in rows
-        }
-    else:
-        now = timezone.now()
-        with transaction.atomic():
-            held = Job.objects.filter(
-                id__in=ids,
-                status=JobStatus.IN_PROGRESS,
-                claimed_by=worker_id,
-                claim_token=token,
-                dialed_at__isnull=True,
-            )
-            held.update(
-                dialed_at=now,
-                attempts=F("attempts") + 1,
-                started_at=Coalesce(F("started_at"), Now()),
-                updated_at=Now(),
-            )
-            marked = Job.objects.filter(
-                id__in=ids, claimed_by=worker_id, claim_token=token, dialed_at=now
-            ).values_list("id", "attempts", "phone_number", "claimed_at")
-            attempts = [
-                CallAttempt(
-                    job_id=job_id,
-                    attempt=number,
-                    dialer=dialer,
-                    token=secrets.token_hex(16),
-                    phone_number=phone,
-                    worker_id=worker_id,
-                    claim_token=token,
-                    claimed_at=claimed_at,
-                    started_at=now,
-                )
-                for job_id, number, phone, claimed_at in marked
-            ]
-            CallAttempt.objects.bulk_create(attempts)
-        kept = {a.job_id: (now, a.token) for a in attempts}
-    dialed = []
-    for job in jobs:
-        if job.pk in kept:
-            job.dialed_at, job.attempt_token = kept[job.pk]
-            job.attempts += 1
-            dialed.append(job)
-        else:
-            _log(
-                "job not dialled: no longer held after the claim",
-                action="job.dial_skipped",
-                job_id=job.pk,
-                batch_id=job.batch_id,
-                worker_id=worker_id,
-            )
-    return dialed
+    from jobs.rules.gate import mark_dialed as gate
+
+    return gate(jobs=jobs, worker_id=worker_id, token=token, dialer=dialer)
 
 
 def record_call_id(

@@ -8,6 +8,7 @@ updates that check the current status, and an audit of who did what.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -92,39 +93,54 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = MANUAL_CANCEL_REASON) ->
     return locked
 
 
-def job_refuse_dial(*, job: Job, worker_id: str, reason: str, token: str = "") -> bool:
-    """End a job the worker marked dialled but must not call, because the
-    account's dialing rules now refuse its number (jobs/dial_rules.py).
+def _held_and_marked(job: Job, worker_id: str, token: str) -> Job | None:
+    return (
+        Job.objects.select_for_update()
+        .filter(
+            pk=job.pk,
+            status=JobStatus.IN_PROGRESS,
+            claimed_by=worker_id,
+            claim_token=token,
+            claimed_at=job.claimed_at,
+            dialed_at__isnull=False,
+        )
+        .first()
+    )
 
-    Runs before the dialer is asked to call: the job becomes ``cancelled``
-    with ``reason``, the attempt is given back, the call's credit
-    reservation is refunded, and the worker is the audited actor.
-    Conditional on the worker process still holding this claim (its id and
-    claim token); returns whether it did.
+
+def job_refuse_dial(
+    *,
+    job: Job,
+    worker_id: str,
+    reason: str,
+    token: str = "",
+    code: str = "",
+    settle: bool = True,
+) -> bool:
+    """End a job the dial gate marked dialled but must not call: a rule
+    (jobs/rules/) refuses it, e.g. its number is on a DNC list.
+
+    Runs before the dialer is asked to call, in the gate's transaction: the
+    job becomes ``cancelled`` with ``reason``, the attempt is given back, and
+    the worker is the audited actor (the rule's ``code`` in the event's
+    changes). The call's credit reservation is refunded unless ``settle`` is
+    False (the gate refunds after its commit). Conditional on the worker
+    process still holding this claim (its id and claim token); returns
+    whether it did.
     """
     from accounts.services import claim_key, credits_settle
 
     actor = Actor.worker(worker_id)
     with transaction.atomic():
-        locked = (
-            Job.objects.select_for_update()
-            .filter(
-                pk=job.pk,
-                status=JobStatus.IN_PROGRESS,
-                claimed_by=worker_id,
-                claim_token=token,
-                claimed_at=job.claimed_at,
-                dialed_at__isnull=False,
-            )
-            .first()
-        )
+        locked = _held_and_marked(job, worker_id, token)
         if locked is None:
             return False
         locked.status = JobStatus.CANCELLED
-        locked.cancel_reason = reason[:255]
+        locked.cancel_reason = f"Not dialled: {reason}"[:255]
         locked.finished_at = timezone.now()
         locked.attempts = max(locked.attempts - 1, 0)
         locked.dialed_at = None
+        locked.started_at = job.started_at  # as before the mark
         locked.lease_expires_at = None
         locked.save(
             update_fields=[
@@ -133,6 +149,7 @@ def job_refuse_dial(*, job: Job, worker_id: str, reason: str, token: str = "") -
                 "finished_at",
                 "attempts",
                 "dialed_at",
+                "started_at",
                 "lease_expires_at",
                 "updated_at",
             ]
@@ -141,17 +158,78 @@ def job_refuse_dial(*, job: Job, worker_id: str, reason: str, token: str = "") -
             locked,
             action="refused",
             actor=actor,
-            changes={"status": [JobStatus.IN_PROGRESS, JobStatus.CANCELLED]},
+            changes={
+                "status": [JobStatus.IN_PROGRESS, JobStatus.CANCELLED],
+                "code": code,
+            },
             reason=reason,
         )
         send_jobs_finished_on_commit([(locked, None)])
-    credits_settle(
-        account_id=locked.account_id,
-        job_pk=locked.pk,
-        key=claim_key(locked.claimed_at),
-        cost=0,
-        note="not dialled: refused by the account's dialing rules",
-    )
+    if settle:
+        credits_settle(
+            account_id=locked.account_id,
+            job_pk=locked.pk,
+            key=claim_key(locked.claimed_at),
+            cost=0,
+            note=f"not dialled: {code or 'refused by a dialing rule'}",
+        )
+    job.status = locked.status
+    job.cancel_reason = locked.cancel_reason
+    return True
+
+
+def job_defer_dial(
+    *,
+    job: Job,
+    worker_id: str,
+    code: str,
+    until: datetime,
+    reason: str,
+    token: str = "",
+) -> bool:
+    """Put back a job the dial gate marked dialled but may not call before
+    ``until`` (a rule's ``Defer``): ``scheduled`` at ``until``, the attempt
+    given back, the claim released, audited. The caller refunds the
+    reservation. Conditional on the worker still holding the claim."""
+    actor = Actor.worker(worker_id)
+    with transaction.atomic():
+        locked = _held_and_marked(job, worker_id, token)
+        if locked is None:
+            return False
+        locked.status = JobStatus.SCHEDULED
+        locked.scheduled_at = until
+        locked.attempts = max(locked.attempts - 1, 0)
+        locked.dialed_at = None
+        locked.started_at = job.started_at
+        locked.claimed_by = ""
+        locked.claim_token = ""
+        locked.claimed_at = None
+        locked.lease_expires_at = None
+        locked.save(
+            update_fields=[
+                "status",
+                "scheduled_at",
+                "attempts",
+                "dialed_at",
+                "started_at",
+                "claimed_by",
+                "claim_token",
+                "claimed_at",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+        job_record(
+            locked,
+            action="deferred",
+            actor=actor,
+            changes={
+                "status": [JobStatus.IN_PROGRESS, JobStatus.SCHEDULED],
+                "code": code,
+                "until": until.isoformat(),
+            },
+            reason=reason,
+        )
     job.status = locked.status
     return True
 

@@ -37,7 +37,7 @@ from django.db import (
     connections,
 )
 
-from jobs import billing, dial_rules, lifecycle
+from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.dialers.base import (
     CallHandle,
@@ -586,14 +586,12 @@ class CallWorker:
             token=self.token,
             sweep=self.suspend_account,
         )
-        dialed = lifecycle.mark_dialed(
+        # The dial gate: the mark and every rule in one transaction.
+        for job in lifecycle.mark_dialed(
             jobs=payable,
             worker_id=self.worker_id,
             token=self.token,
             dialer=self.dialer.name,
-        )
-        for job in dial_rules.keep_allowed(
-            jobs=dialed, worker_id=self.worker_id, token=self.token
         ):
             assert job.dialed_at is not None  # set by mark_dialed
             call = Call(

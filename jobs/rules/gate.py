@@ -1,0 +1,275 @@
+"""The dial gate: mark claimed jobs dialled and check every rule, in one
+transaction (the rule modules are listed in ``jobs/rules/__init__.py``).
+
+On PostgreSQL the mark and the read of every rule's data are one statement:
+the ``UPDATE`` that sets ``dialed_at`` and spends the attempt returns the
+marked rows joined to their account and batch, with each rule's columns.
+Its snapshot is taken when the statement starts, inside the gate's
+transaction, so any change committed before then (a DNC entry, a country
+removed from the allow-list, a batch's voice changed) is seen by the rules.
+The jobs the rules stop are then ended or deferred before the same
+transaction commits: nobody, not even this worker's dialer, ever sees them
+marked. A round where no rule stops a job costs BEGIN, the statement and
+COMMIT.
+
+The reservation of a stopped job is given back after the commit (as
+``credits_settle`` always runs: its own transaction turns off the flush wait,
+which the dial mark must not inherit).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from callcenter.prepared import fetch_prepared
+from jobs import rules
+from jobs.models import CallAttempt, Job, JobStatus
+from jobs.rules import GateContext, Refuse, Verdict
+from jobs.rules.sqlvalues import timestamp
+
+logger = logging.getLogger(__name__)
+
+_JOINS = """
+  JOIN accounts_account a ON a.id = j.account_id
+  LEFT JOIN batches_batch b ON b.id = j.batch_id
+"""
+
+
+@functools.cache
+def _statement() -> tuple[str, tuple[str, ...]]:
+    cols = rules.columns()
+    names = tuple(cols)
+    select = "".join(f",\n       {sql} AS {name}" for name, sql in cols.items())
+    sql = f"""
+WITH marked AS (
+  UPDATE jobs_job
+     SET dialed_at = now(),
+         attempts = attempts + 1,
+         started_at = COALESCE(started_at, now()),
+         updated_at = now()
+   WHERE id = ANY(%(ids)s::bigint[])
+     AND status = 'in_progress'
+     AND claimed_by = %(worker_id)s
+     AND claim_token = %(token)s
+     AND dialed_at IS NULL
+  RETURNING jobs_job.*
+), attempt AS (
+  INSERT INTO jobs_callattempt (
+      job_id, attempt, dialer, token, phone_number, worker_id, claim_token,
+      claimed_at, provider_call_id, provider_status, answered_by, started_at,
+      outcome, error, hangup_reason, events)
+  SELECT id, attempts, %(dialer)s, replace(gen_random_uuid()::text, '-', ''),
+         phone_number, %(worker_id)s, %(token)s, claimed_at, '', '', '',
+         dialed_at, '', '', '', '[]'::jsonb
+    FROM marked
+  RETURNING job_id, token
+)
+SELECT j.id, j.dialed_at, now(), t.token{select}
+  FROM marked j
+  JOIN attempt t ON t.job_id = j.id{_JOINS}"""
+    return sql, names
+
+
+@functools.cache
+def _read_statement(count: int) -> tuple[str, tuple[str, ...]]:
+    """The rules' read for databases without UPDATE ... RETURNING in a CTE
+    (SQLite): the same columns, read after the mark in its transaction."""
+    cols = rules.columns()
+    select = "".join(f", {sql} AS {name}" for name, sql in cols.items())
+    marks = ", ".join(["%s"] * count)
+    sql = (
+        f"SELECT j.id, j.dialed_at, CURRENT_TIMESTAMP, ''{select} FROM jobs_job j"
+        f"{_JOINS} WHERE j.id IN ({marks})"
+    )
+    return sql, tuple(cols)
+
+
+Marked = dict[int, tuple[datetime, str]]  # job id: (dialed_at, attempt token)
+
+
+def _mark_postgresql(
+    ids: list[int], worker_id: str, token: str, dialer: str
+) -> tuple[Marked, GateContext]:
+    sql, names = _statement()
+    rows = fetch_prepared(
+        "callcenter_mark_dialed",
+        sql,
+        {"ids": ids, "worker_id": worker_id, "token": token, "dialer": dialer},
+    )
+    return _context(rows, names)
+
+
+def _mark_other(
+    ids: list[int], worker_id: str, token: str, dialer: str
+) -> tuple[Marked, GateContext]:
+    now = timezone.now()
+    held = Job.objects.filter(
+        id__in=ids,
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        claim_token=token,
+        dialed_at__isnull=True,
+    )
+    held.update(
+        dialed_at=now,
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), Now()),
+        updated_at=Now(),
+    )
+    marked = Job.objects.filter(
+        id__in=ids, claimed_by=worker_id, claim_token=token, dialed_at=now
+    ).values_list("id", "attempts", "phone_number", "claimed_at")
+    attempts = [
+        CallAttempt(
+            job_id=job_id,
+            attempt=number,
+            dialer=dialer,
+            token=secrets.token_hex(16),
+            phone_number=phone,
+            worker_id=worker_id,
+            claim_token=token,
+            claimed_at=claimed_at,
+            started_at=now,
+        )
+        for job_id, number, phone, claimed_at in marked
+    ]
+    CallAttempt.objects.bulk_create(attempts)
+    if not attempts:
+        return {}, GateContext(now=now)
+    sql, names = _read_statement(len(attempts))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [a.job_id for a in attempts])
+        rows = cursor.fetchall()
+    _, context = _context(rows, names)
+    return {a.job_id: (now, a.token) for a in attempts}, GateContext(
+        now=now, rows=context.rows
+    )
+
+
+def _context(
+    rows: list[tuple[object, ...]], names: tuple[str, ...]
+) -> tuple[Marked, GateContext]:
+    dialed: Marked = {}
+    data = {}
+    now: datetime | None = None
+    for row in rows:
+        job_id = int(row[0])  # type: ignore[call-overload]
+        dialed_at = timestamp(row[1])
+        now = timestamp(row[2])
+        assert dialed_at is not None
+        dialed[job_id] = (dialed_at, str(row[3]))
+        data[job_id] = dict(zip(names, row[4:], strict=True))
+    return dialed, GateContext(now=now or timezone.now(), rows=data)
+
+
+def mark_dialed(
+    *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
+) -> list[Job]:
+    """Mark these claimed jobs dialled (an attempt spent) and check every
+    rule, in one transaction; return the jobs to dial now.
+
+    A job no longer held by this worker process (cancelled since the claim)
+    is dropped; a job a rule stops is ended or deferred (see the module).
+    The mark writes each job's ``CallAttempt`` row (a fresh fencing token,
+    ``job.attempt_token``) in the same statement; a stopped job's row is
+    deleted before the commit: no call, no attempt.
+
+    ``dialed_at`` is the database's clock, as ``claimed_at`` is: recovery
+    compares both with the database's ``now()``, and a worker whose clock is
+    off must not make a dial look older or newer than it is. On SQLite the
+    database is a file on the worker's own machine, so its clock is the one.
+    """
+    from accounts.services import claim_key, credits_settle
+    from jobs.services import job_defer_dial, job_refuse_dial
+
+    if not jobs:
+        return []
+    ids = [job.pk for job in jobs]
+    stopped: list[tuple[Job, Verdict]] = []
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            dialed_at, context = _mark_postgresql(ids, worker_id, token, dialer)
+        else:
+            dialed_at, context = _mark_other(ids, worker_id, token, dialer)
+        marked = []
+        for job in jobs:
+            if job.pk in dialed_at:
+                marked.append(job)
+            else:
+                logger.info(
+                    "job not dialled: no longer held after the claim",
+                    extra={
+                        "action": "job.dial_skipped",
+                        "job_id": job.pk,
+                        "batch_id": job.batch_id,
+                        "worker_id": worker_id,
+                    },
+                )
+        found = rules.verdicts(marked, context) if context.rows else {}
+        for job in marked:
+            verdict = found.get(job.pk)
+            if verdict is None:
+                continue
+            if isinstance(verdict, Refuse):
+                done = job_refuse_dial(
+                    job=job,
+                    worker_id=worker_id,
+                    token=token,
+                    code=verdict.code,
+                    reason=verdict.detail,
+                    settle=False,
+                )
+            else:
+                done = job_defer_dial(
+                    job=job,
+                    worker_id=worker_id,
+                    token=token,
+                    code=verdict.code,
+                    until=verdict.until,
+                    reason=verdict.detail,
+                )
+            CallAttempt.objects.filter(token=dialed_at[job.pk][1]).delete()
+            stopped.append((job, verdict))
+            logger.warning(
+                "job not dialled: %s",
+                verdict.code,
+                extra={
+                    "action": (
+                        "job.dial_refused"
+                        if isinstance(verdict, Refuse)
+                        else "job.dial_deferred"
+                    ),
+                    "job_id": job.pk,
+                    "batch_id": job.batch_id,
+                    "worker_id": worker_id,
+                    "code": verdict.code,
+                    "reason": verdict.detail,
+                    "until": getattr(verdict, "until", None),
+                    "ended": done,
+                },
+            )
+    for job, verdict in stopped:
+        credits_settle(
+            account_id=job.account_id,
+            job_pk=job.pk,
+            key=claim_key(job.claimed_at),
+            cost=0,
+            note=f"not dialled: {verdict.code}",
+        )
+    stopped_ids = {job.pk for job, _ in stopped}
+    allowed = []
+    for job in marked:
+        if job.pk in stopped_ids:
+            continue
+        job.dialed_at, job.attempt_token = dialed_at[job.pk]
+        job.attempts += 1
+        allowed.append(job)
+    return allowed
