@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import zlib
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -79,6 +80,12 @@ SELECT j.id, j.dialed_at, now(), t.token{select}
 
 
 @functools.cache
+def _statement_name(sql: str) -> str:
+    """Named after its text, which the rules' columns make."""
+    return f"callcenter_mark_dialed_{zlib.crc32(sql.encode()):08x}"
+
+
+@functools.cache
 def _read_statement(count: int) -> tuple[str, tuple[str, ...]]:
     """The rules' read for databases without UPDATE ... RETURNING in a CTE
     (SQLite): the same columns, read after the mark in its transaction."""
@@ -100,7 +107,7 @@ def _mark_postgresql(
 ) -> tuple[Marked, GateContext]:
     sql, names = _statement()
     rows = fetch_prepared(
-        "callcenter_mark_dialed",
+        _statement_name(sql),
         sql,
         {"ids": ids, "worker_id": worker_id, "token": token, "dialer": dialer},
     )
