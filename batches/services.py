@@ -692,7 +692,10 @@ def batches_reconcile_completions() -> int:
     """
     candidates = Batch.objects.claimable().order_by("id").values_list("id", flat=True)
     completed = 0
-    for pk in candidates.iterator():
+    # A list, not .iterator(): outside a transaction that would be a WITH
+    # HOLD cursor, which a transaction-mode pooler cannot keep between
+    # the statements that read it (docs/deploy.md#behind-pgbouncer).
+    for pk in list(candidates):
         if batch_complete_if_done(batch_id=pk, actor=Actor.system("reconciliation")):
             completed += 1
     return completed
