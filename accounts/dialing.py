@@ -21,6 +21,8 @@ Only staff change them, in the admin, through
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -115,3 +117,21 @@ def refusal(
             "staff add it to the account's allowed countries."
         )
     return None
+
+
+def parse_holidays(values: Any) -> list[str]:
+    """An account's holidays: "YYYY-MM-DD" dates, sorted, without repeats.
+    ValueError names the first bad one."""
+    if values in (None, ""):
+        return []
+    if not isinstance(values, list):
+        raise ValueError('Expected a list of dates ("YYYY-MM-DD").')
+    out = set()
+    for item in values:
+        try:
+            if not isinstance(item, str) or len(item) != 10:
+                raise ValueError(item)
+            out.add(date.fromisoformat(item).isoformat())
+        except ValueError:
+            raise ValueError(f'{item!r} is not a date ("YYYY-MM-DD").') from None
+    return sorted(out)

@@ -5,7 +5,12 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from accounts.dialing import NON_GEOGRAPHIC, NumberType, unknown_countries
+from accounts.dialing import (
+    NON_GEOGRAPHIC,
+    NumberType,
+    parse_holidays,
+    unknown_countries,
+)
 from accounts.models import Account
 from accounts.serializers import MAX_CREDITS_PER_REQUEST
 
@@ -17,7 +22,7 @@ class AddCreditsForm(forms.Form):
     )
 
 
-DIALING_RULES = ("allowed_number_types", "allowed_countries")
+DIALING_RULES = ("allowed_number_types", "allowed_countries", "holidays")
 
 
 class AccountAdminForm(forms.ModelForm):
@@ -44,6 +49,15 @@ class AccountAdminForm(forms.ModelForm):
         ),
     )
 
+    holidays = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_(
+            "Dates (YYYY-MM-DD) separated by spaces, commas or lines: nothing "
+            "is dialled on them, in the recipient's local time."
+        ),
+    )
+
     class Meta:
         model = Account
         fields = ["name", "slug", *DIALING_RULES]
@@ -54,6 +68,14 @@ class AccountAdminForm(forms.ModelForm):
             self.initial["allowed_countries"] = " ".join(
                 self.instance.allowed_countries
             )
+            self.initial["holidays"] = " ".join(self.instance.holidays)
+
+    def clean_holidays(self) -> list[str]:
+        raw = self.cleaned_data.get("holidays") or ""
+        try:
+            return parse_holidays(raw.replace(",", " ").split())
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_allowed_countries(self) -> list[str]:
         raw = self.cleaned_data.get("allowed_countries") or ""

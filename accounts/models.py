@@ -38,6 +38,15 @@ class Account(models.Model):
         ),
         verbose_name=_("allowed countries"),
     )
+    # Local dates (in the recipient's zone) on which none of the account's
+    # jobs is dialled (jobs/rules/windows.py); "YYYY-MM-DD", sorted.
+    holidays = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text=_("Dates (YYYY-MM-DD) on which nothing is dialled."),
+        verbose_name=_("holidays"),
+    )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 

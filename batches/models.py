@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from callcenter.actor import Source
+from jobs.rules.windows import configured_default_window, default_calling_window
 
 
 def generate_batch_id() -> str:
@@ -58,6 +59,24 @@ class Batch(models.Model):
         default=0, help_text=_("Higher runs first."), verbose_name=_("priority")
     )
     is_active = models.BooleanField(default=True, verbose_name=_("is active"))
+    # When its jobs may be dialled, in each recipient's local time
+    # (jobs/rules/windows.py); CALLING_WINDOW_DEFAULT when not given, and the
+    # federal hours for a row written without it (raw SQL).
+    calling_window = models.JSONField(
+        default=configured_default_window,
+        db_default=default_calling_window(),
+        help_text=_('{"start": "HH:MM", "end": "HH:MM", "days": ["mon", ...]}'),
+        verbose_name=_("calling window"),
+    )
+    # Per call outcome: retry or not, after how long (jobs/rules/retries.py).
+    # Only the outcomes set here differ from the defaults.
+    retry_policy = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text=_('Per outcome: {"retry": bool, "delay_seconds": int}.'),
+        verbose_name=_("retry policy"),
+    )
 
     # Why the batch is paused, so that a person (or the credit logic) can tell
     # a manual pause from an automatic one and resume only what it paused.

@@ -16,6 +16,8 @@ from callcenter.api import (
     StrictSerializer,
     priority_field,
 )
+from jobs.rules.retries import effective_policy, parse_policy
+from jobs.rules.windows import Window, WindowError
 
 
 class JobCountsSerializer(serializers.Serializer):
@@ -37,6 +39,7 @@ class BatchSerializer(serializers.ModelSerializer):
         "empty when not paused.",
     )
     job_counts = serializers.SerializerMethodField()
+    retry_policy = serializers.SerializerMethodField()
 
     class Meta:
         model = Batch
@@ -46,6 +49,8 @@ class BatchSerializer(serializers.ModelSerializer):
             "description",
             "priority",
             "is_active",
+            "calling_window",
+            "retry_policy",
             "state",
             "paused_at",
             "pause_source",
@@ -57,6 +62,11 @@ class BatchSerializer(serializers.ModelSerializer):
             "job_counts",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_retry_policy(self, batch: Batch) -> dict[str, Any]:
+        """The whole policy in effect: the defaults with the batch's changes."""
+        return effective_policy(batch.retry_policy)
 
     @extend_schema_field(JobCountsSerializer)
     def get_job_counts(self, batch: Batch) -> dict[str, int]:
@@ -88,6 +98,13 @@ class JobRowSerializer(StrictSerializer):
         help_text="In the future: the job is `scheduled` until then.",
     )
     priority = priority_field(required=False)
+    timezone = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="IANA time zone of the recipient (e.g. America/Chicago); "
+        "replaces the zones taken from the number.",
+    )
 
 
 @extend_schema_field(JobRowSerializer(many=True))
@@ -98,6 +115,46 @@ class JobRowsField(serializers.ListField):
     child = serializers.JSONField()
 
 
+class CallingWindowField(serializers.JSONField):
+    """{"start": "HH:MM", "end": "HH:MM", "days": [...]}, checked and
+    normalised; an error names the part that is wrong."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        try:
+            return Window.parse(data, "calling_window").as_json()
+        except WindowError as error:
+            raise serializers.ValidationError(
+                f"{error.field}: {error.message}"
+            ) from None
+
+
+class RetryPolicyField(serializers.JSONField):
+    """Per outcome (busy, no_answer, voicemail, failed, error):
+    {"retry": bool, "delay_seconds": int}; outcomes left out keep the
+    defaults."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        try:
+            return parse_policy(data, "retry_policy")
+        except WindowError as error:
+            raise serializers.ValidationError(
+                f"{error.field}: {error.message}"
+            ) from None
+
+
+WINDOW_HELP = (
+    'When jobs may be dialled, in each recipient\'s local time: {"start": '
+    '"HH:MM", "end": "HH:MM", "days": ["mon", ...]} ("24:00" is allowed as '
+    "an end). Default: 08:00-21:00 every day. US state rules narrow it."
+)
+POLICY_HELP = (
+    "Per outcome (busy, no_answer, voicemail, failed, error): "
+    '{"retry": bool, "delay_seconds": int}. Defaults: busy after 600 s, '
+    "no_answer after 1800 s, voicemail and failed not retried, error after "
+    "300 s only if the call never connected."
+)
+
+
 class BatchCreateSerializer(StrictSerializer):
     name = StrictCharField(max_length=200)
     description = StrictCharField(max_length=10000, required=False, allow_blank=True)
@@ -105,6 +162,8 @@ class BatchCreateSerializer(StrictSerializer):
     is_active = StrictBooleanField(
         required=False, help_text="false creates the batch paused."
     )
+    calling_window = CallingWindowField(required=False, help_text=WINDOW_HELP)
+    retry_policy = RetryPolicyField(required=False, help_text=POLICY_HELP)
     jobs = JobRowsField(
         required=False,
         help_text="Optional jobs to add in the same request, as in the jobs "
@@ -119,6 +178,10 @@ class BatchUpdateSerializer(StrictSerializer):
     name = StrictCharField(max_length=200, required=False)
     description = StrictCharField(max_length=10000, required=False, allow_blank=True)
     priority = priority_field(required=False)
+    calling_window = CallingWindowField(required=False, help_text=WINDOW_HELP)
+    retry_policy = RetryPolicyField(
+        required=False, help_text=POLICY_HELP + " Replaces the batch's policy."
+    )
 
 
 class BatchUpdateResponseSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from batches.models import Batch, BatchEvent, BatchQuerySet
+from batches.models import Batch, BatchEvent
 from batches.signals import batch_transitioned
 from callcenter import metrics
 from callcenter.actor import Actor, Source
@@ -34,12 +34,21 @@ from callcenter.exceptions import (
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
 from jobs.notify import notify_jobs_available
+from jobs.rules.retries import parse_policy
+from jobs.rules.windows import Window
 
 logger = logging.getLogger(__name__)
 
 BATCH_CANCELLED_REASON = "Batch cancelled"
 BATCH_DELETED_REASON = "Batch deleted"
-UPDATABLE_FIELDS = ("is_active", "name", "description", "priority")
+UPDATABLE_FIELDS = (
+    "is_active",
+    "name",
+    "description",
+    "priority",
+    "calling_window",
+    "retry_policy",
+)
 
 Progress = Callable[[int], None]
 
@@ -122,7 +131,11 @@ def batch_create(
     priority: int = 0,
     is_active: bool = True,
     batch_id: str | None = None,
+    calling_window: dict[str, Any] | None = None,
+    retry_policy: dict[str, Any] | None = None,
 ) -> Batch:
+    """A new batch. ``calling_window`` and ``retry_policy`` are checked here
+    too (jobs/rules); None means the defaults."""
     with transaction.atomic():
         batch = Batch(
             account=account,
@@ -131,6 +144,10 @@ def batch_create(
             priority=priority,
             is_active=is_active,
         )
+        if calling_window is not None:
+            batch.calling_window = Window.parse(calling_window).as_json()
+        if retry_policy is not None:
+            batch.retry_policy = parse_policy(retry_policy)
         if batch_id:
             batch.batch_id = batch_id
         if not is_active:
@@ -148,6 +165,12 @@ def batch_create(
                 "name": [None, name],
                 "priority": [None, priority],
                 "is_active": [None, is_active],
+                "calling_window": [None, batch.calling_window],
+                **(
+                    {"retry_policy": [None, batch.retry_policy]}
+                    if batch.retry_policy
+                    else {}
+                ),
             },
         )
     return batch
@@ -272,6 +295,10 @@ def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
     unknown = set(fields) - set(UPDATABLE_FIELDS)
     if unknown:
         raise TypeError(f"batch_update() got unexpected fields: {sorted(unknown)}")
+    if "calling_window" in fields:
+        fields["calling_window"] = Window.parse(fields["calling_window"]).as_json()
+    if "retry_policy" in fields:
+        fields["retry_policy"] = parse_policy(fields["retry_policy"])
     with transaction.atomic():
         locked = _lock(batch)
         before = {k: getattr(locked, k) for k in fields}
@@ -692,50 +719,7 @@ def batches_reconcile_completions() -> int:
     """
     candidates = Batch.objects.claimable().order_by("id").values_list("id", flat=True)
     completed = 0
-    # A list, not .iterator(): outside a transaction that would be a WITH
-    # HOLD cursor, which a transaction-mode pooler cannot keep between
-    # the statements that read it (docs/deploy.md#behind-pgbouncer).
-    for pk in list(candidates):
+    for pk in candidates.iterator():
         if batch_complete_if_done(batch_id=pk, actor=Actor.system("reconciliation")):
             completed += 1
     return completed
-
-
-# --- Credits: paused while the account cannot pay (accounts.signals) ---------------
-
-
-def batches_pause_for_credits(
-    *, account_id: int, actor: Actor, reason: str
-) -> list[str]:
-    """Pause the account's claimable batches (in the caller's transaction,
-    which holds the account row). Returns the ids of those it paused."""
-    paused = []
-    for batch in Batch.objects.filter(account_id=account_id).claimable():
-        if batch_pause(batch=batch, actor=actor, reason=reason):
-            paused.append(batch.batch_id)
-    return paused
-
-
-def _credit_paused(reason: str) -> BatchQuerySet:
-    return Batch.objects.filter(
-        is_active=False,
-        cancelled_at__isnull=True,
-        pause_source="system",
-        pause_reason=reason,
-    )
-
-
-def batches_resume_for_credits(
-    *, account_id: int, actor: Actor, reason: str
-) -> list[str]:
-    """Resume the account's batches that the system paused for ``reason``;
-    a batch a person paused stays paused. Returns the ids of those resumed."""
-    resumed = []
-    for batch in _credit_paused(reason).filter(account_id=account_id).order_by("id"):
-        if batch_resume(batch=batch, actor=actor):
-            resumed.append(batch.batch_id)
-    return resumed
-
-
-def accounts_with_credit_paused_batches(reason: str) -> set[int]:
-    return set(_credit_paused(reason).values_list("account_id", flat=True))

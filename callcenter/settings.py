@@ -118,17 +118,6 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     _db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _db}
-# The worker's LISTEN connection holds a session for as long as the worker
-# runs, which a transaction-mode pooler cannot give: point this at
-# PostgreSQL itself. Empty: the default database's connection settings.
-LISTEN_DATABASE_URL = env_str("LISTEN_DATABASE_URL")
-if LISTEN_DATABASE_URL:
-    try:
-        dj_database_url.parse(LISTEN_DATABASE_URL)
-    except ValueError as exc:
-        raise ImproperlyConfigured(
-            f"LISTEN_DATABASE_URL is not a valid URL: {exc}"
-        ) from exc
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -208,9 +197,6 @@ WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 # off behind a pooler that cannot keep prepared statements (PgBouncer in
 # transaction mode before 1.21).
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-if not DATABASE_PREPARED_STATEMENTS and _db["ENGINE"].endswith("postgresql"):
-    # psycopg's automatic preparation too (Django's default, made explicit).
-    _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
 
 # --- django-q2: ORM broker on the same database, so no Redis is needed ------
 # Two queues, each served by its own cluster, so that slow webhook endpoints
@@ -338,11 +324,15 @@ LOGGING = {
 }
 
 # --- Call worker (run_call_worker) -------------------------------------------
-# Retries of busy / no_answer / error outcomes wait base, 2x base, 4x base...
-JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0, minimum=0)
-JOB_RETRY_BACKOFF_MAX_SECONDS = env_float(
-    "JOB_RETRY_BACKOFF_MAX_SECONDS", 3600.0, minimum=0
-)
+# The calling window of batches created without one and of one-off jobs, in
+# the recipient's local time, every day (jobs/rules/windows.py). The default
+# is the federal TCPA hours; US state rules narrow it for US numbers.
+CALLING_WINDOW_DEFAULT = env_str("CALLING_WINDOW_DEFAULT", "08:00-21:00")
+if not re.fullmatch(r"\d\d:\d\d-\d\d:\d\d", CALLING_WINDOW_DEFAULT):
+    raise ImproperlyConfigured(
+        "CALLING_WINDOW_DEFAULT must be HH:MM-HH:MM (e.g. 08:00-21:00), got "
+        f"{CALLING_WINDOW_DEFAULT!r}"
+    )
 # How often a worker renews the leases of its calls (and so how soon it hears
 # of a cancel); 0 means a quarter of JOB_LEASE_SECONDS, at most 5 s.
 WORKER_RENEW_SECONDS = env_float("WORKER_RENEW_SECONDS", 0.0, minimum=0)

@@ -53,11 +53,18 @@ from callcenter.actor import Actor
 from callcenter.exceptions import BatchCancelledError, BatchDeletedError, DomainError
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
+from jobs.rules.calling_window import ImportWindows
+from jobs.rules.windows import (
+    Recipient,
+    WindowError,
+    recipient_of,
+    validate_timezone,
+)
 
 logger = logging.getLogger(__name__)
 
-ROW_FIELDS = ("phone_number", "variables", "scheduled_at", "priority")
-CSV_RESERVED = ("phone_number", "scheduled_at", "priority")
+ROW_FIELDS = ("phone_number", "variables", "scheduled_at", "priority", "timezone")
+CSV_RESERVED = ("phone_number", "scheduled_at", "priority", "timezone")
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 MAX_VARIABLES = 100
 MAX_VARIABLE_KEY = 100
@@ -314,6 +321,8 @@ class _Valid:
     variables: dict[str, Any]
     scheduled_at: datetime | None
     priority: int
+    timezone: str = ""
+    recipient: Recipient | None = None
 
 
 def _validate(
@@ -348,6 +357,10 @@ def _validate(
         if variables is None:
             variables = {}
     phone = None
+    zone, problem = _parse_timezone(data.get("timezone"))
+    if problem:
+        errors.append(problem)
+    recipient = None
     if raw_phone is None or raw_phone == "":
         errors.append("phone_number: this field is required.")
     elif not isinstance(raw_phone, str):
@@ -362,6 +375,14 @@ def _validate(
             errors.append(f"phone_number: {parsed.e164}: {refused}")
         else:
             phone = parsed.e164
+            recipient = recipient_of(
+                parsed.e164, parsed.region, parsed.number_type, zone
+            )
+            if not recipient.zones and not problem:
+                errors.append(
+                    f"timezone: the time zone of {parsed.e164} is unknown; give "
+                    "the row an IANA timezone (e.g. America/Chicago)."
+                )
     if not from_text:
         errors.extend(_check_variables(variables))
     scheduled_at, problem = _parse_scheduled_at(data.get("scheduled_at"))
@@ -372,7 +393,18 @@ def _validate(
         errors.append(problem)
     if errors or phone is None:
         return None, RowError(row.row, shown_phone, errors)
-    return _Valid(phone, variables, scheduled_at, priority), None
+    return _Valid(phone, variables, scheduled_at, priority, zone, recipient), None
+
+
+def _parse_timezone(value: Any) -> tuple[str, str | None]:
+    if value is None or value == "":
+        return "", None
+    if not isinstance(value, str):
+        return "", "timezone: must be a string."
+    try:
+        return validate_timezone(value.strip()), None
+    except WindowError as error:
+        return "", f"timezone: {error.message}"
 
 
 # --- Reading uploads ---------------------------------------------------------
@@ -386,8 +418,9 @@ def rows_from_json(items: Iterable[Any]) -> list[ImportRow]:
 def rows_from_csv(content: bytes | str | IO[bytes]) -> Iterator[ImportRow]:
     """CSV rows are numbered by line, the header being line 1.
 
-    Columns: ``phone_number`` (required), optional ``scheduled_at`` and
-    ``priority``; every other column becomes a variable of the job.
+    Columns: ``phone_number`` (required), optional ``scheduled_at``,
+    ``priority`` and ``timezone``; every other column becomes a variable of
+    the job.
 
     The header is read and checked at once (ImportFormatError); the rows are
     then read one at a time as the import consumes them, so a file opened
@@ -416,7 +449,7 @@ def rows_from_csv(content: bytes | str | IO[bytes]) -> Iterator[ImportRow]:
     if len(free) > MAX_VARIABLES:
         raise ImportFormatError(
             f"At most {MAX_VARIABLES} variable columns besides phone_number, "
-            "scheduled_at and priority."
+            "scheduled_at, priority and timezone."
         )
     if any(len(h) > MAX_VARIABLE_KEY for h in free):
         raise ImportFormatError(
@@ -544,8 +577,9 @@ def jobs_import(
                 checked = _checked_rows(
                     rows, from_text, result, rules, existing=existing
                 )
+            windows = ImportWindows(current, now)
             try:
-                _insert_jobs(_as_values(checked, now, result), common, result)
+                _insert_jobs(_as_values(checked, now, result, windows), common, result)
             except IntegrityError:
                 # Only a writer that bypasses this service's lock can get here.
                 raise ImportConflictError(
@@ -666,10 +700,31 @@ def _checked_rows(
 
 
 def _as_values(
-    checked: Iterable[tuple[int, _Valid]], now: datetime, result: ImportResult
+    checked: Iterable[tuple[int, _Valid]],
+    now: datetime,
+    result: ImportResult,
+    windows: ImportWindows,
 ) -> Iterator[dict[str, Any]]:
-    for _, item in checked:
-        scheduled = item.scheduled_at is not None and item.scheduled_at > now
+    """The rows to write. A job whose calling window is closed at its start
+    (now, or its ``scheduled_at``) is written ``scheduled`` at the window's
+    next opening: it stays out of the claim index until then."""
+    for row_number, item in checked:
+        assert item.recipient is not None
+        when = windows.opening(item.recipient, item.scheduled_at)
+        if when is None:
+            result.errors.append(
+                RowError(
+                    row_number,
+                    item.phone,
+                    [
+                        "phone_number: the batch's calling window never opens "
+                        f"for {item.phone} within a year (its zones: "
+                        f"{', '.join(item.recipient.zones)})."
+                    ],
+                )
+            )
+            continue
+        scheduled = when > now
         if scheduled:
             result.scheduled += 1
         else:
@@ -680,7 +735,8 @@ def _as_values(
             "variables": item.variables,
             "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
             "priority": item.priority,
-            "scheduled_at": item.scheduled_at,
+            "scheduled_at": when if scheduled else item.scheduled_at,
+            "timezone": item.timezone,
         }
 
 
@@ -740,7 +796,14 @@ def _insert_jobs(
         return
     fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
     column_of = {f.attname: str(f.column) for f in fields}
-    per_row = ["phone_number", "variables", "status", "priority", "scheduled_at"]
+    per_row = [
+        "phone_number",
+        "variables",
+        "status",
+        "priority",
+        "scheduled_at",
+        "timezone",
+    ]
     fixed = [f for f in fields if f.attname not in per_row]
     suffix = "\t".join(
         _copy_text(
@@ -772,7 +835,8 @@ def _insert_jobs(
                 f"{_escape(row['phone_number'])}\t"
                 f"{_escape(dumps(row['variables']))}\t"
                 f"{row['status']}\t{int(row['priority'])}\t"
-                f"{NULL if when is None else when.isoformat()}\t{suffix}\n"
+                f"{NULL if when is None else when.isoformat()}\t"
+                f"{_escape(row['timezone'])}\t{suffix}\n"
             )
             if len(lines) >= INSERT_CHUNK:
                 copy.write("".join(lines))

@@ -37,6 +37,7 @@ from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
 from jobs.models import CallAttempt, Job, JobStatus
 from jobs.notify import notify_jobs_available
+from jobs.rules.retries import retry_delay
 from jobs.signals import send_jobs_finished_on_commit
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ WORKER_LOST = "worker lost"
 WORKER_STOPPED = "worker stopped during the call"
 ERROR_AFTER_DIAL = "error after the call was placed, not retried"
 SUCCESS_OUTCOMES = frozenset({Outcome.ANSWERED, Outcome.VOICEMAIL})
-RETRY_OUTCOMES = frozenset({Outcome.BUSY, Outcome.NO_ANSWER, Outcome.ERROR})
 
 
 def _log(message: str, **fields: Any) -> None:
@@ -56,13 +56,28 @@ def _finished(job: Job, outcome: str | None) -> None:
     send_jobs_finished_on_commit([(job, outcome)])
 
 
-def retry_backoff(attempts: int) -> timedelta:
-    """Exponential: base, 2x base, 4x base... capped."""
-    base = settings.JOB_RETRY_BACKOFF_SECONDS
-    seconds = min(
-        base * 2 ** max(attempts - 1, 0), settings.JOB_RETRY_BACKOFF_MAX_SECONDS
+def retry_at(
+    job: Job, *, outcome: str, never_connected: bool, now: datetime
+) -> datetime | None:
+    """When the job is tried again after ``outcome``, or None if it is not:
+    the batch's retry policy (jobs/rules/retries.py) gives the delay, and the
+    retry waits for the calling window's next opening if that is later."""
+    from jobs.rules.calling_window import opening_at_or_after
+
+    policy = (
+        Job.objects.filter(pk=job.pk)
+        .values_list("batch__retry_policy", flat=True)
+        .first()
+        if job.batch_id is not None
+        else None
     )
-    return timedelta(seconds=seconds)
+    delay = retry_delay(policy, outcome, never_connected=never_connected)
+    if delay is None:
+        return None
+    when = now + timedelta(seconds=delay)
+    # A window that never opens (unknown zone): the retry is due after its
+    # delay, and the dial gate refuses the job then, with the reason.
+    return opening_at_or_after(job, when) or when
 
 
 def mark_dialed(
@@ -337,14 +352,20 @@ UPDATE jobs_job
        last_error = '',
        updated_at = %(now)s
   FROM unnest(%(ids)s::bigint[], %(entries)s::text[], %(results)s::text[],
-              %(call_ids)s::text[], %(seen)s::text[], %(dialed)s::timestamptz[])
-       AS i(id, entry, result, call_id, seen, dialed_at)
+              %(call_ids)s::text[], %(seen)s::text[], %(dialed)s::timestamptz[],
+              %(outcomes)s::text[])
+       AS i(id, entry, result, call_id, seen, dialed_at, outcome)
  WHERE jobs_job.id = i.id
    AND jobs_job.status = 'in_progress'
    AND jobs_job.claimed_by = %(worker_id)s
    AND jobs_job.claim_token = %(token)s
    AND jobs_job.dialed_at = i.dialed_at
    AND NOT jobs_job.attempt_log @> i.seen::jsonb
+   -- A voicemail that the batch's retry policy retries takes the general path.
+   AND (i.outcome <> 'voicemail' OR jobs_job.batch_id IS NULL OR NOT EXISTS (
+         SELECT 1 FROM batches_batch b
+          WHERE b.id = jobs_job.batch_id
+            AND b.retry_policy @> '{{"voicemail": {{"retry": true}}}}'))
 RETURNING {columns}
 ), attempt AS (
 UPDATE jobs_callattempt
@@ -421,10 +442,26 @@ def _apply_outcome(
     outcome = result.outcome
     job.lease_expires_at = None
     fields = ["status", "lease_expires_at", "finished_at", "last_error"]
+    retry = None
+    if not interrupted and outcome != Outcome.ANSWERED:
+        retry = retry_at(
+            job, outcome=outcome, never_connected=result.never_connected, now=now
+        )
     if interrupted and outcome in SUCCESS_OUTCOMES:
         job.status = JobStatus.FAILED
         job.last_error = interrupted
+    elif retry is not None and job.attempts < job.max_attempts:
+        job.status = JobStatus.SCHEDULED
+        job.scheduled_at = retry
+        job.last_error = result.error or outcome
+        job.claimed_by = ""
+        job.claimed_at = None
+        job.dialed_at = None
+        job.finished_at = None
+        return [*fields, "scheduled_at", "claimed_by", "claimed_at", "dialed_at"]
     elif outcome in SUCCESS_OUTCOMES:
+        # Answered, or a voicemail the policy does not retry (or with no
+        # attempt left): a message was left.
         job.status = JobStatus.COMPLETED
         job.last_error = ""
     elif outcome == Outcome.ERROR and not result.never_connected:
@@ -432,16 +469,7 @@ def _apply_outcome(
         # connected is never dialled again on a guess.
         job.status = JobStatus.FAILED
         job.last_error = f"{ERROR_AFTER_DIAL}: {result.error or outcome}"
-    elif outcome in RETRY_OUTCOMES and job.attempts < job.max_attempts:
-        job.status = JobStatus.SCHEDULED
-        job.scheduled_at = now + retry_backoff(job.attempts)
-        job.last_error = result.error or outcome
-        job.claimed_by = ""
-        job.claimed_at = None
-        job.dialed_at = None
-        job.finished_at = None
-        return [*fields, "scheduled_at", "claimed_by", "claimed_at", "dialed_at"]
-    elif outcome in RETRY_OUTCOMES:
+    elif retry is not None:
         job.status = JobStatus.FAILED
         job.last_error = f"{outcome}: attempts exhausted ({job.attempts})"
     else:

@@ -103,6 +103,15 @@ class Job(models.Model):
     scheduled_at = models.DateTimeField(
         null=True, blank=True, verbose_name=_("scheduled at")
     )
+    # An IANA zone that replaces the zones of the number (jobs/rules/windows.py).
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("IANA time zone of the recipient; empty: from the number."),
+        verbose_name=_("time zone"),
+    )
     attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
     max_attempts = models.PositiveIntegerField(
         default=3, verbose_name=_("max attempts")

@@ -13,8 +13,10 @@ from jobs.models import Job
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo__creates_admin_account_and_batches_once(monkeypatch):
+def test_seed_demo__creates_admin_account_and_batches_once(monkeypatch, settings):
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "demo-pass-123")
+    # The product default (the tests' is all-day): the demo sets its own.
+    settings.CALLING_WINDOW_DEFAULT = "08:00-21:00"
     out = StringIO()
     call_command("seed_demo", stdout=out)
     assert "demo-pass-123" in out.getvalue()
@@ -27,6 +29,11 @@ def test_seed_demo__creates_admin_account_and_batches_once(monkeypatch):
     batches = Batch.objects.filter(account=account)
     assert batches.count() == 3
     assert batches.filter(is_active=False).get().pause_reason
+    # `make run` dials at any hour: every demo batch has an all-day window.
+    for batch in batches:
+        assert batch.calling_window["start"] == "00:00"
+        assert batch.calling_window["end"] == "24:00"
+        assert len(batch.calling_window["days"]) == 7
     jobs = Job.objects.count()
     assert jobs > 0
 

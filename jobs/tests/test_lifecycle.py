@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -44,8 +45,8 @@ def finished():
     jobs_finished.disconnect(receiver)
 
 
-def dialled_job(account, **fields) -> Job:
-    JobFactory(batch=BatchFactory(account=account), **fields)
+def dialled_job(account, batch_fields=None, **fields) -> Job:
+    JobFactory(batch=BatchFactory(account=account, **(batch_fields or {})), **fields)
     [claimed] = claim_jobs(worker_id="w1", limit=1)
     [dialled] = mark_dialed(jobs=[claimed], worker_id="w1")
     return dialled
@@ -116,14 +117,14 @@ def test_record_call__answered_or_voicemail_completes(account, finished, outcome
 
 
 @pytest.mark.parametrize(
-    ("outcome", "never_connected"),
-    [("busy", False), ("no_answer", False), ("error", True)],
+    ("outcome", "never_connected", "delay"),
+    [("busy", False, 600), ("no_answer", False, 1800), ("error", True, 300)],
 )
-def test_record_call__retryable_outcome_schedules_a_retry_with_backoff(
-    account, settings, outcome, never_connected
+def test_record_call__default_retry_policy_schedules_a_retry_after_its_delay(
+    account, outcome, never_connected, delay
 ):
-    """An error is retried only when the call certainly reached no one."""
-    settings.JOB_RETRY_BACKOFF_SECONDS = 30
+    """Defaults: busy after 10 min, no_answer after 30 min; an error is
+    retried only when the call certainly reached no one."""
     job = dialled_job(account, max_attempts=3)
 
     with time_machine.travel(NOW, tick=False):
@@ -132,11 +133,87 @@ def test_record_call__retryable_outcome_schedules_a_retry_with_backoff(
         )
 
     job.refresh_from_db()
-    assert job.scheduled_at == NOW + timedelta(seconds=30)
+    assert job.scheduled_at == NOW + timedelta(seconds=delay)
     assert job.claimed_by == ""
     assert job.dialed_at is None
     assert job.finished_at is None
     assert job.last_error
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [("voicemail", JobStatus.COMPLETED), ("failed", JobStatus.FAILED)],
+)
+def test_record_call__voicemail_and_failed_are_not_retried_by_default(
+    account, outcome, status
+):
+    job = dialled_job(account, max_attempts=3)
+
+    assert record(job, outcome) == status
+    job.refresh_from_db()
+    assert job.scheduled_at is None
+
+
+@pytest.mark.parametrize("outcome", ["voicemail", "failed"])
+def test_record_call__a_policy_can_retry_voicemail_and_failed(account, outcome):
+    """A voicemail would take the one-statement success path: the policy is
+    checked there too."""
+    policy = {outcome: {"retry": True, "delay_seconds": 120}}
+    job = dialled_job(account, {"retry_policy": policy}, max_attempts=3)
+
+    with time_machine.travel(NOW, tick=False):
+        assert record(job, outcome) == JobStatus.SCHEDULED
+
+    job.refresh_from_db()
+    assert job.scheduled_at == NOW + timedelta(seconds=120)
+
+
+def test_record_call__a_policy_can_turn_retries_off(account):
+    policy = {"busy": {"retry": False}, "no_answer": {"delay_seconds": 60}}
+    job = dialled_job(account, {"retry_policy": policy}, max_attempts=3)
+
+    assert record(job, "busy") == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.last_error == "busy"
+
+    other = dialled_job(account, {"retry_policy": policy}, max_attempts=3)
+    with time_machine.travel(NOW, tick=False):
+        assert record(other, "no_answer") == JobStatus.SCHEDULED
+    other.refresh_from_db()
+    assert other.scheduled_at == NOW + timedelta(seconds=60)
+
+
+def test_record_call__an_error_after_connecting_is_never_retried_whatever_the_policy(
+    account,
+):
+    policy = {"error": {"retry": True, "delay_seconds": 0}}
+    job = dialled_job(account, {"retry_policy": policy}, max_attempts=3)
+
+    assert record(job, "error") == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.last_error.startswith(ERROR_AFTER_DIAL)
+
+
+def test_record_call__a_retry_waits_for_the_next_window_opening(account):
+    """The retry is at its delay or at the window's next opening, whichever
+    is later: busy at 16:55 in California, window 09:00-17:00 -> 09:00 the
+    next day, not 17:05."""
+    window = {"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed"]}
+    job = dialled_job(account, {"calling_window": window}, max_attempts=3)
+    la = ZoneInfo("America/Los_Angeles")
+    monday = datetime(2026, 3, 2, 16, 55, tzinfo=la)
+
+    with time_machine.travel(monday, tick=False):
+        assert record(job, "busy") == JobStatus.SCHEDULED
+    job.refresh_from_db()
+    assert job.scheduled_at == datetime(2026, 3, 3, 9, 0, tzinfo=la)
+
+    # Inside the window the delay decides.
+    other = dialled_job(account, {"calling_window": window}, max_attempts=3)
+    with time_machine.travel(monday - timedelta(hours=2), tick=False):
+        record(other, "busy")
+    other.refresh_from_db()
+    assert other.scheduled_at == monday - timedelta(hours=2) + timedelta(minutes=10)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -154,18 +231,6 @@ def test_record_call__error_after_the_call_was_placed_fails_without_a_retry(
     assert job.last_error.startswith(ERROR_AFTER_DIAL)
     assert job.scheduled_at is None
     assert finished == [(job.pk, "error")]
-
-
-def test_record_call__backoff_doubles_per_attempt(account, settings):
-    settings.JOB_RETRY_BACKOFF_SECONDS = 30
-    job = dialled_job(account, max_attempts=3)
-    Job.objects.filter(pk=job.pk).update(attempts=2)
-
-    with time_machine.travel(NOW, tick=False):
-        record(job, "busy")
-
-    job.refresh_from_db()
-    assert job.scheduled_at == NOW + timedelta(seconds=60)
 
 
 @pytest.mark.django_db(transaction=True)

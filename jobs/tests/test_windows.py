@@ -315,3 +315,29 @@ def test_zones_on_different_dst_rules():
     assert next_opening(day, both, [], at(NY, 2026, 4, 6, 0, 0)) == at(
         NY, 2026, 10, 25, 9, 0
     )
+
+
+def test_recipient_of_a_classified_number_matches_phonenumbers():
+    """The import's fast path (no second parse) gives the zones that
+    phonenumbers.timezone gives, for every region and number type."""
+    import phonenumbers
+
+    from jobs.imports import parse_phone
+    from jobs.rules.windows import recipient_of
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(11):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(
+                example, phonenumbers.PhoneNumberFormat.E164
+            )
+            phone = parse_phone(e164, "US")
+            if phone is None:
+                continue
+            fast = recipient_of(phone.e164, phone.region, phone.number_type)
+            assert fast == recipient_for(phone.e164), e164
+            checked += 1
+    assert checked > 500

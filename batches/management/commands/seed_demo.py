@@ -15,6 +15,7 @@ from batches.models import Batch
 from batches.services import batch_create, batch_pause
 from callcenter.actor import Actor
 from jobs.models import Job
+from jobs.rules.windows import all_day_calling_window
 
 DEMO_BATCHES = [
     ("demo-renewals", "Policy renewals", 5, True, 40),
@@ -57,12 +58,16 @@ class Command(BaseCommand):
             for batch_id, name, priority, active, size in DEMO_BATCHES:
                 if Batch.all_objects.filter(batch_id=batch_id).exists():
                     continue
+                # An all-day window: `make run` must dial at any hour (the
+                # demo numbers are Spanish, fictional, and the dialer is
+                # simulated); real batches default to 08:00-21:00 local.
                 batch = batch_create(
                     account=account,
                     name=name,
                     priority=priority,
                     batch_id=batch_id,
                     actor=actor,
+                    calling_window=all_day_calling_window(),
                 )
                 Job.objects.bulk_create(
                     Job(
