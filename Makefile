@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser gettext messages makemessages clean
+.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser pgbouncer gettext messages makemessages clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ run: deps messages
 
 ## make test: ruff, mypy, the import layers (lint-imports), then pytest against
 ## PostgreSQL (DATABASE_URL, or the local server at 127.0.0.1:5432).
-test: dev-deps check-postgres browser messages
+test: dev-deps check-postgres browser pgbouncer messages
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
@@ -58,6 +58,19 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else \
 	    echo "WARNING: /usr/bin/chromium is missing; browser tests will be skipped."; \
+	  fi; \
+	fi
+
+# The concurrency and pause tests run a second time through Debian's
+# PgBouncer in transaction mode (the `pgbouncer` marker; conftest.py).
+pgbouncer:
+	@if [ ! -x /usr/sbin/pgbouncer ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's pgbouncer for the pooler tests..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) >/dev/null; \
+	    systemctl disable --now pgbouncer >/dev/null 2>&1 || true; \
+	  else \
+	    echo "WARNING: /usr/sbin/pgbouncer is missing; the PgBouncer tests will be skipped."; \
 	  fi; \
 	fi
 

@@ -95,3 +95,52 @@ def viewer_client(account):
 def other_client():
     """A member of another account."""
     return _token_client(MembershipFactory().user)
+
+
+# --- Database route: PostgreSQL directly, or through PgBouncer ----------------
+
+
+@pytest.fixture(
+    params=["postgresql", pytest.param("pgbouncer", marks=pytest.mark.pgbouncer)]
+)
+def database_route(request, settings, monkeypatch):
+    """Run the test once against PostgreSQL and once through PgBouncer in
+    transaction mode, configured as docs/deploy.md says: prepared statements
+    off, LISTEN straight to PostgreSQL. Every
+    connection the test makes (its threads' too) and every worker subprocess
+    it starts (from the connection's settings and the environment) goes
+    through the pooler."""
+    if request.param == "postgresql":
+        yield None
+        return
+    from django.db import connection
+
+    from callcenter.tests.servers import PgBouncer, Unavailable
+
+    db = connection.settings_dict
+    try:
+        # One per test: stopping it closes its server connections, which
+        # would otherwise stay in the test database (and keep it from being
+        # dropped, and other tests' session counts from reaching zero).
+        bouncer = PgBouncer(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    except Unavailable as exc:
+        pytest.skip(f"PgBouncer unavailable: {exc}")
+    saved = {key: db[key] for key in ("HOST", "PORT")}
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    direct = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    connection.close()
+    # The dict every thread's connection is built from (ConnectionHandler).
+    db.update(HOST="127.0.0.1", PORT=str(bouncer.port))
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    settings.LISTEN_DATABASE_URL = direct
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
+    monkeypatch.setenv("LISTEN_DATABASE_URL", direct)
+    before = bouncer.transactions(db["NAME"])
+    try:
+        yield bouncer
+        # The test's work really went through the pooler.
+        assert bouncer.transactions(db["NAME"]) > before, bouncer.output
+    finally:
+        connection.close()
+        db.update(saved)
+        bouncer.stop()

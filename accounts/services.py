@@ -10,12 +10,13 @@ and leaves a ``CreditEntry`` in the ledger.
 * When it ends, ``credits_settle`` charges the real cost: it refunds the
   unused part of the reservation or charges the extra minutes, never more
   than what is left.
-* When a reservation fails, ``account_suspend_for_credits`` pauses the
-  account's active batches (source ``system``, reason ``no credits``) and
+* When a reservation fails, ``account_suspend_for_credits`` announces that
+  the account ran out (``accounts.signals``): ``batches`` pauses the account's
+  active batches (source ``system``, reason ``no credits``) and ``jobs``
   suspends its pending and scheduled jobs.
-* ``credits_add`` undoes exactly that: it resumes the batches the system
-  paused for credits (a batch a person paused stays paused) and returns the
-  suspended jobs to the queue.
+* ``credits_add`` undoes exactly that: it announces that the account can pay
+  again, and the batches the system paused for credits resume (a batch a
+  person paused stays paused) and the suspended jobs return to the queue.
 
 The account row is the lock that orders suspension and top-up: both take it
 ``FOR UPDATE`` and re-check the balance, so a suspension that loses the race
@@ -36,6 +37,7 @@ from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from accounts import signals
 from accounts.dialing import (
     NON_GEOGRAPHIC,
     parse_holidays,
@@ -661,31 +663,52 @@ def _lock_account(account_id: int) -> Account:
     return Account.objects.select_for_update().get(pk=account_id)
 
 
+# What the receivers of accounts.signals return, added up. (django-stubs
+# types a receiver's answer as str | None; ours return ids, counts or sets.)
+
+
+def _batches(responses: list[tuple[Any, Any]]) -> list[str]:
+    return [batch_id for _receiver, ids in responses for batch_id in ids]
+
+
+def _count(responses: list[tuple[Any, Any]]) -> int:
+    return sum(count for _receiver, count in responses)
+
+
+def _accounts(responses: list[tuple[Any, Any]]) -> set[int]:
+    return {account_id for _receiver, ids in responses for account_id in ids}
+
+
 def account_suspend_for_credits(
     *, account_id: int, actor: Actor | None = None
 ) -> Suspension:
     """The account cannot pay for a call: stop its campaigns until it can.
 
-    Its active batches pause (one row each, so workers stop taking their jobs
-    at once) and its pending and scheduled jobs become ``suspended``, in
-    chunks. Does nothing if credits were added meanwhile.
+    Under the account's lock, ``credits_ran_out`` pauses its active batches
+    (one row each, so workers stop taking their jobs at once); then
+    ``credits_ran_out_committed`` makes its pending and scheduled jobs
+    ``suspended``, in chunks (``accounts.signals``). Does nothing if credits
+    were added meanwhile.
     """
-    from batches.models import Batch
-    from batches.services import batch_pause
-
     actor = actor or Actor.system("credits")
     with transaction.atomic():
         account = _lock_account(account_id)
         if account.credits >= call_reservation():
             return Suspension()
-        paused = []
-        for batch in Batch.objects.filter(account_id=account_id).claimable():
-            if batch_pause(batch=batch, actor=actor, reason=NO_CREDITS_REASON):
-                paused.append(batch.batch_id)
-    suspended = _move_jobs(
-        account_id=account_id,
-        from_statuses=["pending", "scheduled"],
-        while_balance_below=call_reservation(),
+        paused = _batches(
+            signals.credits_ran_out.send(
+                sender=Account,
+                account_id=account_id,
+                actor=actor,
+                reason=NO_CREDITS_REASON,
+            )
+        )
+    suspended = _count(
+        signals.credits_ran_out_committed.send(
+            sender=Account,
+            account_id=account_id,
+            while_balance_below=call_reservation(),
+        )
     )
     if paused or suspended:
         logger.warning(
@@ -701,55 +724,21 @@ def account_suspend_for_credits(
     return Suspension(paused_batches=paused, suspended_jobs=suspended)
 
 
-def _move_jobs(
-    *,
-    account_id: int,
-    from_statuses: list[str],
-    while_balance_below: int | None = None,
-    chunk_size: int | None = None,
-) -> int:
-    """Suspend (or, with ``from_statuses=['suspended']``, restore) the account's
-    jobs one committed chunk at a time. A suspension re-reads the balance
-    under a share lock in every chunk and stops as soon as credits arrive."""
-    from jobs.models import Job
+def account_balance_below(account_id: int, amount: int) -> bool:
+    """Whether the account's balance is below ``amount``, read under a share
+    lock (so a top-up in flight is waited for): what a chunked suspension
+    re-checks before each chunk. False if the account is gone."""
+    row = _execute(
+        "SELECT credits FROM accounts_account WHERE id = %s" + share_lock_clause(),
+        [account_id],
+    )
+    return row is not None and int(row[0]) < amount
 
-    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
-    restoring = from_statuses == ["suspended"]
-    total = 0
-    while True:
-        with transaction.atomic():
-            if while_balance_below is not None:
-                row = _execute(
-                    "SELECT credits FROM accounts_account WHERE id = %s"
-                    + share_lock_clause(),
-                    [account_id],
-                )
-                if row is None or int(row[0]) >= while_balance_below:
-                    break
-            ids = list(
-                Job.objects.filter(account_id=account_id, status__in=from_statuses)
-                .order_by()
-                .values_list("id", flat=True)[:chunk]
-            )
-            if not ids:
-                break
-            if restoring:
-                from jobs.notify import notify_jobs_available
 
-                now = timezone.now()
-                held = Job.objects.filter(id__in=ids, status="suspended")
-                # A job whose time has not come goes back to waiting for it.
-                total += held.filter(scheduled_at__gt=now).update(
-                    status="scheduled", updated_at=now
-                )
-                total += held.update(status="pending", updated_at=now)
-
-                notify_jobs_available()
-            else:
-                total += Job.objects.filter(
-                    id__in=ids, status__in=from_statuses
-                ).update(status="suspended", updated_at=timezone.now())
-    return total
+def _restore_jobs(account_id: int) -> int:
+    return _count(
+        signals.credits_available_committed.send(sender=Account, account_id=account_id)
+    )
 
 
 def credits_add(
@@ -762,8 +751,9 @@ def credits_add(
 ) -> CreditsAdded:
     """Add credits. If the account can now pay for a call, the batches that
     the system paused for lack of credits resume and suspended jobs return to
-    the queue (to ``scheduled`` if their time has not come). A batch a person
-    paused stays paused; its jobs are ready for when they resume it.
+    the queue (to ``scheduled`` if their time has not come), through
+    ``credits_available`` and ``credits_available_committed``. A batch a
+    person paused stays paused; its jobs are ready for when they resume it.
 
     With ``restore_jobs=False`` the suspended jobs are left for the caller to
     restore with ``credits_unsuspend_jobs`` once its own transaction has
@@ -794,11 +784,7 @@ def credits_add(
         if can_pay:
             resumed = _resume_credit_paused(account_id=account.pk, actor=actor)
     account.credits = balance
-    unsuspended = (
-        _move_jobs(account_id=account.pk, from_statuses=["suspended"])
-        if can_pay and restore_jobs
-        else 0
-    )
+    unsuspended = _restore_jobs(account.pk) if can_pay and restore_jobs else 0
     logger.info(
         "credits added",
         extra={
@@ -823,24 +809,15 @@ def credits_unsuspend_jobs(*, account_id: int) -> int:
         pk=account_id, credits__gte=call_reservation()
     ).exists():
         return 0
-    return _move_jobs(account_id=account_id, from_statuses=["suspended"])
+    return _restore_jobs(account_id)
 
 
 def _resume_credit_paused(*, account_id: int, actor: Actor) -> list[str]:
-    from batches.models import Batch
-    from batches.services import batch_resume
-
-    resumed = []
-    for batch in Batch.objects.filter(
-        account_id=account_id,
-        is_active=False,
-        cancelled_at__isnull=True,
-        pause_source="system",
-        pause_reason=NO_CREDITS_REASON,
-    ).order_by("id"):
-        if batch_resume(batch=batch, actor=actor):
-            resumed.append(batch.batch_id)
-    return resumed
+    return _batches(
+        signals.credits_available.send(
+            sender=Account, account_id=account_id, actor=actor
+        )
+    )
 
 
 def accounts_reconcile_credits() -> int:
@@ -852,23 +829,8 @@ def accounts_reconcile_credits() -> int:
     reservations after the account was suspended. Returns the number of
     accounts restored.
     """
-    from batches.models import Batch
-    from jobs.models import Job
-
     needed = call_reservation()
-    account_ids = set(
-        Job.objects.filter(status="suspended")
-        .order_by()
-        .values_list("account_id", flat=True)
-        .distinct()
-    ) | set(
-        Batch.objects.filter(
-            is_active=False,
-            cancelled_at__isnull=True,
-            pause_source="system",
-            pause_reason=NO_CREDITS_REASON,
-        ).values_list("account_id", flat=True)
-    )
+    account_ids = _accounts(signals.credits_held_accounts.send(sender=Account))
     restored = 0
     actor = Actor.system("credits reconciliation")
     for account_id in sorted(account_ids):
@@ -876,7 +838,7 @@ def accounts_reconcile_credits() -> int:
             if _lock_account(account_id).credits < needed:
                 continue
             _resume_credit_paused(account_id=account_id, actor=actor)
-        _move_jobs(account_id=account_id, from_statuses=["suspended"])
+        _restore_jobs(account_id)
         restored += 1
     return restored
 

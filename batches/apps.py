@@ -11,6 +11,8 @@ class BatchesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from accounts import signals as accounts_signals
+        from batches import receivers
         from batches.receivers import (
             complete_batch_on_resume,
             complete_batches_on_jobs_finished,
@@ -27,4 +29,16 @@ class BatchesConfig(AppConfig):
         )
         batch_transitioned.connect(
             complete_batch_on_resume, dispatch_uid="batches.complete_on_resume"
+        )
+        accounts_signals.credits_ran_out.connect(
+            receivers.pause_batches_on_credits_ran_out,
+            dispatch_uid="batches.pause_on_credits_ran_out",
+        )
+        accounts_signals.credits_available.connect(
+            receivers.resume_batches_on_credits_available,
+            dispatch_uid="batches.resume_on_credits_available",
+        )
+        accounts_signals.credits_held_accounts.connect(
+            receivers.accounts_with_paused_batches,
+            dispatch_uid="batches.credits_held_accounts",
         )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from batches.services import batch_complete_if_done
+from accounts.services import NO_CREDITS_REASON
+from batches.services import (
+    accounts_with_credit_paused_batches,
+    batch_complete_if_done,
+    batches_pause_for_credits,
+    batches_resume_for_credits,
+)
 from callcenter.actor import Actor
 
 logger = logging.getLogger(__name__)
@@ -48,3 +54,24 @@ def complete_batch_on_resume(
             "batch completion check failed",
             extra={"action": "batch.complete_check", "batch_id": batch.batch_id},
         )
+
+
+# --- Credits (accounts.signals): batches pause and resume under the account's lock
+
+
+def pause_batches_on_credits_ran_out(
+    sender: Any, account_id: int, actor: Actor, reason: str, **kwargs: Any
+) -> list[str]:
+    return batches_pause_for_credits(account_id=account_id, actor=actor, reason=reason)
+
+
+def resume_batches_on_credits_available(
+    sender: Any, account_id: int, actor: Actor, **kwargs: Any
+) -> list[str]:
+    return batches_resume_for_credits(
+        account_id=account_id, actor=actor, reason=NO_CREDITS_REASON
+    )
+
+
+def accounts_with_paused_batches(sender: Any, **kwargs: Any) -> set[int]:
+    return accounts_with_credit_paused_batches(NO_CREDITS_REASON)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Subquery, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import TruncHour
@@ -81,13 +81,21 @@ def _nearest_rank_p90(values: list[float]) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def _streamed(values: Any) -> Iterable[Any]:
+    """``values.iterator()`` in a transaction, so that its server-side cursor
+    is a plain one: outside a transaction Django declares it WITH HOLD, which
+    a transaction-mode pooler cannot keep between statements (docs/deploy.md)."""
+    with transaction.atomic():
+        yield from values.iterator(chunk_size=2000)
+
+
 def _calls_python(batch: Batch) -> tuple[list[tuple[datetime, int, int]], dict]:
     per_hour: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
     durations: list[float] = []
     logs = Job.objects.filter(batch_id=batch.pk, attempts__gt=0).values_list(
         "attempt_log", flat=True
     )
-    for log in logs.iterator(chunk_size=2000):
+    for log in _streamed(logs):
         for entry in log if isinstance(log, list) else []:
             if not isinstance(entry, dict):
                 continue

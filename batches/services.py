@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from batches.models import Batch, BatchEvent
+from batches.models import Batch, BatchEvent, BatchQuerySet
 from batches.signals import batch_transitioned
 from callcenter import metrics
 from callcenter.actor import Actor, Source
@@ -719,7 +719,50 @@ def batches_reconcile_completions() -> int:
     """
     candidates = Batch.objects.claimable().order_by("id").values_list("id", flat=True)
     completed = 0
-    for pk in candidates.iterator():
+    # A list, not .iterator(): outside a transaction that would be a WITH
+    # HOLD cursor, which a transaction-mode pooler cannot keep between
+    # the statements that read it (docs/deploy.md#behind-pgbouncer).
+    for pk in list(candidates):
         if batch_complete_if_done(batch_id=pk, actor=Actor.system("reconciliation")):
             completed += 1
     return completed
+
+
+# --- Credits: paused while the account cannot pay (accounts.signals) ---------------
+
+
+def batches_pause_for_credits(
+    *, account_id: int, actor: Actor, reason: str
+) -> list[str]:
+    """Pause the account's claimable batches (in the caller's transaction,
+    which holds the account row). Returns the ids of those it paused."""
+    paused = []
+    for batch in Batch.objects.filter(account_id=account_id).claimable():
+        if batch_pause(batch=batch, actor=actor, reason=reason):
+            paused.append(batch.batch_id)
+    return paused
+
+
+def _credit_paused(reason: str) -> BatchQuerySet:
+    return Batch.objects.filter(
+        is_active=False,
+        cancelled_at__isnull=True,
+        pause_source="system",
+        pause_reason=reason,
+    )
+
+
+def batches_resume_for_credits(
+    *, account_id: int, actor: Actor, reason: str
+) -> list[str]:
+    """Resume the account's batches that the system paused for ``reason``;
+    a batch a person paused stays paused. Returns the ids of those resumed."""
+    resumed = []
+    for batch in _credit_paused(reason).filter(account_id=account_id).order_by("id"):
+        if batch_resume(batch=batch, actor=actor):
+            resumed.append(batch.batch_id)
+    return resumed
+
+
+def accounts_with_credit_paused_batches(reason: str) -> set[int]:
+    return set(_credit_paused(reason).values_list("account_id", flat=True))

@@ -118,6 +118,17 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     _db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _db}
+# The worker's LISTEN connection holds a session for as long as the worker
+# runs, which a transaction-mode pooler cannot give: point this at
+# PostgreSQL itself. Empty: the default database's connection settings.
+LISTEN_DATABASE_URL = env_str("LISTEN_DATABASE_URL")
+if LISTEN_DATABASE_URL:
+    try:
+        dj_database_url.parse(LISTEN_DATABASE_URL)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"LISTEN_DATABASE_URL is not a valid URL: {exc}"
+        ) from exc
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -197,6 +208,9 @@ WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 # off behind a pooler that cannot keep prepared statements (PgBouncer in
 # transaction mode before 1.21).
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+if not DATABASE_PREPARED_STATEMENTS and _db["ENGINE"].endswith("postgresql"):
+    # psycopg's automatic preparation too (Django's default, made explicit).
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
 
 # --- django-q2: ORM broker on the same database, so no Redis is needed ------
 # Two queues, each served by its own cluster, so that slow webhook endpoints

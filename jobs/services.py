@@ -11,9 +11,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.services import account_balance_below
 from batches.models import Batch
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
@@ -310,4 +312,80 @@ def jobs_purge_finished(*, older_than_days: int, chunk_size: int | None = None) 
             "old finished jobs purged",
             extra={"action": "jobs.purged", "count": total, "cutoff": cutoff},
         )
+    return total
+
+
+# --- Credits: held while the account cannot pay (accounts.signals) -----------------
+
+
+def jobs_suspend_for_credits(
+    *, account_id: int, while_balance_below: int, chunk_size: int | None = None
+) -> int:
+    """Suspend the account's pending and scheduled jobs, one committed chunk
+    at a time. Each chunk re-reads the balance under a share lock first and
+    stops as soon as credits have arrived."""
+    return _move_for_credits(
+        account_id=account_id,
+        from_statuses=["pending", "scheduled"],
+        while_balance_below=while_balance_below,
+        chunk_size=chunk_size,
+    )
+
+
+def jobs_restore_after_credits(
+    *, account_id: int, chunk_size: int | None = None
+) -> int:
+    """Return the account's suspended jobs to the queue (to ``scheduled`` if
+    their time has not come), one committed chunk at a time."""
+    return _move_for_credits(
+        account_id=account_id, from_statuses=["suspended"], chunk_size=chunk_size
+    )
+
+
+def accounts_with_suspended_jobs() -> set[int]:
+    return set(
+        Job.objects.filter(status="suspended")
+        .order_by()
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def _move_for_credits(
+    *,
+    account_id: int,
+    from_statuses: list[str],
+    while_balance_below: int | None = None,
+    chunk_size: int | None = None,
+) -> int:
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    restoring = from_statuses == ["suspended"]
+    total = 0
+    while True:
+        with transaction.atomic():
+            if while_balance_below is not None and not account_balance_below(
+                account_id, while_balance_below
+            ):
+                break
+            ids = list(
+                Job.objects.filter(account_id=account_id, status__in=from_statuses)
+                .order_by()
+                .values_list("id", flat=True)[:chunk]
+            )
+            if not ids:
+                break
+            if restoring:
+                now = timezone.now()
+                held = Job.objects.filter(id__in=ids, status="suspended")
+                # A job whose time has not come goes back to waiting for it.
+                total += held.filter(scheduled_at__gt=now).update(
+                    status="scheduled", updated_at=now
+                )
+                total += held.update(status="pending", updated_at=now)
+
+                notify_jobs_available()
+            else:
+                total += Job.objects.filter(
+                    id__in=ids, status__in=from_statuses
+                ).update(status="suspended", updated_at=timezone.now())
     return total

@@ -110,7 +110,15 @@ class Call:
 
 
 def listen_params() -> dict[str, Any]:
-    s = connections["default"].settings_dict
+    """The LISTEN connection's libpq parameters: LISTEN_DATABASE_URL's (a
+    direct connection past a transaction-mode pooler), or the default
+    database's."""
+    if settings.LISTEN_DATABASE_URL:
+        import dj_database_url
+
+        s: dict[str, Any] = dict(dj_database_url.parse(settings.LISTEN_DATABASE_URL))
+    else:
+        s = connections["default"].settings_dict
     params: dict[str, Any] = {"dbname": s["NAME"], "autocommit": True}
     for key, name in (("USER", "user"), ("PASSWORD", "password")):
         if s.get(key):

@@ -67,6 +67,7 @@ def test_settings__secret_key_required_without_debug():
         ("WORKER_NICE", "-5"),
         ("CACHE_BACKEND", "memcached"),
         ("CALL_OUT_OF_CREDITS", "shrug"),
+        ("LISTEN_DATABASE_URL", "nosuchdb://x"),
     ],
 )
 def test_settings__bad_value_names_the_variable(name, value):
@@ -74,6 +75,20 @@ def test_settings__bad_value_names_the_variable(name, value):
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert name in result.stderr
+
+
+@pytest.mark.parametrize(("value", "threshold"), [("true", "unset"), ("false", "None")])
+def test_settings__prepared_statements_off_turns_psycopg_preparation_off(
+    value, threshold
+):
+    result = run_django(
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.DATABASES['default'].get('OPTIONS', {}).get("
+        "'prepare_threshold', 'unset'))",
+        {**PROD_ENV, "DATABASE_PREPARED_STATEMENTS": value},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [threshold]
 
 
 def test_settings__check_deploy_is_clean():

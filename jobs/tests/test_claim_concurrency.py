@@ -110,6 +110,7 @@ def claimed_count(batch: Batch) -> int:
     return Job.objects.filter(batch=batch).exclude(claimed_by="").count()
 
 
+@pytest.mark.usefixtures("database_route")
 def test_claim_jobs__eight_claimers_never_claim_a_job_twice():
     account = AccountFactory()
     for prefix in range(4):
@@ -163,6 +164,7 @@ def assert_no_claim_after(operation, batches, group, rng, *, fresh: bool):
     return late, taken_before
 
 
+@pytest.mark.usefixtures("database_route")
 def test_batch_pause__no_claim_commits_after_pause_returned(system_actor, rng):
     account = AccountFactory()
     target = BatchFactory(account=account, priority=10)

@@ -28,7 +28,7 @@ from jobs.lifecycle import ERROR_AFTER_DIAL
 from jobs.models import Job, JobStatus
 from jobs.signals import jobs_finished
 from jobs.tests.factories import JobFactory
-from jobs.worker import OUT_OF_CREDITS, CallWorker, database_now
+from jobs.worker import OUT_OF_CREDITS, CallWorker, database_now, listen_params
 
 # The loop closes stale connections between rounds, which needs real commits.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -490,3 +490,21 @@ def test_call_worker__can_let_a_call_run_on_when_the_next_minute_is_unpaid(
     worker.stop()
     worker.stop()  # hang up now
     worker.run()
+
+
+def test_listen_params__listen_database_url_bypasses_the_default_database(settings):
+    """Behind a transaction-mode pooler LISTEN goes to PostgreSQL directly."""
+    settings.LISTEN_DATABASE_URL = "postgres://u:pw@db.internal:5433/calls"
+    params = listen_params()
+    assert (params["host"], params["port"], params["dbname"]) == (
+        "db.internal",
+        "5433",
+        "calls",
+    )
+    assert (params["user"], params["password"]) == ("u", "pw")
+
+
+def test_listen_params__default_to_the_default_database(settings):
+    settings.LISTEN_DATABASE_URL = ""
+    db = connections["default"].settings_dict
+    assert listen_params()["dbname"] == db["NAME"]

@@ -210,6 +210,7 @@ def test_run_call_worker__cancel_during_a_call_hangs_up_and_keeps_the_outcome(
     assert "job.hangup" in worker.output
 
 
+@pytest.mark.usefixtures("database_route")
 def test_run_call_worker__calls_in_progress_when_a_pause_lands_finish(
     account, start_worker, system_actor, tmp_path
 ):
@@ -273,6 +274,7 @@ def test_run_call_worker__survives_its_connections_being_terminated(
         assert len(job.attempt_log) == 1, job.attempt_log
 
 
+@pytest.mark.usefixtures("database_route")
 def test_run_call_worker__idle_worker_wakes_on_notify_not_on_polling(
     account, start_worker
 ):
