@@ -84,11 +84,11 @@ class GateContext:
 
 
 def _modules() -> list[ModuleType]:
-    from jobs.rules import number_rules
+    from jobs.rules import calling_window, number_rules
 
     # Order matters only for which verdict a job stopped by several rules
     # gets: the most permanent first.
-    return [number_rules]
+    return [number_rules, calling_window]
 
 
 RULES: list[ModuleType] = []

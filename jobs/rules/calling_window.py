@@ -97,3 +97,57 @@ def holidays_by_account(account_ids: Iterable[int]) -> dict[int, frozenset]:
             "pk", "holidays"
         )
     }
+
+
+# --- the dial gate's rule (jobs/rules/__init__.py) ----------------------------
+
+CODE_OUTSIDE = "outside_window"
+CODE_HOLIDAY = "holiday"
+CODE_UNKNOWN_ZONE = "unknown_timezone"
+
+COLUMNS = {
+    "calling_window": "b.calling_window",
+    "holidays": "a.holidays",
+}
+
+
+def _gate_verdict(job: Job, row: Mapping[str, Any], now: datetime) -> Verdict:
+    from jobs.rules.sqlvalues import json_value
+
+    window = window_of(json_value(row.get("calling_window")))
+    holidays = holiday_dates(json_value(row.get("holidays")) or [])
+    return verdict(window, recipient_for(job.phone_number, job.timezone), holidays, now)
+
+
+def check(jobs: list[Job], context: Any) -> dict[int, Any]:
+    """Defer a job whose window is closed at the database's ``now`` to its
+    next opening (no attempt spent); refuse one whose zone is unknown or
+    whose window never opens."""
+    from jobs.rules import Defer, Refuse
+
+    found: dict[int, Any] = {}
+    for job in jobs:
+        result = _gate_verdict(job, context.row(job), context.now)
+        if result.open:
+            continue
+        if result.code == CODE_UNKNOWN_ZONE:
+            found[job.pk] = Refuse(CODE_UNKNOWN_ZONE, result.detail())
+        elif result.until is None:
+            found[job.pk] = Refuse(
+                CODE_OUTSIDE, "The calling window never opens for this number."
+            )
+        else:
+            found[job.pk] = Defer(result.code, result.until, result.detail())
+    return found
+
+
+def explain(job: Job, now: datetime) -> list[Any]:
+    """``outside_window`` or ``holiday``: until when, in which zone, and the
+    recipient's local time now."""
+    from jobs.rules import Reason
+
+    result = job_verdict(job, now)
+    if result.open:
+        return []
+    code = CODE_HOLIDAY if result.code == CODE_HOLIDAY else CODE_OUTSIDE
+    return [Reason(code, result.detail(), result.until)]
