@@ -45,6 +45,7 @@ from accounts.dialing import (
     unknown_number_types,
 )
 from accounts.models import Account, AccountEvent, CreditEntry
+from callcenter import metrics
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from callcenter.prepared import fetch_prepared
@@ -300,6 +301,7 @@ def credits_reserve(
             # A concurrent reserve for the same claim won; give ours back.
             transaction.set_rollback(True)
             return True
+    metrics.CREDITS_RESERVED.inc(amount)
     return True
 
 
@@ -337,6 +339,8 @@ def _reserve_pg(*, account_id: int, amount: int, job_pk: int | None, key: str) -
         # included, took nothing: a failed reservation must never read as one
         # that succeeded.
         return _sqlstate(exc) == UNIQUE_VIOLATION
+    if row is not None:
+        metrics.CREDITS_RESERVED.inc(amount)
     return row is not None
 
 
@@ -379,6 +383,7 @@ def credits_extend(*, account_id: int, job_pk: int, key: str, minute: int) -> bo
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 if _execute(_EXTEND_SQL, params) is not None:
+                    metrics.CREDITS_RESERVED.inc(amount)
                     return True
                 return _extension_exists(job_pk, ledger_key)
             row = _execute(
@@ -397,6 +402,7 @@ def credits_extend(*, account_id: int, job_pk: int, key: str, minute: int) -> bo
                 claim_key=ledger_key,
                 note=note,
             )
+            metrics.CREDITS_RESERVED.inc(amount)
             return True
     except IntegrityError:
         return True  # this minute was reserved before (a retried round)
@@ -484,6 +490,7 @@ def credits_settle(
             claim_key=key,
             note=note or f"cost {cost}, reserved {reserved}",
         )
+    metrics.count_settled(moved)
     return moved
 
 
@@ -551,7 +558,7 @@ def credits_reserve_many(
         "keys": [key for _, key in claims],
     }
     try:
-        return {
+        reserved = {
             int(row[0])
             for row in fetch_one_statement(
                 "callcenter_reserve_many", _RESERVE_MANY_SQL, params
@@ -560,6 +567,8 @@ def credits_reserve_many(
     except IntegrityError:
         # A concurrent reserve of one of these claims won: take the slow path.
         return set()
+    metrics.CREDITS_RESERVED.inc(amount * len(reserved))
+    return reserved
 
 
 _SETTLE_MANY_SQL = f"""
@@ -612,7 +621,7 @@ SELECT %(account)s, 'settle', steps.refund, moved.before + steps.running,
             END, 255),
        now()
   FROM moved CROSS JOIN steps
-RETURNING job_pk
+RETURNING job_pk, amount
 """
 
 
@@ -637,14 +646,14 @@ def credits_settle_many(*, account_id: int, settlements: list[Settlement]) -> No
             "notes": [s.note for s in settlements],
         }
         try:
-            done = {
-                int(row[0])
-                for row in fetch_one_statement(
-                    "callcenter_settle_many", _SETTLE_MANY_SQL, params
-                )
-            }
+            rows = fetch_one_statement(
+                "callcenter_settle_many", _SETTLE_MANY_SQL, params
+            )
         except IntegrityError:
-            done = set()  # a concurrent settle of one claim won: one by one
+            rows = []  # a concurrent settle of one claim won: one by one
+        done = {int(row[0]) for row in rows}
+        for row in rows:
+            metrics.count_settled(int(row[1]))
     for s in settlements:
         if s.job_pk not in done:
             credits_settle(

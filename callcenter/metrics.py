@@ -19,12 +19,14 @@ import os
 import threading
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -50,6 +52,40 @@ PAUSES = Counter(
     "Batches paused, by who paused them (api, admin, worker, system...).",
     ["source"],
 )
+CALLS_IN_FLIGHT = Gauge(
+    "callcenter_calls_in_flight",
+    "Calls a worker has claimed and not yet recorded.",
+    multiprocess_mode="livesum",
+)
+FENCED_WRITES_REFUSED = Counter(
+    "callcenter_fenced_writes_refused",
+    "Worker writes about a job that changed nothing because the worker no "
+    "longer holds the claim (lease recovered, job cancelled or deleted), by "
+    "write: dial, renew, outcome.",
+    ["write"],
+)
+DATABASE_ERRORS = Counter(
+    "callcenter_database_errors",
+    "Database errors (connection lost, server unavailable...), by process: "
+    "worker, web.",
+    ["process"],
+)
+CREDITS_RESERVED = Counter(
+    "callcenter_credits_reserved",
+    "Credits reserved for calls: with the claim and for each further minute.",
+)
+CREDITS_SETTLED = Counter(
+    "callcenter_credits_settled",
+    "Credits moved when calls are settled, by direction: refunded (reserved "
+    "but not used) or charged (used beyond the reservation).",
+    ["direction"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "callcenter_webhook_deliveries",
+    "Webhook delivery attempts, by result: succeeded, retry (failed, tried "
+    "again later) or failed (given up).",
+    ["result"],
+)
 
 OTHER = "other"
 _seen: dict[str, set[str]] = {}
@@ -67,6 +103,29 @@ def bounded(label: str, value: object) -> str:
             return OTHER
         seen.add(text)
         return text
+
+
+def count_settled(moved: int) -> None:
+    """One settlement's movement: positive is a refund, negative a charge."""
+    if moved > 0:
+        CREDITS_SETTLED.labels(direction="refunded").inc(moved)
+    elif moved < 0:
+        CREDITS_SETTLED.labels(direction="charged").inc(-moved)
+
+
+class DatabaseErrorMetricsMiddleware:
+    """Counts the database errors a web request raised, then lets the
+    middleware above (ApiErrorMiddleware, Django) answer as before."""
+
+    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)  # type: ignore[no-any-return]
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        if isinstance(exception, DatabaseError):
+            DATABASE_ERRORS.labels(process="web").inc()
 
 
 def exposition() -> bytes:

@@ -316,16 +316,19 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# --- Logging: one line per event, structured fields appended --------------
+# --- Logging: one line per event with its structured fields (text or JSON) -
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# text: one line, "key=value" fields appended; json: one JSON object a line.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", frozenset({"text", "json"}))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "structured": {"()": "callcenter.logging.StructuredFormatter"},
+        "text": {"()": "callcenter.logging.StructuredFormatter"},
+        "json": {"()": "callcenter.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -441,6 +444,8 @@ SPECTACULAR_SETTINGS.update(
 )
 # JSON errors for /api/ paths that never reach DRF (unknown URL, crash).
 MIDDLEWARE.append("callcenter.api.ApiErrorMiddleware")
+# Below it, so its process_exception runs first and only counts.
+MIDDLEWARE.append("callcenter.metrics.DatabaseErrorMetricsMiddleware")
 
 # --- Prometheus metrics (callcenter/metrics.py) -------------------------------
 # /metrics answers a scraper that sends "Authorization: Bearer METRICS_TOKEN",

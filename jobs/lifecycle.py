@@ -144,6 +144,7 @@ def renew_leases(
     metrics.LEASE_RENEWALS.inc(renewed)
     if renewed == len(ids):
         return set()
+    metrics.FENCED_WRITES_REFUSED.labels(write="renew").inc(len(ids) - renewed)
     return set(ids) - set(held.values_list("id", flat=True))
 
 
@@ -175,6 +176,8 @@ def _log_call_ended(
             batch=metrics.bounded("batch", job.batch_id),
             account=metrics.bounded("account", job.account_id),
         ).inc()
+    else:
+        metrics.FENCED_WRITES_REFUSED.labels(write="outcome").inc()
     _log(
         "call ended" if held else "call ended for a job no longer held",
         action="job.call_ended" if held else "job.call_ended_unheld",

@@ -37,6 +37,7 @@ from django.db import (
     connections,
 )
 
+from callcenter import metrics
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.dialers.base import (
@@ -650,6 +651,7 @@ class CallWorker:
         found |= self.recover()
         found |= self.promote()
         found |= self.claim()
+        metrics.CALLS_IN_FLIGHT.set(len(self.calls))
         return found
 
     # --- calls (call threads) ----------------------------------------------
@@ -736,6 +738,7 @@ class CallWorker:
 
     def on_db_error(self, exc: Exception) -> None:
         self.db_failures += 1
+        metrics.DATABASE_ERRORS.labels(process="worker").inc()
         delay = min(
             0.25 * 2 ** (self.db_failures - 1), settings.WORKER_DB_BACKOFF_MAX_SECONDS
         )
@@ -863,6 +866,7 @@ class CallWorker:
                     keep_ids=list(self.calls),
                 )
         self.dialer.close()
+        metrics.CALLS_IN_FLIGHT.set(len(self.calls))
         self._log(
             logging.INFO,
             "worker stopped",

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account
+from callcenter import metrics
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from webhooks import signing, transport
@@ -313,6 +314,9 @@ def webhook_deliver(*, delivery_pk: int) -> str | None:
             status=WebhookDelivery.Status.PENDING,
         ).update(**fields)
     new_status = fields.get("status", WebhookDelivery.Status.PENDING)
+    metrics.WEBHOOK_DELIVERIES.labels(
+        result="retry" if new_status == WebhookDelivery.Status.PENDING else new_status
+    ).inc()
     log = logger.info if not error else logger.warning
     log(
         "webhook attempt",

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from jobs.lifecycle import CallEnd, mark_dialed, record_calls
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
 from jobs.tests.test_worker_process import start_worker  # noqa: F401  (fixture)
+from webhooks.tests.server import receiver  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-secret-0123456789"
@@ -174,3 +176,239 @@ def test_metrics__multiprocess_mode_adds_up_every_process(tmp_path, monkeypatch)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     got = samples(metrics.exposition().decode())
     assert got[("callcenter_jobs_claimed_total", ())] == 5
+
+
+# --- The families added for operations: each moves when its event happens ----
+
+
+class Scrapes:
+    """Two scrapes of /metrics, before and after, and the difference."""
+
+    def __init__(self) -> None:
+        self.before = scrape()
+        self.after: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def delta(self, name: str, **labels: str) -> float:
+        if not self.after:
+            self.after = scrape()
+        key = (name, tuple(sorted(labels.items())))
+        return self.after.get(key, 0.0) - self.before.get(key, 0.0)
+
+
+@pytest.mark.django_db
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_metrics__fenced_writes_refused(account):
+
+    from jobs.lifecycle import recover_expired_leases, renew_leases
+
+    batch = BatchFactory(account=account)
+    JobFactory.create_batch(2, batch=batch)
+    stale = claim_jobs(worker_id="w1", limit=2, token="t1")
+    # The lease expires; another worker recovers the jobs and claims them.
+    Job.objects.update(lease_expires_at=Job.objects.get(pk=stale[0].pk).claimed_at)
+    assert recover_expired_leases(recoverer="w2") == 2
+    assert len(claim_jobs(worker_id="w2", limit=2, token="t2")) == 2
+    scrapes = Scrapes()
+
+    assert mark_dialed(jobs=stale, worker_id="w1", token="t1") == []
+    assert renew_leases(worker_id="w1", job_ids=[j.pk for j in stale], token="t1")
+    record_calls(
+        ended=[
+            CallEnd(
+                job_id=stale[0].pk,
+                dialed_at=stale[0].claimed_at,
+                call_id="",
+                result=CallResult(outcome=Outcome.ANSWERED, duration_seconds=3),
+            )
+        ],
+        worker_id="w1",
+        token="t1",
+    )
+
+    assert scrapes.delta("callcenter_fenced_writes_refused_total", write="dial") == 2
+    assert scrapes.delta("callcenter_fenced_writes_refused_total", write="renew") == 2
+    assert scrapes.delta("callcenter_fenced_writes_refused_total", write="outcome") == 1
+    # The refused outcome is not counted as a call ended.
+    assert (
+        scrapes.delta(
+            "callcenter_calls_ended_total",
+            outcome="answered",
+            batch=str(batch.pk),
+            account=str(account.pk),
+        )
+        == 0
+    )
+
+
+@pytest.mark.django_db
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_metrics__credits_reserved_and_settled(account):
+    from accounts.services import (
+        Settlement,
+        credits_reserve,
+        credits_reserve_many,
+        credits_settle,
+        credits_settle_many,
+    )
+
+    jobs = JobFactory.create_batch(4, batch=BatchFactory(account=account))
+    scrapes = Scrapes()
+
+    many = credits_reserve_many(
+        account_id=account.pk, amount=5, claims=[(j.pk, "k") for j in jobs[:3]]
+    )
+    assert many == {j.pk for j in jobs[:3]}
+    assert credits_reserve(account_id=account.pk, amount=5, job_pk=jobs[3].pk, key="k")
+    # Reserving the same claim again takes nothing, and counts nothing.
+    assert credits_reserve(account_id=account.pk, amount=5, job_pk=jobs[3].pk, key="k")
+    credits_settle_many(
+        account_id=account.pk,
+        settlements=[Settlement(job_pk=j.pk, key="k", cost=2) for j in jobs[:3]],
+    )
+    credits_settle(account_id=account.pk, job_pk=jobs[3].pk, key="k", cost=9)
+
+    assert scrapes.delta("callcenter_credits_reserved_total") == 20
+    assert scrapes.delta("callcenter_credits_settled_total", direction="refunded") == 9
+    assert scrapes.delta("callcenter_credits_settled_total", direction="charged") == 4
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(METRICS_TOKEN=TOKEN, WEBHOOK_MAX_ATTEMPTS=2)
+def test_metrics__webhook_deliveries_by_result(receiver):  # noqa: F811
+    import time_machine
+    from django.utils import timezone
+
+    from webhooks.models import WebhookEndpoint
+    from webhooks.services import webhooks_deliver_due
+
+    receiver.statuses = [200, 500]
+    good, bad = BatchFactory(), BatchFactory()
+    WebhookEndpoint.objects.create(account=good.account, url=receiver.url)
+    scrapes = Scrapes()
+    batch_pause(batch=good, actor=Actor.system("tests"))  # 200: succeeded
+    WebhookEndpoint.objects.create(account=bad.account, url=receiver.url)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        batch_pause(batch=bad, actor=Actor.system("tests"))  # 500: retry
+    with time_machine.travel(start + timedelta(hours=1), tick=False):
+        assert webhooks_deliver_due() == 1  # 500 again: given up
+
+    assert scrapes.delta("callcenter_webhook_deliveries_total", result="succeeded") == 1
+    assert scrapes.delta("callcenter_webhook_deliveries_total", result="retry") == 1
+    assert scrapes.delta("callcenter_webhook_deliveries_total", result="failed") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_metrics__database_errors_of_web_requests_and_workers(monkeypatch):
+    import psycopg
+    from django.db import OperationalError, connection
+
+    from jobs.dialers.simulated import SimulatedDialer
+    from jobs.worker import CallWorker
+
+    scrapes = Scrapes()
+    # A web request whose database connection was cut under it: the request
+    # keeps the connection (no health check) and its first query fails.
+    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", False)
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", None)
+    monkeypatch.setattr(connection, "close_at", None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        dbname=db["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    client = Client(raise_request_exception=False)
+    response = client.get(
+        "/api/v1/batches", HTTP_AUTHORIZATION="Token " + "0" * 40, HTTP_HOST="10.0.0.5"
+    )
+    assert response.status_code == 500
+    # A worker that loses the database backs off and counts it.
+    worker = CallWorker(dialer=SimulatedDialer(), listen=False, worker_id="w1")
+    worker.on_db_error(OperationalError("server closed the connection"))
+
+    assert scrapes.delta("callcenter_database_errors_total", process="web") == 1
+    assert scrapes.delta("callcenter_database_errors_total", process="worker") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_run_call_worker__calls_in_flight_and_json_logs(account, start_worker):  # noqa: F811
+    import json
+
+    JobFactory.create_batch(2, batch=BatchFactory(account=account))
+    port = free_port()
+    worker = start_worker(
+        "--metrics-port",
+        str(port),
+        "--metrics-address",
+        "127.0.0.1",
+        "--concurrency",
+        "2",
+        SIMULATED_CALL_SECONDS="600",
+        LOG_FORMAT="json",
+    )
+
+    def in_flight() -> float:
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                got = samples(r.read().decode())
+        except OSError:
+            return -1.0  # not listening yet
+        return got.get(("callcenter_calls_in_flight", ()), -1.0)
+
+    deadline = time.monotonic() + 60
+    while in_flight() != 2:
+        assert worker.proc.poll() is None, worker.output
+        assert time.monotonic() < deadline, worker.output
+        time.sleep(0.05)
+    lines = [line for line in worker.output.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one object
+    started = next(e for e in entries if e.get("action") == "worker.started")
+    assert started["level"] == "INFO"
+    assert started["logger"] == "jobs.worker"
+    assert started["concurrency"] == 2
+    claimed = [e for e in entries if e.get("action") == "claim.claimed"]
+    assert sum(len(e["job_ids"]) for e in claimed) == 2, entries
+
+
+def test_grafana_dashboard__every_query_names_a_metric_we_export():
+    import json
+    import re
+
+    from prometheus_client import REGISTRY
+
+    dashboard = json.loads((ROOT / "docs/grafana/callcenter.json").read_text())
+    exported = {
+        sample
+        for family in REGISTRY.collect()
+        if family.name.startswith("callcenter_")
+        for sample in (
+            family.name,
+            f"{family.name}_total",
+            f"{family.name}_bucket",
+            f"{family.name}_count",
+            f"{family.name}_sum",
+        )
+    }
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["description"].endswith("?"), panel["title"]  # its question
+        for target in panel["targets"]:
+            names = set(re.findall(r"callcenter_[a-z_]+", target["expr"]))
+            assert names, target["expr"]
+            assert names <= exported, names - exported
+            used |= {n.removesuffix("_total").removesuffix("_bucket") for n in names}
+    defined = {f.name for f in REGISTRY.collect() if f.name.startswith("callcenter_")}
+    assert defined <= used, f"metrics without a panel: {defined - used}"
+    doc = (ROOT / "docs/operations.md").read_text()
+    for panel in dashboard["panels"]:
+        assert f"| {panel['title']} |" in doc, panel["title"]

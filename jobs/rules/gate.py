@@ -30,6 +30,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from callcenter import metrics
 from callcenter.prepared import fetch_prepared
 from jobs import rules
 from jobs.models import CallAttempt, Job, JobStatus
@@ -211,6 +212,7 @@ def mark_dialed(
             if job.pk in dialed_at:
                 marked.append(job)
             else:
+                metrics.FENCED_WRITES_REFUSED.labels(write="dial").inc()
                 logger.info(
                     "job not dialled: no longer held after the claim",
                     extra={
