@@ -212,15 +212,29 @@ if not DATABASE_PREPARED_STATEMENTS and _db["ENGINE"].endswith("postgresql"):
     # psycopg's automatic preparation too (Django's default, made explicit).
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
 
-# --- django-q2: ORM broker on the same database, so no Redis is needed ------
+# --- django-q2: the ORM broker on the same database by default ----------------
 # Two queues, each served by its own cluster, so that slow webhook endpoints
 # can never take the workers that maintenance (lease recovery, reconciliation)
 # needs: `qcluster` serves the default queue "callcenter" (maintenance), and
 # `Q_CLUSTER_NAME=webhooks qcluster` the queue "webhooks" (deliveries). Both must run.
 Q_WEBHOOKS_CLUSTER = "webhooks"
+# Where the queues live: "orm" (a table in this database, acknowledged: a
+# task taken by a node that dies is delivered again) or "redis" (REDIS_URL;
+# not acknowledged: a task in flight on a node that dies is lost). Results
+# and schedules stay in the database either way. See docs/operations.md
+# for what each task does under either.
+Q_BROKER = env_choice("Q_BROKER", "orm", frozenset({"orm", "redis"}))
+REDIS_URL = env_str("REDIS_URL", "redis://localhost:6379/0")
+if Q_BROKER == "redis" and not re.match(r"rediss?://|unix://", REDIS_URL):
+    raise ImproperlyConfigured(
+        f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {REDIS_URL!r}"
+    )
+_Q_BROKER_CONF: dict[str, Any] = (
+    {"orm": "default"} if Q_BROKER == "orm" else {"redis": REDIS_URL}
+)
 Q_CLUSTER = {
     "name": "callcenter",
-    "orm": "default",
+    **_Q_BROKER_CONF,
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": 60,
     "retry": 90,

@@ -68,6 +68,7 @@ def test_settings__secret_key_required_without_debug():
         ("CACHE_BACKEND", "memcached"),
         ("CALL_OUT_OF_CREDITS", "shrug"),
         ("LISTEN_DATABASE_URL", "nosuchdb://x"),
+        ("Q_BROKER", "rabbitmq"),
     ],
 )
 def test_settings__bad_value_names_the_variable(name, value):
@@ -89,6 +90,19 @@ def test_settings__prepared_statements_off_turns_psycopg_preparation_off(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [threshold]
+
+
+def test_settings__q_broker_redis_puts_the_queues_on_redis_url():
+    result = run_django(
+        "import django; django.setup(); from django_q.conf import Conf;"
+        "print(Conf.ORM, Conf.REDIS)",
+        {**PROD_ENV, "Q_BROKER": "redis", "REDIS_URL": "redis://q.internal:6380/2"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "redis://q.internal:6380/2"]
+    bad = run_django(LOAD, {**PROD_ENV, "Q_BROKER": "redis", "REDIS_URL": "q:6379"})
+    assert "ImproperlyConfigured" in bad.stderr
+    assert "REDIS_URL" in bad.stderr
 
 
 def test_settings__check_deploy_is_clean():
