@@ -241,17 +241,20 @@ class BatchEvent(models.Model):
 
 
 class BatchJobCount(models.Model):
-    """Jobs of a batch in one status, kept by triggers on jobs_job.
+    """Jobs of a batch in one count bucket, as of the last fold.
 
-    One row per (batch, status, slot); a batch's count in a status is the sum
-    over its slots. See ``batches.job_counts`` for how rows are written and
-    why they are sharded. Written only by the triggers and by the repair in
-    ``batches.job_counts``; nothing else touches this table.
+    A batch's count in a bucket is this row plus the batch's rows in
+    ``batches_batchjobcountdelta`` not yet folded in (a bare table the
+    triggers append to, with no model; see batches/migrations/0008).
+    Buckets are job statuses, except that ``pending`` and ``in_progress``
+    share the bucket ``open`` (the claim moves jobs between them and so
+    changes no count; ``in_progress`` is read live, see
+    ``batches.job_counts``). Written only by the fold
+    (``jobs.counts.fold_job_counts``) and nothing else.
     """
 
-    # No database constraint: the trigger must never wait on the batch row's
-    # lock (a pause holds it FOR UPDATE), and the rows may outlive a batch
-    # removed from a shell; the repair drops those.
+    # No database constraint: the rows may outlive a batch removed from a
+    # shell; the repair drops those.
     batch = models.ForeignKey(
         Batch,
         on_delete=models.DO_NOTHING,
@@ -261,7 +264,6 @@ class BatchJobCount(models.Model):
         verbose_name=_("batch"),
     )
     status = models.CharField(max_length=16, verbose_name=_("status"))
-    slot = models.SmallIntegerField(verbose_name=_("slot"))
     n = models.BigIntegerField(default=0, verbose_name=_("n"))
 
     class Meta:
@@ -269,9 +271,10 @@ class BatchJobCount(models.Model):
         verbose_name_plural = _("batch job counts")
         constraints = [
             models.UniqueConstraint(
-                fields=["batch", "status", "slot"], name="batch_job_count_key"
+                fields=["batch", "status"], name="batch_job_count_key"
             )
         ]
 
     def __str__(self) -> str:
-        return f"batch {self.batch_id} {self.status}[{self.slot}] = {self.n}"
+        return f"batch {self.batch_id} {self.status} = {self.n}"
+

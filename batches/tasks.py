@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batches.job_counts import job_counts_repair
+from batches.job_counts import fold_job_counts, job_counts_repair
 from batches.services import batches_reconcile_completions
 
 
@@ -11,5 +11,7 @@ def reconcile_completions() -> int:
 
 
 def verify_job_counts() -> int:
-    """Compare the kept job counts with COUNT(*) and repair any drift."""
+    """Fold the appended count changes, then compare the kept job counts with
+    COUNT(*) and repair any drift."""
+    fold_job_counts()
     return len(job_counts_repair())

@@ -290,6 +290,10 @@ CALL_RECORD_RETENTION_DAYS = env_int("CALL_RECORD_RETENTION_DAYS", 1825, minimum
 # How often the periodic task compares the kept per-batch job counts with
 # COUNT(*) and repairs drift (a full read of jobs_job); 0 turns it off.
 JOB_COUNTS_CHECK_MINUTES = env_int("JOB_COUNTS_CHECK_MINUTES", 60, minimum=0)
+# How often each worker folds the count changes the triggers append into one
+# row per batch and status (cheap; readers sum what is not folded yet); 0
+# turns it off in the workers.
+JOB_COUNTS_FOLD_SECONDS = env_float("JOB_COUNTS_FOLD_SECONDS", 1.0, minimum=0)
 
 # --- Cache: shared by every process ------------------------------------------
 # The API throttle and the admin login limit count in the cache, so with a

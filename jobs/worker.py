@@ -40,6 +40,7 @@ from django.db import (
 from callcenter import metrics
 from jobs import billing, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
+from jobs.counts import fold_job_counts
 from jobs.dialers.base import (
     CallHandle,
     CallNotPlaced,
@@ -269,6 +270,7 @@ class CallWorker:
         )
         self.recover_every = max(self.lease_seconds / 4, 1.0)
         self.promote_every = 1.0
+        self.fold_every = settings.JOB_COUNTS_FOLD_SECONDS
         self.listen = listen
         self.clock = clock  # how long calls have run (tests inject one)
 
@@ -296,6 +298,7 @@ class CallWorker:
         self.next_renew = now + self.renew_every
         self.next_recover = now
         self.next_promote = now
+        self.next_fold = now
         self.next_poll = now
 
     # --- control ---------------------------------------------------------
@@ -479,6 +482,14 @@ class CallWorker:
         if recovered:
             self.inbox.put(("notify", None))  # jobs may be pending again
 
+    def fold_counts(self) -> None:
+        """Fold the per-batch job counts' appended changes, in the background
+        (see jobs/counts.py), every ``JOB_COUNTS_FOLD_SECONDS``."""
+        if not self.fold_every or time.monotonic() < self.next_fold:
+            return
+        self.next_fold = time.monotonic() + self.fold_every
+        self.background.submit("fold-counts", fold_job_counts)
+
     def suspend_account(self, account_id: int) -> None:
         """An account could not pay for a call: sweep its campaigns into
         suspension in the background (see billing.reserve_call)."""
@@ -649,6 +660,7 @@ class CallWorker:
         found |= self.renew()
         found |= self.extend_reservations()
         found |= self.recover()
+        self.fold_counts()
         found |= self.promote()
         found |= self.claim()
         metrics.CALLS_IN_FLIGHT.set(len(self.calls))

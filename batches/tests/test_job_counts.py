@@ -1,6 +1,7 @@
 """The per-batch job counts kept by the triggers on jobs_job: they follow
-every kind of write, writers of one batch do not wait for each other, and
-the check finds and repairs a drift made by hand."""
+every kind of write, the claim writes none, folding changes nothing a reader
+sees, writers of one batch do not wait for each other, and the check finds
+and repairs a drift made by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 
-from batches.job_counts import LOCK_CLASS, SLOTS, job_count_drift, kept_counts
+from batches.job_counts import fold_job_counts, job_count_drift, kept_counts
 from batches.models import BatchJobCount
 from batches.selectors import batch_status_counts
 from batches.services import batch_cancel
@@ -35,6 +36,13 @@ def counted(batch_pk: int) -> dict[str, int]:
 
 def kept(batch_pk: int) -> dict[str, int]:
     return {s: n for s, n in kept_counts([batch_pk])[batch_pk].items() if n}
+
+
+def unfolded() -> int:
+    """Count changes appended by the triggers and not folded yet."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM batches_batchjobcountdelta")
+        return cursor.fetchone()[0]
 
 
 def behind_the_triggers(sql: str, params: list) -> None:
@@ -68,14 +76,19 @@ def test_job_counts__follow_inserts_updates_deletes_and_truncate():
     assert kept(batch.pk) == counted(batch.pk) == {"pending": 7}
 
     # The one-off job is claimed too; RETURNING gives no order, so pick ours.
+    # The claim appends no change: pending and in_progress share a bucket,
+    # and in_progress is counted live.
+    changes = unfolded()
     claimed = [j for j in claim_jobs(worker_id="w1", limit=4) if j.batch_id]
     assert len(claimed) == 3
+    assert unfolded() == changes
+    assert kept(batch.pk) == counted(batch.pk) == {"pending": 4, "in_progress": 3}
     Job.objects.filter(pk=claimed[0].pk).update(status=JobStatus.DONE)
     Job.objects.filter(pk=claimed[1].pk).delete()
     # An update that changes neither status nor batch writes no count.
-    before = list(BatchJobCount.objects.values_list("id", "n").order_by("id"))
+    changes = unfolded()
     Job.objects.filter(batch=batch).update(last_error="x")
-    assert list(BatchJobCount.objects.values_list("id", "n").order_by("id")) == before
+    assert unfolded() == changes
     # A job moved to another batch leaves one count and joins the other.
     Job.objects.filter(pk=claimed[2].pk).update(batch=other)
 
@@ -131,12 +144,52 @@ def test_batch_counts__check_finds_a_hand_made_drift_and_repair_fixes_it(capsys)
 def test_verify_job_counts__the_periodic_task_repairs_and_logs(caplog):
     batch = BatchFactory()
     make_jobs(batch, 4)
+    assert fold_job_counts() >= 1
     BatchJobCount.objects.filter(batch_id=batch.pk).update(n=40)
     assert verify_job_counts() == 1
     assert kept(batch.pk) == {"pending": 4}
     drift_logs = [r for r in caplog.records if r.msg.startswith("batch job count")]
-    assert [(r.status, r.kept, r.actual) for r in drift_logs] == [("pending", 40, 4)]
+    # pending and in_progress are kept together, as "open".
+    assert [(r.status, r.kept, r.actual) for r in drift_logs] == [("open", 40, 4)]
     assert verify_job_counts() == 0
+
+
+def test_job_counts__a_fold_changes_nothing_a_reader_sees():
+    batch, other = BatchFactory(), BatchFactory()
+    make_jobs(batch, 6)
+    make_jobs(other, 2)
+    claim_jobs(worker_id="w1", limit=2)
+    Job.objects.filter(batch=batch, status=JobStatus.PENDING).update(
+        status=JobStatus.CANCELLED
+    )
+    before = kept_counts([batch.pk, other.pk])
+    changes = unfolded()
+    assert changes
+    assert fold_job_counts() == changes
+    assert unfolded() == 0
+    assert kept_counts([batch.pk, other.pk]) == before
+    # Folded: one row per batch and bucket.
+    assert sorted(
+        BatchJobCount.objects.filter(batch_id=batch.pk).values_list("status", "n")
+    ) == [("cancelled", 4), ("open", 2)]
+    assert fold_job_counts() == 0
+    assert job_count_drift() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_counts__the_claims_skip_covers_its_own_statement_only():
+    """The claim tells the trigger it changes no count; a write after it in
+    the same transaction is still counted."""
+    batch = BatchFactory()
+    make_jobs(batch, 3)
+    with transaction.atomic():
+        [job] = claim_jobs(worker_id="w1", limit=1)
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
+        Job.objects.filter(batch=batch, status=JobStatus.PENDING).update(
+            status=JobStatus.CANCELLED
+        )
+    assert kept(batch.pk) == counted(batch.pk) == {"failed": 1, "cancelled": 2}
+    assert job_count_drift([batch.pk]) == []
 
 
 def test_batch_counts__repair_drops_the_counts_of_a_batch_gone_from_the_table():
@@ -149,31 +202,21 @@ def test_batch_counts__repair_drops_the_counts_of_a_batch_gone_from_the_table():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_job_counts__a_writer_never_adds_to_a_slot_another_open_transaction_holds():
-    """Writers of one batch and status do not wait for each other: when the
-    slot a writer would pick first is held by an open transaction, it takes
-    another, instead of queueing on that transaction's counter row."""
+def test_job_counts__writers_of_one_batch_and_status_do_not_wait_for_each_other():
+    """While one transaction that finished a job of a batch is still open,
+    another finishes a job of the same batch, into the same status, and
+    commits: appending a count change never waits for another writer (one
+    counter row per batch and status would make it queue until the first
+    commits)."""
     batch = BatchFactory()
     make_jobs(batch, 2)
     first, second = Job.objects.filter(batch=batch).order_by("id")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT mod(pg_backend_pid(), %s)", [SLOTS])
-        (wanted,) = cursor.fetchone()
-    # A third session holds every other slot for a moment, so that the open
-    # transaction below lands on the very slot this connection tries first.
-    blocker = connections.create_connection("default")
-    with blocker.cursor() as cursor:
-        for slot in range(SLOTS):
-            if slot != wanted:
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, slot])
     holding, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def hold_open() -> None:
         try:
             with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = '5s'")
                 Job.objects.filter(pk=first.pk).update(status=JobStatus.FAILED)
                 holding.set()
                 release.wait(30)
@@ -187,27 +230,21 @@ def test_job_counts__a_writer_never_adds_to_a_slot_another_open_transaction_hold
     thread.start()
     try:
         assert holding.wait(30)
-        with blocker.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock_all()")
-        blocker.close()
         with transaction.atomic():
             with connection.cursor() as cursor:
-                # Queueing on the other transaction's counter row would end
-                # in this error instead of a commit.
+                # Queueing on the other transaction's row would end in this
+                # error instead of a commit.
                 cursor.execute("SET LOCAL lock_timeout = '2s'")
-            Job.objects.filter(pk=second.pk).update(status=JobStatus.CANCELLED)
+            Job.objects.filter(pk=second.pk).update(status=JobStatus.FAILED)
+            # A fold meanwhile neither waits nor takes the open change.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT batch_job_counts_fold()")
     finally:
         release.set()
         thread.join(30)
     assert errors == []
-    assert kept(batch.pk) == counted(batch.pk) == {"failed": 1, "cancelled": 1}
-    slot_of = dict(
-        BatchJobCount.objects.filter(batch_id=batch.pk, n=1).values_list(
-            "status", "slot"
-        )
-    )
-    assert slot_of["failed"] == wanted
-    assert slot_of["cancelled"] != wanted
+    assert kept(batch.pk) == counted(batch.pk) == {"failed": 2}
+    assert job_count_drift([batch.pk]) == []
 
 
 def test_readers__every_reader_shows_the_kept_counts(api_client, account, client):
@@ -220,6 +257,7 @@ def test_readers__every_reader_shows_the_kept_counts(api_client, account, client
 
     batch = BatchFactory(account=account)
     make_jobs(batch, 3)
+    fold_job_counts()
     BatchJobCount.objects.filter(batch_id=batch.pk).update(n=987)
     base = f"/api/v1/batches/{batch.batch_id}"
 
