@@ -144,3 +144,36 @@ def database_route(request, settings, monkeypatch):
         connection.close()
         db.update(saved)
         bouncer.stop()
+
+
+# --- A private PostgreSQL cluster the test may restart or cut off -------------
+
+
+@pytest.fixture
+def private_database(settings):
+    """A private cluster (callcenter/tests/servers.py) holding a copy of the
+    test database; the test's connections go to it until the test ends.
+    Yields the cluster. Skips, saying why, where initdb cannot run."""
+    yield from _private_database(settings, listen="127.0.0.1", trusted=())
+
+
+def _private_database(settings, *, listen: str, trusted: tuple[str, ...]):
+    from django.db import connection
+
+    from callcenter.tests.servers import PrivateCluster, Unavailable
+
+    try:
+        cluster = PrivateCluster(listen=listen, trusted=trusted)
+    except Unavailable as exc:
+        pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
+    db = connection.settings_dict
+    saved = {key: db[key] for key in ("HOST", "PORT")}
+    try:
+        cluster.copy_database(db, db["NAME"])
+        connection.close()
+        db.update(HOST="127.0.0.1", PORT=str(cluster.port))
+        yield cluster
+    finally:
+        connection.close()
+        db.update(saved)
+        cluster.stop()

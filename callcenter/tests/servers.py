@@ -174,3 +174,161 @@ def pgbouncer(upstream_host: str, upstream_port: int) -> Iterator[PgBouncer]:
         yield bouncer
     finally:
         bouncer.stop()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pg_tool(name: str) -> str:
+    path = PG_BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        raise Unavailable(f"{name} is not installed")
+    return found
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of the test's own: ``initdb`` into a temporary
+    directory, its own port, trust authentication from ``trusted`` (CIDRs,
+    besides loopback), listening on ``listen`` (``listen_addresses``).
+    ``restart(mode)`` is ``pg_ctl restart -m mode``."""
+
+    def __init__(self, listen: str = "127.0.0.1", trusted: tuple[str, ...] = ()):
+        self.dir = _private_dir("callcenter-pg-")
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.log = self.dir / "postgres.log"
+        self.sudo = _as_service_user()
+        try:
+            self._run(
+                _pg_tool("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SERVICE_USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+                "--no-sync",
+            )
+        except Unavailable:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '{listen}'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.dir}'\nmax_connections = 60\n"
+                "shared_buffers = 32MB\nfsync = on\n"
+            )
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            for cidr in trusted:
+                hba.write(f"host all all {cidr} trust\n")
+        self.start()
+
+    def _run(self, *args: str) -> None:
+        result = subprocess.run(
+            [*self.sudo, *args], capture_output=True, text=True, timeout=60
+        )
+        if result.returncode:
+            raise Unavailable(
+                f"{Path(args[0]).name} failed ({result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
+
+    def _ctl(self, *args: str) -> None:
+        self._run(
+            _pg_tool("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            *args,
+        )
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def restart(self, mode: str) -> None:
+        self._ctl("restart", "-m", mode)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Unavailable, OSError, subprocess.TimeoutExpired):
+            self._ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def output(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text()
+        return ""
+
+    def copy_database(self, source: dict, name: str) -> None:
+        """Create ``name`` here as a copy (schema and rows) of the database
+        Django's ``source`` settings describe."""
+        subprocess.run(
+            [
+                _pg_tool("createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SERVICE_USER,
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        dump = subprocess.Popen(
+            [
+                _pg_tool("pg_dump"),
+                "-h",
+                source["HOST"] or "127.0.0.1",
+                "-p",
+                str(source["PORT"] or 5432),
+                "-U",
+                source["USER"],
+                "--no-owner",
+                source["NAME"],
+            ],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PGPASSWORD": source.get("PASSWORD") or ""},
+        )
+        subprocess.run(
+            [
+                "psql",
+                "-q",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SERVICE_USER,
+                "-d",
+                name,
+            ],
+            stdin=dump.stdout,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        assert dump.wait(60) == 0
+
+
+@contextlib.contextmanager
+def private_cluster(**kwargs) -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster(**kwargs)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
