@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench venv deps dev-deps migrate check-postgres browser pgbouncer gettext messages makemessages clean
+.PHONY: run test test-sqlite lint bench venv deps dev-deps migrate check-postgres browser pgbouncer gettext messages makemessages clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,29 @@ run: deps messages
 	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho -f Procfile start
 
 ## make test: ruff, mypy, the import layers (lint-imports), then pytest against
-## PostgreSQL (DATABASE_URL, or the local server at 127.0.0.1:5432).
+## PostgreSQL (DATABASE_URL, or the local server at 127.0.0.1:5432), then the
+## service and worker tests again on SQLite (test-sqlite).
 test: dev-deps check-postgres browser pgbouncer messages
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run --settings=callcenter.settings_test
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-sqlite
+
+# The service and worker tests on SQLite, the database `make run` starts with:
+# a file database (WAL, IMMEDIATE transactions, as `make run` has), skipping the
+# tests marked postgres_only (SKIP LOCKED, PostgreSQL's clock, EXPLAIN, pinned
+# statement counts). The SQLite worker subprocess test runs in the main run.
+SQLITE_TESTS := accounts/tests/test_credits.py accounts/tests/test_credits_extend.py \
+  accounts/tests/test_credits_events.py accounts/tests/test_credits_many.py \
+  batches/tests/test_services.py batches/tests/test_completion.py \
+  jobs/tests/test_services.py jobs/tests/test_lifecycle.py jobs/tests/test_worker.py \
+  jobs/tests/test_claim.py jobs/tests/test_imports.py jobs/tests/test_scheduled.py \
+  jobs/tests/test_record_call_fast.py
+test-sqlite: dev-deps messages
+	@mkdir -p test-artifacts
+	DATABASE_URL=sqlite:///$(CURDIR)/test-artifacts/sqlite.sqlite3 $(BIN)/pytest $(SQLITE_TESTS)
 
 lint: dev-deps
 	$(BIN)/ruff check .

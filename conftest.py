@@ -35,6 +35,24 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+# --- The two databases ----------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """On SQLite (``make test``'s second run, DATABASE_URL=sqlite:///...),
+    skip the tests marked ``postgres_only``: they need what only PostgreSQL
+    has (SKIP LOCKED and row locks between threads, its clock, EXPLAIN, the
+    pinned statement counts of its own SQL)."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (postgres_only)")
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def account():
     return AccountFactory()

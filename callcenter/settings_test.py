@@ -1,12 +1,14 @@
 """Settings for the test suite: production settings plus test-only defaults.
 
-Tests always run against PostgreSQL: DATABASE_URL when set, otherwise the
-local server.
+Tests run against PostgreSQL: DATABASE_URL when set, otherwise the local
+server. ``make test`` also runs the service and worker tests on SQLite
+(DATABASE_URL=sqlite:///...), skipping those marked ``postgres_only``.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/callcenter")
@@ -39,3 +41,10 @@ STORAGES = {
 }
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+
+# SQLite: a test database in a file, next to DATABASE_URL's, as `make run` has
+# (WAL, IMMEDIATE transactions), not Django's shared in-memory one, so that
+# threads and subprocesses meet the same locking as the real thing.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _name = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(_name.with_name(f"test_{_name.name}"))}

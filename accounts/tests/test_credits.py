@@ -138,6 +138,7 @@ def test_credits_reserve__refused_by_the_balance_check_is_a_failure(monkeypatch)
     assert not CreditEntry.objects.exists()
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_credits_reserve__a_concurrent_reserve_of_the_same_claim_is_a_success():
     """Two reserves of one claim: the second waits on the ledger's unique
@@ -416,6 +417,7 @@ def test_reserve_calls__a_claim_the_balance_only_partly_covers():
     ]
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_reserve_calls__a_covered_claim_is_one_statement():
     from django.test.utils import CaptureQueriesContext

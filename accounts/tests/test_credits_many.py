@@ -27,6 +27,7 @@ def entries(kind: str) -> list[tuple[int | None, int, int, str]]:
     )
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
     account = AccountFactory(credits=20)
@@ -46,6 +47,7 @@ def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
     ]
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
     # The statement's own condition refuses the claim, not the CHECK on the
@@ -64,6 +66,7 @@ def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
     assert not CreditEntry.objects.exists()
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_credits_reserve_many__skips_claims_reserved_before():
     account = AccountFactory(credits=20)
@@ -82,6 +85,7 @@ def synchronous_commit() -> str:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("statement", ["reserve_many", "settle_many"])
 def test_credits_many__commit_without_waiting_for_the_flush_only_themselves(
@@ -112,6 +116,7 @@ def test_credits_many__commit_without_waiting_for_the_flush_only_themselves(
     assert CreditEntry.objects.filter(kind=statement.split("_")[0]).count() == 1
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_credits_settle_many__refunds_each_claim_in_one_statement():
     account = AccountFactory(credits=20)
@@ -147,6 +152,7 @@ def test_credits_settle_many__is_idempotent_per_claim():
     assert len(entries("settle")) == 2
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_credits_settle_many__a_charge_that_must_be_capped_takes_the_careful_path():
     account = AccountFactory(credits=7)
@@ -165,6 +171,7 @@ def test_credits_settle_many__a_charge_that_must_be_capped_takes_the_careful_pat
     assert "shortfall 2" in CreditEntry.objects.get(job_pk=1, kind="settle").note
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_credits_reserve_many__concurrent_workers_never_overspend():
     account = AccountFactory(credits=30)  # room for 10 reservations of 3

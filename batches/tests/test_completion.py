@@ -120,6 +120,7 @@ def _run_threads(n: int, target) -> list[BaseException]:
     return errors
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("round_", range(5))
 def test_batch_complete_if_done__exactly_once_when_workers_finish_together(round_):

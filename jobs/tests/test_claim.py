@@ -155,6 +155,7 @@ def plan_nodes(node: dict, above: tuple[str, ...] = ()):
         yield from plan_nodes(child, (*above, node["Node Type"]))
 
 
+@pytest.mark.postgres_only
 def test_claim_plan__walks_indexes_lazily_without_sorting_jobs(settings, account):
     """The claim never sorts or scans the jobs table: it walks the partial
     indexes in order and stops at the limit. Checked on the plan production

@@ -83,6 +83,7 @@ def test_mark_dialed__spends_an_attempt_and_skips_jobs_cancelled_since_the_claim
     assert Job.objects.get(pk=claimed[1].pk).attempts == 0
 
 
+@pytest.mark.postgres_only
 def test_mark_dialed__takes_the_dial_time_from_the_database_clock(account):
     """dialed_at and claimed_at come from one clock, the database's: a worker
     whose own clock is years off changes neither."""

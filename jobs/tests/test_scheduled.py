@@ -108,6 +108,7 @@ def status(job) -> str:
     return Job.objects.values_list("status", flat=True).get(pk=job.pk)
 
 
+@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_worker__promotes_each_second_and_claims_a_due_job_in_that_round(
     monkeypatch,

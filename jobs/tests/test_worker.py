@@ -140,6 +140,7 @@ def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
     assert later.status == JobStatus.SCHEDULED
 
 
+@pytest.mark.postgres_only
 def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
     account, settings
 ):
@@ -179,6 +180,7 @@ def test_call_worker__a_round_costs_the_same_statements_for_one_call_or_many(
     assert account.credit_entries.filter(kind="settle").count() == 6
 
 
+@pytest.mark.postgres_only
 def test_call_worker__reports_a_worker_id_in_use_only_by_a_live_process(
     account, caplog
 ):
@@ -349,6 +351,7 @@ def test_call_worker__a_slow_status_lookup_does_not_hold_up_lease_renewal(
     assert lost.last_error == WORKER_LOST
 
 
+@pytest.mark.postgres_only
 def test_call_worker__the_suspension_sweep_does_not_hold_up_the_main_thread(
     account,
 ):
