@@ -10,9 +10,10 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts.credits import credits_add
 from accounts.forms import DIALING_RULES, AccountAdminForm, AddCreditsForm
 from accounts.models import Account, AccountEvent, ApiToken, CreditEntry, Membership
-from accounts.services import account_create, account_set_dialing_rules, credits_add
+from accounts.services import account_create, account_set_dialing_rules
 from callcenter.actor import Actor, Source
 
 

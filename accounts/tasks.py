@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from accounts.credits import accounts_reconcile_credits, credits_settle_orphans
 from accounts.idempotency import idempotency_keys_purge
-from accounts.services import accounts_reconcile_credits, credits_settle_orphans
 
 
 def reconcile_credits() -> dict[str, int]:

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.credits import call_reservation, credits_add, credits_unsuspend_jobs
 from accounts.idempotency import idempotent
 from accounts.models import Account
 from accounts.serializers import (
@@ -20,13 +21,7 @@ from accounts.serializers import (
     CreditsAddSerializer,
     CreditsSerializer,
 )
-from accounts.services import (
-    account_create,
-    call_reservation,
-    credits_add,
-    credits_unsuspend_jobs,
-    unknown_account_message,
-)
+from accounts.services import account_create, unknown_account_message
 from callcenter.actor import Actor, Source
 from callcenter.api import error_responses
 

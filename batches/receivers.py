@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from accounts.services import NO_CREDITS_REASON
+from accounts.credits import NO_CREDITS_REASON
 from batches.services import (
     accounts_with_credit_paused_batches,
     batch_complete_if_done,

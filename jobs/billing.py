@@ -3,7 +3,7 @@
 The worker calls ``reserve_call`` after a claim and before dialling, and
 ``settle_call`` after the call ended. Both are keyed by the job and its claim
 (``claimed_at``), so a retried settle after a lost connection charges once.
-The rules themselves live in accounts/services.py.
+The rules themselves live in accounts/credits.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def reserve_call(job: Job, *, sweep: Callable[[int], None] | None = None) -> boo
     suspension: the worker runs it in a background thread, because it can
     take long and the worker's main thread must keep renewing leases.
     """
-    from accounts.services import call_reservation, claim_key, credits_reserve
+    from accounts.credits import call_reservation, claim_key, credits_reserve
 
     if credits_reserve(
         account_id=job.account_id,
@@ -47,7 +47,7 @@ def reserve_call(job: Job, *, sweep: Callable[[int], None] | None = None) -> boo
 
 def suspend_account(account_id: int) -> None:
     """Suspend the campaigns of an account that cannot pay for a call."""
-    from accounts.services import account_suspend_for_credits
+    from accounts.credits import account_suspend_for_credits
 
     account_suspend_for_credits(account_id=account_id)
 
@@ -65,7 +65,7 @@ def reserve_calls(
     When the balance covers the whole claim this is one statement per
     account; otherwise (or on a retry) each job goes through ``reserve_call``.
     """
-    from accounts.services import call_reservation, claim_key, credits_reserve_many
+    from accounts.credits import call_reservation, claim_key, credits_reserve_many
 
     by_account: dict[int, list[Job]] = {}
     for job in jobs:
@@ -89,7 +89,7 @@ def reserve_calls(
 def extend_call(job: Job, *, minute: int) -> bool:
     """Reserve the ``minute``-th minute of ``job``'s call in progress; False
     means the account cannot pay for it (see CALL_OUT_OF_CREDITS)."""
-    from accounts.services import claim_key, credits_extend
+    from accounts.credits import claim_key, credits_extend
 
     return credits_extend(
         account_id=job.account_id,
@@ -102,7 +102,7 @@ def extend_call(job: Job, *, minute: int) -> bool:
 def settle_calls(ended: list[tuple[Job, float, str]]) -> None:
     """``settle_call`` for every (job, duration_seconds, outcome) of a round
     of the worker: one statement per account in the common case."""
-    from accounts.services import Settlement, call_cost, claim_key, credits_settle_many
+    from accounts.credits import Settlement, call_cost, claim_key, credits_settle_many
 
     by_account: dict[int, list[Settlement]] = {}
     for job, duration_seconds, outcome in ended:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import account_balance_below
+from accounts.credits import account_balance_below
 from batches.models import Batch
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
@@ -130,7 +130,7 @@ def job_refuse_dial(
     process still holding this claim (its id and claim token); returns
     whether it did.
     """
-    from accounts.services import claim_key, credits_settle
+    from accounts.credits import claim_key, credits_settle
 
     actor = Actor.worker(worker_id)
     with transaction.atomic():

@@ -25,7 +25,7 @@ _BATCH_ACTIONS = {
 
 
 def batch_event_type(action: str, event: Any) -> str | None:
-    from accounts.services import NO_CREDITS_REASON
+    from accounts.credits import NO_CREDITS_REASON
 
     event_type = _BATCH_ACTIONS.get(action)
     if (

@@ -5,8 +5,8 @@ from django.contrib.auth.models import Permission
 from django.db.models import ProtectedError
 from django.urls import reverse
 
+from accounts.credits import account_suspend_for_credits, credits_add
 from accounts.models import Account, CreditEntry
-from accounts.services import account_suspend_for_credits, credits_add
 from accounts.tests.factories import AccountFactory, UserFactory
 from batches.tests.factories import BatchFactory
 from callcenter.actor import Actor

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Permission
 from django.db import connections
 from rest_framework.test import APIClient
 
+from accounts.credits import account_suspend_for_credits
 from accounts.models import Account, CreditEntry
-from accounts.services import account_suspend_for_credits
 from accounts.tests.factories import AccountFactory, MembershipFactory, UserFactory
 from batches.tests.factories import BatchFactory
 from jobs.models import Job

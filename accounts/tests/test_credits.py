@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts import services
+from accounts import credits
 from accounts.models import Account, CreditEntry
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
@@ -47,20 +47,20 @@ def statuses(**filters):
 
 
 def test_call_cost__per_call_plus_per_started_minute():
-    assert services.call_cost(duration_seconds=0) == 1
-    assert services.call_cost(duration_seconds=1) == 3
-    assert services.call_cost(duration_seconds=60) == 3
-    assert services.call_cost(duration_seconds=61) == 5
-    assert services.call_cost(duration_seconds=0, outcome="error") == 0
-    assert services.call_reservation() == 3
+    assert credits.call_cost(duration_seconds=0) == 1
+    assert credits.call_cost(duration_seconds=1) == 3
+    assert credits.call_cost(duration_seconds=60) == 3
+    assert credits.call_cost(duration_seconds=61) == 5
+    assert credits.call_cost(duration_seconds=0, outcome="error") == 0
+    assert credits.call_reservation() == 3
 
 
 def test_call_cost__either_part_can_be_zero(settings):
     settings.CALL_COST_PER_STARTED_MINUTE = 0
-    assert services.call_cost(duration_seconds=600) == 1
+    assert credits.call_cost(duration_seconds=600) == 1
     settings.CALL_COST_PER_CALL = 0
     settings.CALL_COST_PER_STARTED_MINUTE = 1
-    assert services.call_cost(duration_seconds=90) == 2
+    assert credits.call_cost(duration_seconds=90) == 2
 
 
 # --- Reserve and settle ------------------------------------------------------
@@ -69,9 +69,9 @@ def test_call_cost__either_part_can_be_zero(settings):
 @pytest.mark.django_db
 def test_credits_reserve__takes_the_amount_only_if_covered():
     account = AccountFactory(credits=5)
-    assert services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="a")
+    assert credits.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="a")
     assert balance(account) == 2
-    assert not services.credits_reserve(
+    assert not credits.credits_reserve(
         account_id=account.pk, amount=3, job_pk=2, key="b"
     )
     assert balance(account) == 2
@@ -83,7 +83,7 @@ def test_credits_reserve__takes_the_amount_only_if_covered():
 def test_credits_reserve__is_idempotent_per_claim():
     account = AccountFactory(credits=10)
     for _ in range(2):
-        assert services.credits_reserve(
+        assert credits.credits_reserve(
             account_id=account.pk, amount=3, job_pk=7, key="k"
         )
     assert balance(account) == 7
@@ -92,8 +92,8 @@ def test_credits_reserve__is_idempotent_per_claim():
 @pytest.mark.django_db
 def test_credits_settle__refunds_the_unused_part():
     account = AccountFactory(credits=10)
-    services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
-    moved = services.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1)
+    credits.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
+    moved = credits.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1)
     assert moved == 2
     assert balance(account) == 9
 
@@ -101,9 +101,9 @@ def test_credits_settle__refunds_the_unused_part():
 @pytest.mark.django_db
 def test_credits_settle__charges_extra_minutes_but_never_below_zero():
     account = AccountFactory(credits=5)
-    services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
+    credits.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
     # A 3-minute call costs 7: 4 more than reserved, 2 are left.
-    moved = services.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=7)
+    moved = credits.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=7)
     assert moved == -2
     assert balance(account) == 0
     settle = CreditEntry.objects.get(kind="settle")
@@ -113,10 +113,10 @@ def test_credits_settle__charges_extra_minutes_but_never_below_zero():
 @pytest.mark.django_db
 def test_credits_settle__is_idempotent_per_claim():
     account = AccountFactory(credits=10)
-    services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
-    services.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1)
+    credits.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
+    credits.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1)
     assert (
-        services.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1) == 0
+        credits.credits_settle(account_id=account.pk, job_pk=1, key="k", cost=1) == 0
     )
     assert balance(account) == 9
 
@@ -126,12 +126,12 @@ def test_credits_reserve__refused_by_the_balance_check_is_a_failure(monkeypatch)
     """Were the statement's own balance condition ever lost, the CHECK on the
     balance refuses the reservation, and that must read as a failure: a call
     would otherwise be placed without funds."""
-    unguarded = services._RESERVE_SQL.replace(" AND credits >= %(amount)s", "")
-    assert unguarded != services._RESERVE_SQL
-    monkeypatch.setattr(services, "_RESERVE_SQL", unguarded)
+    unguarded = credits._RESERVE_SQL.replace(" AND credits >= %(amount)s", "")
+    assert unguarded != credits._RESERVE_SQL
+    monkeypatch.setattr(credits, "_RESERVE_SQL", unguarded)
     account = AccountFactory(credits=2)
 
-    assert not services.credits_reserve(
+    assert not credits.credits_reserve(
         account_id=account.pk, amount=3, job_pk=1, key="k"
     )
     assert balance(account) == 2
@@ -150,7 +150,7 @@ def test_credits_reserve__a_concurrent_reserve_of_the_same_claim_is_a_success():
     def reserve_again() -> None:
         try:
             second.append(
-                services.credits_reserve(
+                credits.credits_reserve(
                     account_id=account.pk, amount=3, job_pk=7, key="k"
                 )
             )
@@ -158,7 +158,7 @@ def test_credits_reserve__a_concurrent_reserve_of_the_same_claim_is_a_success():
             connection.close()
 
     with transaction.atomic():
-        assert services.credits_reserve(
+        assert credits.credits_reserve(
             account_id=account.pk, amount=3, job_pk=7, key="k"
         )
         other = threading.Thread(target=reserve_again)
@@ -201,7 +201,7 @@ def test_credits_reserve__concurrent_reservations_never_overspend():
             start.wait(timeout=30)
             for j in range(3):
                 results.append(
-                    services.credits_reserve(
+                    credits.credits_reserve(
                         account_id=account.pk, amount=3, job_pk=i * 10 + j, key="k"
                     )
                 )
@@ -237,7 +237,7 @@ def test_account_suspend_for_credits__pauses_batches_and_suspends_jobs():
     JobFactory(batch=None, account=account, status=JobStatus.PENDING)
     JobFactory(batch=other_account_batch, status=JobStatus.PENDING)
 
-    result = services.account_suspend_for_credits(account_id=account.pk)
+    result = credits.account_suspend_for_credits(account_id=account.pk)
 
     assert result.paused_batches == [active.batch_id]
     assert result.suspended_jobs == 4
@@ -264,8 +264,8 @@ def test_account_suspend_for_credits__does_nothing_when_the_account_can_pay():
     account = AccountFactory(credits=3)
     batch = BatchFactory(account=account)
     JobFactory(batch=batch)
-    result = services.account_suspend_for_credits(account_id=account.pk)
-    assert result == services.Suspension()
+    result = credits.account_suspend_for_credits(account_id=account.pk)
+    assert result == credits.Suspension()
     assert statuses(batch=batch) == ["pending"]
 
 
@@ -275,7 +275,7 @@ def test_account_suspend_for_credits__fires_batch_auto_paused_webhook(receiver):
     batch = BatchFactory(account=account)
     WebhookEndpoint.objects.create(account=account, url=receiver.url)
 
-    services.account_suspend_for_credits(account_id=account.pk)
+    credits.account_suspend_for_credits(account_id=account.pk)
 
     bodies = [json.loads(r.body) for r in receiver.requests]
     assert [b["type"] for b in bodies] == ["batch.auto_paused"]
@@ -296,10 +296,10 @@ def test_credits_add__resumes_only_what_the_system_paused_and_restores_jobs():
     later = timezone.now() + timedelta(hours=2)
     JobFactory(batch=auto, status=JobStatus.SCHEDULED, scheduled_at=later)
     JobFactory(batch=manual, status=JobStatus.PENDING)
-    services.account_suspend_for_credits(account_id=account.pk)
+    credits.account_suspend_for_credits(account_id=account.pk)
     assert statuses(account=account) == ["suspended"] * 3
 
-    result = services.credits_add(account=account, amount=50, actor=ADMIN, note="PO 7")
+    result = credits.credits_add(account=account, amount=50, actor=ADMIN, note="PO 7")
 
     assert result.balance == 50
     assert result.resumed_batches == [auto.batch_id]
@@ -323,9 +323,9 @@ def test_credits_add__not_enough_to_pay_a_call_keeps_everything_suspended():
     account = AccountFactory(credits=0)
     batch = BatchFactory(account=account)
     JobFactory(batch=batch)
-    services.account_suspend_for_credits(account_id=account.pk)
+    credits.account_suspend_for_credits(account_id=account.pk)
 
-    result = services.credits_add(account=account, amount=2, actor=ADMIN)
+    result = credits.credits_add(account=account, amount=2, actor=ADMIN)
 
     assert result.balance == 2
     assert result.resumed_batches == []
@@ -338,8 +338,8 @@ def test_credits_add__not_enough_to_pay_a_call_keeps_everything_suspended():
 @pytest.mark.parametrize("amount", [0, -5, 1.5, True, "10"])
 def test_credits_add__rejects_non_positive_or_non_integer_amounts(amount):
     account = AccountFactory(credits=1)
-    with pytest.raises(services.InvalidCreditAmountError):
-        services.credits_add(account=account, amount=amount, actor=ADMIN)
+    with pytest.raises(credits.InvalidCreditAmountError):
+        credits.credits_add(account=account, amount=amount, actor=ADMIN)
     assert balance(account) == 1
 
 
@@ -348,15 +348,15 @@ def test_accounts_reconcile_credits__restores_accounts_that_can_pay_again():
     account = AccountFactory(credits=0)
     batch = BatchFactory(account=account)
     JobFactory(batch=batch)
-    services.account_suspend_for_credits(account_id=account.pk)
+    credits.account_suspend_for_credits(account_id=account.pk)
     # Refunds of settled calls brought the balance back without a top-up.
     Account.objects.filter(pk=account.pk).update(credits=10)
     poor = AccountFactory(credits=0)
     poor_batch = BatchFactory(account=poor)
     JobFactory(batch=poor_batch)
-    services.account_suspend_for_credits(account_id=poor.pk)
+    credits.account_suspend_for_credits(account_id=poor.pk)
 
-    assert services.accounts_reconcile_credits() == 1
+    assert credits.accounts_reconcile_credits() == 1
 
     batch.refresh_from_db()
     assert batch.is_active is True
@@ -468,16 +468,16 @@ def test_credits_settle_orphans__refunds_undialled_and_keeps_lost_calls():
             }
         ],
     )
-    key = services.claim_key(claimed)
+    key = credits.claim_key(claimed)
     for job in (undialled, lost, logged):
-        services.credits_reserve(
+        credits.credits_reserve(
             account_id=account.pk, amount=3, job_pk=job.pk, key=key
         )
     CreditEntry.objects.update(created_at=claimed)
     assert balance(account) == 91
 
-    assert services.credits_settle_orphans() == 3
-    assert services.credits_settle_orphans() == 0
+    assert credits.credits_settle_orphans() == 3
+    assert credits.credits_settle_orphans() == 0
 
     # undialled: +3 back; lost: reservation kept; logged: 1 + 3 minutes * 2 = 7.
     assert balance(account) == 91 + 3 + 0 - 4
@@ -544,7 +544,7 @@ def test_workers__concurrent_calls_never_overspend_then_resume_after_top_up(
     )
     assert {pk for pk, _ in calls} <= set(reserved)
     spent = sum(
-        services.call_cost(duration_seconds=e["duration_seconds"], outcome=e["outcome"])
+        credits.call_cost(duration_seconds=e["duration_seconds"], outcome=e["outcome"])
         for _, e in calls
     )
     assert spent == 11 - balance(account)
@@ -566,7 +566,7 @@ def test_workers__concurrent_calls_never_overspend_then_resume_after_top_up(
             "no credits",
         )
 
-    result = services.credits_add(account=account, amount=1000, actor=ADMIN)
+    result = credits.credits_add(account=account, amount=1000, actor=ADMIN)
     assert sorted(result.resumed_batches) == sorted(b.batch_id for b in batches)
     assert result.unsuspended_jobs == 29
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts import services, signals
+from accounts import credits, signals
 from accounts.models import Account
 from accounts.tests.factories import AccountFactory
 from batches.models import BatchEvent
@@ -63,7 +63,7 @@ def test_credits_ran_out__the_pause_is_in_the_account_locks_transaction(failing)
     failing(signals.credits_ran_out)
 
     with pytest.raises(Boom):
-        services.account_suspend_for_credits(account_id=account.pk)
+        credits.account_suspend_for_credits(account_id=account.pk)
 
     batch.refresh_from_db()
     assert batch.is_active is True  # the pause rolled back with the transaction
@@ -77,11 +77,11 @@ def test_credits_available__the_resume_is_in_the_top_ups_transaction(failing):
     account = AccountFactory(credits=0)
     batch = BatchFactory(account=account)
     job = JobFactory(batch=batch, status=JobStatus.PENDING)
-    services.account_suspend_for_credits(account_id=account.pk)
+    credits.account_suspend_for_credits(account_id=account.pk)
     failing(signals.credits_available)
 
     with pytest.raises(Boom):
-        services.credits_add(account=account, amount=10, actor=ADMIN)
+        credits.credits_add(account=account, amount=10, actor=ADMIN)
 
     assert Account.objects.get(pk=account.pk).credits == 0  # not added either
     batch.refresh_from_db()
@@ -96,7 +96,7 @@ def test_credits_held_accounts__jobs_and_batches_each_name_theirs():
     JobFactory(batch=None, account=only_jobs, status=JobStatus.SUSPENDED)
     only_batch = AccountFactory(credits=0)
     BatchFactory(account=only_batch)  # with no jobs
-    services.account_suspend_for_credits(account_id=only_batch.pk)
+    credits.account_suspend_for_credits(account_id=only_batch.pk)
     BatchFactory(account=AccountFactory(credits=0))  # nothing held
 
     held = {

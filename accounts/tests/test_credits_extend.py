@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import services
+from accounts import credits
 from accounts.models import Account, CreditEntry
 from accounts.tests.factories import AccountFactory
 from jobs.models import JobStatus
@@ -30,8 +30,8 @@ def balance(account) -> int:
 
 def reserved_call(account, **fields):
     job = JobFactory(account=account, batch=None, **fields)
-    key = services.claim_key(timezone.now() - timedelta(hours=3))
-    assert services.credits_reserve(
+    key = credits.claim_key(timezone.now() - timedelta(hours=3))
+    assert credits.credits_reserve(
         account_id=account.pk, amount=3, job_pk=job.pk, key=key
     )
     return job, key
@@ -41,7 +41,7 @@ def test_credits_extend__takes_a_minute_only_if_the_balance_covers_it():
     account = AccountFactory(credits=3 + 2 + 1)
     job, key = reserved_call(account)
 
-    extend = services.credits_extend
+    extend = credits.credits_extend
     assert extend(account_id=account.pk, job_pk=job.pk, key=key, minute=2)
     assert extend(account_id=account.pk, job_pk=job.pk, key=key, minute=2)  # again
     assert not extend(account_id=account.pk, job_pk=job.pk, key=key, minute=3)
@@ -55,13 +55,13 @@ def test_credits_settle__refunds_what_the_further_minutes_reserved_too():
     account = AccountFactory(credits=100)
     job, key = reserved_call(account)
     for minute in (2, 3):
-        services.credits_extend(
+        credits.credits_extend(
             account_id=account.pk, job_pk=job.pk, key=key, minute=minute
         )
     assert balance(account) == 100 - 3 - 4
 
     # Ended within its second minute: 1 + 2 x 2 = 5 of the 7 reserved.
-    moved = services.credits_settle(
+    moved = credits.credits_settle(
         account_id=account.pk, job_pk=job.pk, key=key, cost=5
     )
 
@@ -81,10 +81,10 @@ def test_credits_settle_orphans__keeps_every_minute_reserved_for_a_lost_call():
             }
         ],
     )
-    services.credits_extend(account_id=account.pk, job_pk=job.pk, key=key, minute=2)
+    credits.credits_extend(account_id=account.pk, job_pk=job.pk, key=key, minute=2)
     CreditEntry.objects.update(created_at=timezone.now() - timedelta(hours=3))
 
-    assert services.credits_settle_orphans() == 1
+    assert credits.credits_settle_orphans() == 1
 
     assert balance(account) == 100 - 3 - 2
     settle = CreditEntry.objects.get(kind=CreditEntry.Kind.SETTLE)

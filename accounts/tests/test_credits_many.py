@@ -8,9 +8,9 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from accounts import services
+from accounts import credits
+from accounts.credits import Settlement
 from accounts.models import Account, CreditEntry
-from accounts.services import Settlement
 from accounts.tests.factories import AccountFactory
 from callcenter.tests.queries import statements_sent
 
@@ -33,7 +33,7 @@ def test_credits_reserve_many__one_statement_and_a_ledger_entry_per_claim():
     account = AccountFactory(credits=20)
     claims = [(11, "k"), (12, "k"), (13, "k")]
     with CaptureQueriesContext(connection) as queries:
-        reserved = services.credits_reserve_many(
+        reserved = credits.credits_reserve_many(
             account_id=account.pk, amount=3, claims=claims
         )
     assert reserved == {11, 12, 13}
@@ -58,7 +58,7 @@ def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
             "ALTER TABLE accounts_account DROP CONSTRAINT account_credits_not_negative"
         )
     account = AccountFactory(credits=8)  # two reservations of 3, not three
-    reserved = services.credits_reserve_many(
+    reserved = credits.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k"), (3, "k")]
     )
     assert reserved == set()
@@ -70,8 +70,8 @@ def test_credits_reserve_many__all_or_nothing_when_the_balance_is_short():
 @pytest.mark.django_db
 def test_credits_reserve_many__skips_claims_reserved_before():
     account = AccountFactory(credits=20)
-    services.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
-    reserved = services.credits_reserve_many(
+    credits.credits_reserve(account_id=account.pk, amount=3, job_pk=1, key="k")
+    reserved = credits.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
     )
     assert reserved == {2}
@@ -95,11 +95,11 @@ def test_credits_many__commit_without_waiting_for_the_flush_only_themselves(
 
     def run() -> None:
         if statement == "reserve_many":
-            services.credits_reserve_many(
+            credits.credits_reserve_many(
                 account_id=account.pk, amount=3, claims=[(1, "k")]
             )
         else:
-            services.credits_settle_many(
+            credits.credits_settle_many(
                 account_id=account.pk, settlements=[Settlement(1, "k", 1)]
             )
 
@@ -120,11 +120,11 @@ def test_credits_many__commit_without_waiting_for_the_flush_only_themselves(
 @pytest.mark.django_db
 def test_credits_settle_many__refunds_each_claim_in_one_statement():
     account = AccountFactory(credits=20)
-    services.credits_reserve_many(
+    credits.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
     )
     with CaptureQueriesContext(connection) as queries:
-        services.credits_settle_many(
+        credits.credits_settle_many(
             account_id=account.pk,
             settlements=[
                 Settlement(job_pk=1, key="k", cost=1, note="answered, 5s"),
@@ -142,12 +142,12 @@ def test_credits_settle_many__refunds_each_claim_in_one_statement():
 @pytest.mark.django_db
 def test_credits_settle_many__is_idempotent_per_claim():
     account = AccountFactory(credits=20)
-    services.credits_reserve_many(
+    credits.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
     )
     settlements = [Settlement(1, "k", 1), Settlement(2, "k", 1)]
-    services.credits_settle_many(account_id=account.pk, settlements=settlements)
-    services.credits_settle_many(account_id=account.pk, settlements=settlements)
+    credits.credits_settle_many(account_id=account.pk, settlements=settlements)
+    credits.credits_settle_many(account_id=account.pk, settlements=settlements)
     assert balance(account) == 18
     assert len(entries("settle")) == 2
 
@@ -156,12 +156,12 @@ def test_credits_settle_many__is_idempotent_per_claim():
 @pytest.mark.django_db
 def test_credits_settle_many__a_charge_that_must_be_capped_takes_the_careful_path():
     account = AccountFactory(credits=7)
-    services.credits_reserve_many(
+    credits.credits_reserve_many(
         account_id=account.pk, amount=3, claims=[(1, "k"), (2, "k")]
     )
     assert balance(account) == 1
     # Job 1 costs 6 (3 more than reserved, only 1 left); job 2 refunds 2.
-    services.credits_settle_many(
+    credits.credits_settle_many(
         account_id=account.pk,
         settlements=[Settlement(1, "k", 6), Settlement(2, "k", 1)],
     )
@@ -183,7 +183,7 @@ def test_credits_reserve_many__concurrent_workers_never_overspend():
         try:
             barrier.wait(timeout=10)
             won.append(
-                services.credits_reserve_many(
+                credits.credits_reserve_many(
                     account_id=account.pk,
                     amount=3,
                     claims=[(n * 10 + i, "k") for i in range(4)],

@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from accounts.credits import credits_add
 from accounts.models import Account, CreditEntry
-from accounts.services import credits_add
 from accounts.tests.factories import AccountFactory
 from batches.models import Batch
 from batches.tests.factories import BatchFactory

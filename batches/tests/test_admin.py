@@ -181,7 +181,7 @@ def test_pause_selected__pauses_and_counts_the_already_paused(
 def test_pause_selected__takes_over_a_credits_pause(admin_client, admin_user):
     """Staff pausing a batch the system paused for credits makes it a staff
     pause: a top-up no longer resumes it."""
-    from accounts.services import account_suspend_for_credits, credits_add
+    from accounts.credits import account_suspend_for_credits, credits_add
 
     batch = BatchFactory(account__credits=0)
     account_suspend_for_credits(account_id=batch.account_id)

@@ -29,7 +29,7 @@ from django.db import OperationalError, connection, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from accounts.services import credits_add
+from accounts.credits import credits_add
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
 from batches.job_counts import job_count_drift, kept_counts

@@ -243,7 +243,7 @@ def test_metrics__fenced_writes_refused(account):
 @pytest.mark.django_db
 @override_settings(METRICS_TOKEN=TOKEN)
 def test_metrics__credits_reserved_and_settled(account):
-    from accounts.services import (
+    from accounts.credits import (
         Settlement,
         credits_reserve,
         credits_reserve_many,

@@ -195,7 +195,7 @@ def mark_dialed(
     off must not make a dial look older or newer than it is. On SQLite the
     database is a file on the worker's own machine, so its clock is the one.
     """
-    from accounts.services import claim_key, credits_settle
+    from accounts.credits import claim_key, credits_settle
     from jobs.services import job_defer_dial, job_refuse_dial
 
     if not jobs:
