@@ -80,6 +80,7 @@ def test_dashboard__in_spanish_from_accept_language(admin_client):
     html = spanish.content.decode()
     assert spanish["Content-Language"] == "es"
     assert "Campañas activas y pausadas" in html
+    assert "<h1>Panel</h1>" in html
     assert "Llamadas por minuto, última hora" in html
     assert '"pause": "Pausar"' in html  # the script's words
     assert "Active and paused batches" not in html
@@ -242,6 +243,25 @@ def test_command_option_help__in_spanish():
         text = command.create_parser("manage.py", name).format_help()
 
     assert "No pedir confirmación." in " ".join(text.split())
+
+
+OUR_APPS = ("accounts", "batches", "jobs", "webhooks", "callcenter")
+
+
+def test_every_command_description__in_spanish():
+    """``manage.py COMMAND --help`` describes each of our commands in the
+    active language."""
+    from django.core.management import get_commands, load_command_class
+
+    ours = sorted(name for name, app in get_commands().items() if app in OUR_APPS)
+    assert {"run_call_worker", "cancel_inactive_batch_jobs"} <= set(ours)
+    for name in ours:
+        command = load_command_class(get_commands()[name], name)
+        english = command.create_parser("manage.py", name).description
+        with translation.override("es"):
+            spanish = command.create_parser("manage.py", name).description
+        assert english, name
+        assert spanish != english, f"{name}: --help is not translated"
 
 
 def test_unknown_account_message__in_spanish():

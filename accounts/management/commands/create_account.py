@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.core.validators import validate_slug
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.services import account_create
 from callcenter.actor import Actor
+from callcenter.commands import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Create an account (a tenant) and print it. Idempotent: if SLUG exists, "
         "it is printed unchanged and no credits are added. Initial credits are "
         "booked in the ledger."

@@ -11,17 +11,19 @@ stops working.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Account, ApiToken, Membership
 from accounts.services import unknown_account_message
 from accounts.tokens import api_token_create
+from callcenter.commands import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Make USERNAME's API key and print it (keys are stored hashed: this is "
         "the only time it is shown). With --account, make the user a member of "
         "that account; with --create-user, create the user too."

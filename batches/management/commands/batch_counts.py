@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from batches.job_counts import (
     Drift,
@@ -22,10 +23,11 @@ from batches.job_counts import (
     job_counts_repair,
 )
 from batches.models import Batch
+from callcenter.commands import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Compare the per-batch job counts kept by the database triggers with "
         "COUNT(*) over the jobs; --repair corrects any difference."
     )

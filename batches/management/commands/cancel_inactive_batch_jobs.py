@@ -17,13 +17,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import CommandError, OutputWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from batches.selectors import batch_sweepable_counts, inactive_batches
 from batches.services import INACTIVE_SWEEP_REASON, batch_cancel_inactive_jobs
 from callcenter.actor import Actor
+from callcenter.commands import TranslatedCommand
 
 COMMAND_NAME = "cancel_inactive_batch_jobs"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -93,8 +95,8 @@ class ProgressBar:
             self.stream.write("")
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Cancel the pending and scheduled jobs of inactive (paused, cancelled or "
         "deleted) batches, in chunks, with an audit record per batch."
     )

@@ -6,14 +6,14 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import Account, Membership
 from batches.models import Batch
 from batches.services import batch_create, batch_pause
 from callcenter.actor import Actor
+from callcenter.commands import TranslatedCommand
 from jobs.models import Job
 from jobs.rules.windows import all_day_calling_window
 
@@ -25,8 +25,10 @@ DEMO_BATCHES = [
 FIRST_NAMES = ["Ana", "Luis", "Marta", "Jorge", "Lucía", "Pablo", "Sofía", "Diego"]
 
 
-class Command(BaseCommand):
-    help = "Create the admin user, a demo account with credits and a few batches."
+class Command(TranslatedCommand):
+    help = gettext_lazy(
+        "Create the admin user, a demo account with credits and a few batches."
+    )
 
     def handle(self, *args, **options):
         actor = Actor.command("seed_demo")

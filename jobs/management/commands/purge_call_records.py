@@ -12,14 +12,16 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from callcenter.commands import TranslatedCommand
 from jobs.history import call_records_expired, call_records_purge
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Delete the call records of deleted jobs whose last call is older than "
         "CALL_RECORD_RETENTION_DAYS."
     )

@@ -5,18 +5,20 @@ import signal
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from prometheus_client import start_http_server
 
+from callcenter.commands import TranslatedCommand
 from jobs.dialers import get_dialer
 from jobs.worker import CallWorker, default_worker_id, lower_cpu_priority
 
 logger = logging.getLogger("jobs.worker")
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_lazy(
         "Claim pending jobs and place their calls. Run as many as you like, "
         "on any machines, against one PostgreSQL database."
     )
