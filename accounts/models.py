@@ -267,6 +267,8 @@ class AccountEvent(models.Model):
     class Action(models.TextChoices):
         CREATED = "created", _("Created")
         DIALING_RULES_CHANGED = "dialing_rules_changed", _("Dialing rules changed")
+        DNC_ADDED = "dnc_added", _("Numbers added to the do-not-call list")
+        DNC_REMOVED = "dnc_removed", _("Number removed from the do-not-call list")
 
     # SET_NULL and the copied slug keep the record if the account goes.
     account = models.ForeignKey(

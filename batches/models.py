@@ -30,6 +30,15 @@ class LiveBatchManager(models.Manager["Batch"]):
         return BatchQuerySet(self.model, using=self._db).filter(deleted_at__isnull=True)
 
 
+class Voice(models.TextChoices):
+    """Who speaks on a batch's calls. FCC 24-17: an AI-generated or
+    prerecorded voice needs the person's prior express consent."""
+
+    HUMAN = "human", _("Human")
+    AI = "ai", _("AI voice")
+    PRERECORDED = "prerecorded", _("Prerecorded voice")
+
+
 class Batch(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active", _("Active")
@@ -76,6 +85,16 @@ class Batch(models.Model):
         blank=True,
         help_text=_('Per outcome: {"retry": bool, "delay_seconds": int}.'),
         verbose_name=_("retry policy"),
+    )
+    voice = models.CharField(
+        max_length=16,
+        choices=Voice.choices,
+        default=Voice.HUMAN,
+        db_default=Voice.HUMAN,
+        help_text=_(
+            "An AI or prerecorded voice calls only jobs with consent_at set."
+        ),
+        verbose_name=_("voice"),
     )
 
     # Why the batch is paused, so that a person (or the credit logic) can tell

@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from batches.models import Batch
+from batches.models import Batch, Voice
 from batches.selectors import REPORTED_STATUSES, batch_status_counts
 from callcenter.api import (
     StrictBooleanField,
@@ -48,6 +48,7 @@ class BatchSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "priority",
+            "voice",
             "is_active",
             "calling_window",
             "retry_policy",
@@ -104,6 +105,12 @@ class JobRowSerializer(StrictSerializer):
         max_length=64,
         help_text="IANA time zone of the recipient (e.g. America/Chicago); "
         "replaces the zones taken from the number.",
+    )
+    consent_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When the person gave prior express consent to be called "
+        "(needed by ai and prerecorded batches).",
     )
 
 
@@ -164,6 +171,12 @@ class BatchCreateSerializer(StrictSerializer):
     )
     calling_window = CallingWindowField(required=False, help_text=WINDOW_HELP)
     retry_policy = RetryPolicyField(required=False, help_text=POLICY_HELP)
+    voice = serializers.ChoiceField(
+        choices=Voice.choices,
+        required=False,
+        help_text="Who speaks: human (default), ai or prerecorded. An ai or "
+        "prerecorded voice calls only jobs with consent_at (FCC 24-17).",
+    )
     jobs = JobRowsField(
         required=False,
         help_text="Optional jobs to add in the same request, as in the jobs "
@@ -181,6 +194,12 @@ class BatchUpdateSerializer(StrictSerializer):
     calling_window = CallingWindowField(required=False, help_text=WINDOW_HELP)
     retry_policy = RetryPolicyField(
         required=False, help_text=POLICY_HELP + " Replaces the batch's policy."
+    )
+    voice = serializers.ChoiceField(
+        choices=Voice.choices,
+        required=False,
+        help_text="Who speaks: human (default), ai or prerecorded. An ai or "
+        "prerecorded voice calls only jobs with consent_at (FCC 24-17).",
     )
 
 

@@ -48,6 +48,7 @@ UPDATABLE_FIELDS = (
     "priority",
     "calling_window",
     "retry_policy",
+    "voice",
 )
 
 Progress = Callable[[int], None]
@@ -133,6 +134,7 @@ def batch_create(
     batch_id: str | None = None,
     calling_window: dict[str, Any] | None = None,
     retry_policy: dict[str, Any] | None = None,
+    voice: str = "human",
 ) -> Batch:
     """A new batch. ``calling_window`` and ``retry_policy`` are checked here
     too (jobs/rules); None means the defaults."""
@@ -143,6 +145,7 @@ def batch_create(
             description=description,
             priority=priority,
             is_active=is_active,
+            voice=voice,
         )
         if calling_window is not None:
             batch.calling_window = Window.parse(calling_window).as_json()
@@ -171,6 +174,7 @@ def batch_create(
                     if batch.retry_policy
                     else {}
                 ),
+                "voice": [None, voice],
             },
         )
     return batch
@@ -287,7 +291,7 @@ def batch_resume(*, batch: Batch, actor: Actor) -> bool:
 
 
 def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
-    """Change any of is_active, name, description and priority.
+    """Change any of is_active, name, description, priority and voice.
 
     Returns the names of the fields whose value really changed; an empty list
     means the request changed nothing (and nothing is written or audited).

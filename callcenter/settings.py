@@ -202,6 +202,9 @@ SIMULATED_SEED = env_str("SIMULATED_SEED")
 # A path: simulated calls do not end before this file exists. Lets a test
 # hold calls in progress for as long as it needs them, then release them.
 SIMULATED_HOLD_FILE = env_str("SIMULATED_HOLD_FILE")
+SIMULATED_OPT_OUT_NUMBERS = [
+    n.strip() for n in env_str("SIMULATED_OPT_OUT_NUMBERS").split(",") if n.strip()
+]
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 # The worker's hot statements (claim, reservation, outcome record, settlement)
 # run as server-side prepared statements, planned once per connection. Turn

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from django.urls import path
 
+from callcenter.api import both_slashes
 from callcenter.routers import OptionalSlashRouter
-from jobs import views
+from jobs import dnc_views, views
 
 B = "batches/<str:batch_id>"
 
@@ -24,4 +25,11 @@ urlpatterns = [
     # Downloads named like files: one form each, as before.
     path(f"{B}/results.csv", views.ResultsCSVView.as_view(), name="results-csv"),
     path(f"{B}/results.jsonl", views.ResultsJSONLView.as_view(), name="results-jsonl"),
+    # The account's do-not-call list.
+    *both_slashes("account/dnc", dnc_views.AccountDncView.as_view(), "account-dnc"),
+    *both_slashes(
+        "account/dnc/<str:e164>",
+        dnc_views.AccountDncNumberView.as_view(),
+        "account-dnc-number",
+    ),
 ]

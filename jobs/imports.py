@@ -63,8 +63,15 @@ from jobs.rules.windows import (
 
 logger = logging.getLogger(__name__)
 
-ROW_FIELDS = ("phone_number", "variables", "scheduled_at", "priority", "timezone")
-CSV_RESERVED = ("phone_number", "scheduled_at", "priority", "timezone")
+ROW_FIELDS = (
+    "phone_number",
+    "variables",
+    "scheduled_at",
+    "priority",
+    "timezone",
+    "consent_at",
+)
+CSV_RESERVED = ("phone_number", "scheduled_at", "priority", "timezone", "consent_at")
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 MAX_VARIABLES = 100
 MAX_VARIABLE_KEY = 100
@@ -282,21 +289,23 @@ def _check_variables(value: Any) -> list[str]:
     return errors
 
 
-def _parse_scheduled_at(value: Any) -> tuple[datetime | None, str | None]:
+def _parse_scheduled_at(
+    value: Any, name: str = "scheduled_at"
+) -> tuple[datetime | None, str | None]:
     if value is None or value == "":
         return None, None
     if not isinstance(value, str):
-        return None, "scheduled_at: must be an ISO 8601 date-time string."
+        return None, f"{name}: must be an ISO 8601 date-time string."
     try:
         parsed = parse_datetime(value.strip())
     except ValueError:
         parsed = None
     if parsed is None:
-        return None, "scheduled_at: must be an ISO 8601 date-time."
+        return None, f"{name}: must be an ISO 8601 date-time."
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
     if not (1970 <= parsed.year <= 9998):
-        return None, "scheduled_at: year out of range."
+        return None, f"{name}: year out of range."
     return parsed, None
 
 
@@ -323,6 +332,7 @@ class _Valid:
     priority: int
     timezone: str = ""
     recipient: Recipient | None = None
+    consent_at: datetime | None = None
 
 
 def _validate(
@@ -391,9 +401,15 @@ def _validate(
     priority, problem = _parse_priority(data.get("priority"), from_text=from_text)
     if problem:
         errors.append(problem)
+    consent_at, problem = _parse_scheduled_at(data.get("consent_at"), "consent_at")
+    if problem:
+        errors.append(problem)
     if errors or phone is None:
         return None, RowError(row.row, shown_phone, errors)
-    return _Valid(phone, variables, scheduled_at, priority, zone, recipient), None
+    valid = _Valid(
+        phone, variables, scheduled_at, priority, zone, recipient, consent_at
+    )
+    return valid, None
 
 
 def _parse_timezone(value: Any) -> tuple[str, str | None]:
@@ -419,8 +435,8 @@ def rows_from_csv(content: bytes | str | IO[bytes]) -> Iterator[ImportRow]:
     """CSV rows are numbered by line, the header being line 1.
 
     Columns: ``phone_number`` (required), optional ``scheduled_at``,
-    ``priority`` and ``timezone``; every other column becomes a variable of
-    the job.
+    ``priority``, ``timezone`` and ``consent_at``; every other column becomes
+    a variable of the job.
 
     The header is read and checked at once (ImportFormatError); the rows are
     then read one at a time as the import consumes them, so a file opened
@@ -449,7 +465,7 @@ def rows_from_csv(content: bytes | str | IO[bytes]) -> Iterator[ImportRow]:
     if len(free) > MAX_VARIABLES:
         raise ImportFormatError(
             f"At most {MAX_VARIABLES} variable columns besides phone_number, "
-            "scheduled_at, priority and timezone."
+            "scheduled_at, priority, timezone and consent_at."
         )
     if any(len(h) > MAX_VARIABLE_KEY for h in free):
         raise ImportFormatError(
@@ -737,6 +753,7 @@ def _as_values(
             "priority": item.priority,
             "scheduled_at": when if scheduled else item.scheduled_at,
             "timezone": item.timezone,
+            "consent_at": item.consent_at,
         }
 
 
@@ -803,6 +820,7 @@ def _insert_jobs(
         "priority",
         "scheduled_at",
         "timezone",
+        "consent_at",
     ]
     fixed = [f for f in fields if f.attname not in per_row]
     suffix = "\t".join(
@@ -831,12 +849,14 @@ def _insert_jobs(
                 lines.clear()
                 continue
             when = row["scheduled_at"]
+            consent = row["consent_at"]
             lines.append(
                 f"{_escape(row['phone_number'])}\t"
                 f"{_escape(dumps(row['variables']))}\t"
                 f"{row['status']}\t{int(row['priority'])}\t"
                 f"{NULL if when is None else when.isoformat()}\t"
-                f"{_escape(row['timezone'])}\t{suffix}\n"
+                f"{_escape(row['timezone'])}\t"
+                f"{NULL if consent is None else consent.isoformat()}\t{suffix}\n"
             )
             if len(lines) >= INSERT_CHUNK:
                 copy.write("".join(lines))

@@ -160,6 +160,24 @@ class Job(models.Model):
     cancel_reason = models.CharField(
         max_length=255, blank=True, default="", verbose_name=_("cancel reason")
     )
+    # Why the job was stopped, as a code: "dnc", "opt_out", "no_consent",
+    # "number_not_allowed"... (jobs/rules/); empty for a cancel by hand.
+    stop_code = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",
+        verbose_name=_("stop code"),
+    )
+    consent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the person gave prior express consent to be called; needed "
+            "for batches with an AI or prerecorded voice."
+        ),
+        verbose_name=_("consent at"),
+    )
 
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
@@ -475,3 +493,75 @@ class CallAttempt(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.ended_at is not None
+
+
+class DncSource(models.TextChoices):
+    API = "api", _("API")
+    ADMIN = "admin", _("Admin")
+    OPT_OUT = "opt_out", _("Opt-out")
+
+
+class DncEntry(models.Model):
+    """A number on a do-not-call list: an account's (``account`` set) or the
+    system-wide list staff keep (``account`` NULL), which applies to every
+    account. The dial gate never dials a number on either (jobs/rules/dnc.py).
+    """
+
+    account = models.ForeignKey(
+        "accounts.Account",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="dnc_entries",
+        db_index=False,
+        verbose_name=_("account"),
+        help_text=_("Empty: the system-wide list, for every account."),
+    )
+    phone_number = models.CharField(
+        max_length=16, validators=[validate_e164], verbose_name=_("phone number")
+    )
+    source = models.CharField(
+        max_length=16,
+        choices=DncSource.choices,
+        default=DncSource.API,
+        verbose_name=_("source"),
+    )
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("added by"),
+    )
+    # The job during whose call the person opted out, if any.
+    job_pk = models.BigIntegerField(null=True, blank=True, verbose_name=_("job"))
+    note = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("note")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+
+    class Meta:
+        verbose_name = _("do-not-call entry")
+        verbose_name_plural = _("do-not-call entries")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(phone_number__regex=E164_REGEX),
+                name="dnc_phone_e164",
+            ),
+            # The gate's lookups: (account, number) and (number) system-wide.
+            models.UniqueConstraint(
+                fields=["account", "phone_number"],
+                condition=models.Q(account__isnull=False),
+                name="dnc_unique_account_phone",
+            ),
+            models.UniqueConstraint(
+                fields=["phone_number"],
+                condition=models.Q(account__isnull=True),
+                name="dnc_unique_system_phone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.phone_number

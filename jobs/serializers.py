@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from callcenter.api import StrictCharField, StrictSerializer
-from jobs.models import CallAttempt, Job, JobStatus, normalize_status
+from jobs.models import CallAttempt, DncEntry, Job, JobStatus, normalize_status
 
 OUTPUT_STATUSES = [s for s in JobStatus.values if s != JobStatus.DONE]
 
@@ -46,6 +46,8 @@ class JobSerializer(serializers.ModelSerializer):
             "result",
             "last_error",
             "cancel_reason",
+            "stop_code",
+            "consent_at",
             "created_at",
             "updated_at",
         ]
@@ -119,3 +121,49 @@ class CallAttemptSerializer(serializers.ModelSerializer):
             "events",
         ]
         read_only_fields = fields
+
+
+class JobUpdateSerializer(StrictSerializer):
+    consent_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the person gave prior express consent to be called "
+        "(needed by ai and prerecorded batches); null clears it.",
+    )
+
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    until = serializers.DateTimeField(allow_null=True)
+
+
+class ExplainSerializer(serializers.Serializer):
+    callable = serializers.BooleanField()
+    jobs_ahead = serializers.IntegerField(
+        required=False, help_text="A callable job only: pending jobs before it."
+    )
+    reasons = ReasonSerializer(many=True)
+
+
+class OptOutResponseSerializer(serializers.Serializer):
+    phone_number = serializers.CharField()
+    added = serializers.BooleanField(help_text="False: it was listed already.")
+    cancelled_jobs = serializers.ListField(child=serializers.IntegerField())
+
+
+class DncEntrySerializer(serializers.ModelSerializer):
+    job = serializers.IntegerField(
+        source="job_pk",
+        allow_null=True,
+        help_text="An opt-out's job.",
+    )
+
+    class Meta:
+        model = DncEntry
+        fields = ["phone_number", "source", "note", "job", "created_at"]
+        read_only_fields = fields
+
+
+class DncAddedSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    already = serializers.IntegerField(help_text="Numbers that were listed already.")

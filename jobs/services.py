@@ -38,6 +38,10 @@ class JobNotRequeueableError(DomainError):
     code = "job_not_requeueable"
 
 
+class JobNotUpdatableError(DomainError):
+    code = "job_not_updatable"
+
+
 def job_record(
     job: Job,
     *,
@@ -139,6 +143,7 @@ def job_refuse_dial(
             return False
         locked.status = JobStatus.CANCELLED
         locked.cancel_reason = f"Not dialled: {reason}"[:255]
+        locked.stop_code = code[:32]
         locked.finished_at = timezone.now()
         locked.attempts = max(locked.attempts - 1, 0)
         locked.dialed_at = None
@@ -148,6 +153,7 @@ def job_refuse_dial(
             update_fields=[
                 "status",
                 "cancel_reason",
+                "stop_code",
                 "finished_at",
                 "attempts",
                 "dialed_at",
@@ -234,6 +240,35 @@ def job_defer_dial(
         )
     job.status = locked.status
     return True
+
+
+def job_set_consent(*, job: Job, actor: Actor, consent_at: datetime | None) -> Job:
+    """Record (or clear) when the person consented to be called; audited.
+    Only an unfinished job: a finished one is history."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status in TERMINAL_STATUSES:
+            raise JobNotUpdatableError(
+                f"Job {locked.pk} is already {locked.status}; its consent cannot "
+                "change."
+            )
+        before = locked.consent_at
+        if before == consent_at:
+            return locked
+        locked.consent_at = consent_at
+        locked.save(update_fields=["consent_at", "updated_at"])
+        job_record(
+            locked,
+            action="updated",
+            actor=actor,
+            changes={
+                "consent_at": [
+                    before.isoformat() if before else None,
+                    consent_at.isoformat() if consent_at else None,
+                ]
+            },
+        )
+    return locked
 
 
 def job_requeue(*, job: Job, actor: Actor) -> Job:

@@ -48,10 +48,13 @@ from jobs.pagination import BatchJobsPagination
 from jobs.serializers import (
     CallAttemptSerializer,
     CsvUploadSerializer,
+    ExplainSerializer,
     ImportResponseSerializer,
     JobCancelResponseSerializer,
     JobCancelSerializer,
     JobSerializer,
+    JobUpdateSerializer,
+    OptOutResponseSerializer,
 )
 
 MAX_JOB_PK = 2**63 - 1
@@ -340,6 +343,12 @@ class JobViewSet(AccountScopedViewSet):
         # The browsable API's form for the cancel route.
         if self.action == "cancel":
             return JobCancelResponseSerializer
+        if self.action == "explain":
+            return ExplainSerializer
+        if self.action == "opt_out":
+            return OptOutResponseSerializer
+        if self.action == "partial_update":
+            return JobUpdateSerializer
         if self.action == "attempts":
             return CallAttemptSerializer
         return JobSerializer
@@ -411,4 +420,64 @@ class JobViewSet(AccountScopedViewSet):
         cancelled.batch = job.batch
         return Response(
             {"job": JobSerializer(cancelled).data, "message": "Job cancelled."}
+        )
+
+    @extend_schema(
+        operation_id="jobs_partial_update",
+        parameters=[JOB_ID_PARAMETER],
+        request=JobUpdateSerializer,
+        responses={200: JobSerializer, **error_responses(409)},
+        description="Set or clear the job's consent_at (prior express consent, "
+        "needed by ai and prerecorded batches). A finished job: 409.",
+    )
+    def partial_update(self, request, job_id: str):
+        job = self.get_object()
+        serializer = JobUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updated = services.job_set_consent(
+            job=job,
+            actor=self.actor(),
+            consent_at=serializer.validated_data["consent_at"],
+        )
+        updated.batch = job.batch
+        return Response(JobSerializer(updated).data)
+
+    @extend_schema(
+        operation_id="jobs_explain",
+        parameters=[JOB_ID_PARAMETER],
+        responses={200: ExplainSerializer, **error_responses()},
+        description="Why the job is or is not being called now: each reason "
+        "with a code (batch_paused, batch_cancelled, scheduled, retry_backoff, "
+        "dnc, no_credits, no_consent, number_not_allowed, in_progress, "
+        "finished, and those of the calling windows and caps), a detail and, "
+        "where it ends by itself, until when.",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def explain(self, request, job_id: str):
+        from jobs.explain import explain
+
+        job = self.get_object()
+        return Response(explain(job))
+
+    @extend_schema(
+        operation_id="jobs_opt_out",
+        parameters=[JOB_ID_PARAMETER],
+        request=None,
+        responses={200: OptOutResponseSerializer, **error_responses()},
+        description="The person asked not to be called again: the job's number "
+        "goes on the account's do-not-call list at once, and the number's open "
+        "jobs in the account (this one included) are cancelled (opt_out).",
+    )
+    @action(detail=True, methods=["post"], url_path="opt-out")
+    def opt_out(self, request, job_id: str):
+        from jobs.dnc import job_opt_out
+
+        job = self.get_object()
+        added, cancelled = job_opt_out(job=job, actor=self.actor())
+        return Response(
+            {
+                "phone_number": job.phone_number,
+                "added": bool(added.added),
+                "cancelled_jobs": cancelled,
+            }
         )

@@ -38,7 +38,8 @@ from django.db import (
 )
 
 from callcenter import metrics
-from jobs import billing, lifecycle
+from callcenter.actor import Actor
+from jobs import billing, dnc, lifecycle
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.counts import fold_job_counts
 from jobs.dialers.base import (
@@ -108,6 +109,7 @@ class Call:
     hangup_reason: str = ""
     result: CallResult | None = None
     recorded: bool = False
+    opted_out: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -386,6 +388,15 @@ class CallWorker:
         )
         for call, _ in ended:
             call.recorded = True
+        for call, result in ended:
+            if result.opt_out and not call.opted_out:
+                # The number goes on the account's DNC list at once, and its
+                # other open jobs are cancelled. Idempotent, so a round that
+                # fails here does it again.
+                dnc.job_opt_out(
+                    job=call.job, actor=Actor.worker(self.worker_id), during_call=True
+                )
+                call.opted_out = True
         billing.settle_calls(
             [
                 (call.job, result.duration_seconds, result.outcome)

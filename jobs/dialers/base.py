@@ -66,6 +66,9 @@ class CallResult:
     error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     never_connected: bool = False
+    # The person asked not to be called again (a keypress, a phrase the
+    # voice agent recognised): the number goes on the account's DNC list.
+    opt_out: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -78,6 +81,8 @@ class CallResult:
             data["error"] = self.error
         if self.never_connected:
             data["never_connected"] = True
+        if self.opt_out:
+            data["opt_out"] = True
         if self.details:
             data["details"] = self.details
         return data

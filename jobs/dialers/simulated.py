@@ -103,7 +103,11 @@ class SimulatedDialer(Dialer):
         outcomes: dict[str, float] | None = None,
         seed: int | None = None,
         hold_file: str = "",
+        opt_out_numbers: frozenset[str] = frozenset(),
     ) -> None:
+        # Numbers whose answered calls report an opt-out.
+        self.opt_out_numbers = opt_out_numbers
+        self._opt_outs: set[str] = set()
         self.call_seconds = call_seconds
         self.hold_file = hold_file
         self.outcomes = outcomes or {Outcome.ANSWERED: 1.0}
@@ -121,6 +125,7 @@ class SimulatedDialer(Dialer):
             outcomes=parse_outcomes(settings.SIMULATED_OUTCOMES),
             seed=parse_seed(settings.SIMULATED_SEED),
             hold_file=settings.SIMULATED_HOLD_FILE,
+            opt_out_numbers=frozenset(settings.SIMULATED_OPT_OUT_NUMBERS),
         )
 
     def draw(self) -> tuple[float, str]:
@@ -147,6 +152,8 @@ class SimulatedDialer(Dialer):
         timer = threading.Timer(duration, end, args=(call_id,))
         timer.daemon = True
         with self._lock:
+            if job.phone_number in self.opt_out_numbers and outcome == Outcome.ANSWERED:
+                self._opt_outs.add(call_id)
             self._calls[call_id] = (timer, started, outcome, handle)
             self.placed += 1
         timer.start()
@@ -169,7 +176,11 @@ class SimulatedDialer(Dialer):
             entry = self._calls.pop(call_id, None)
         if entry:
             _timer, started, outcome, handle = entry
-            handle.resolve(self._result(outcome, started, hung_up=False))
+            result = self._result(outcome, started, hung_up=False)
+            with self._lock:
+                result.opt_out = call_id in self._opt_outs
+                self._opt_outs.discard(call_id)
+            handle.resolve(result)
 
     def _finish_when_released(self, call_id: str) -> None:
         while not os.path.exists(self.hold_file):

@@ -84,11 +84,12 @@ class GateContext:
 
 
 def _modules() -> list[ModuleType]:
-    from jobs.rules import calling_window, number_rules
+    from jobs.rules import calling_window, consent, dnc, number_rules
 
     # Order matters only for which verdict a job stopped by several rules
-    # gets: the most permanent first.
-    return [number_rules, calling_window]
+    # gets: the most permanent first (a refusal ends the job, a deferral
+    # only puts it back).
+    return [dnc, number_rules, consent, calling_window]
 
 
 RULES: list[ModuleType] = []

@@ -63,9 +63,7 @@ def claim_and_gate(limit=3):
     return lifecycle.mark_dialed(jobs=payable, worker_id="w1", token="t")
 
 
-def test_gate__a_refused_job_is_cancelled_and_a_deferred_one_waits(
-    account, fake_rule
-):
+def test_gate__a_refused_job_is_cancelled_and_a_deferred_one_waits(account, fake_rule):
     batch = BatchFactory(account=account, name="Spring")
     ok = JobFactory(batch=batch, phone_number="+14155550100")
     refused = JobFactory(batch=batch, phone_number="+14155550101")
