@@ -16,7 +16,11 @@ from jobs.tests.test_worker_process import (  # noqa: F401 (fixture)
     wait_until,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.postgres_only,
+]
 
 NUMBERS = [f"+1415555{n:04d}" for n in range(100, 140)]
 

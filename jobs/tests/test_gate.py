@@ -111,6 +111,7 @@ def test_gate__a_refused_job_is_cancelled_and_a_deferred_one_waits(account, fake
     assert CreditEntry.objects.get(job_pk=ok.pk).kind == "reserve"
 
 
+@pytest.mark.postgres_only
 def test_gate__mark_and_rules_data_are_one_statement_in_one_transaction(
     account, fake_rule
 ):
