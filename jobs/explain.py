@@ -97,7 +97,7 @@ def _status(job: Job, now: datetime) -> list[Reason]:
 
 
 def _credits(job: Job, now: datetime) -> list[Reason]:
-    from accounts.services import call_reservation
+    from accounts.credits import call_reservation
 
     if job.status != JobStatus.PENDING:
         return []
