@@ -195,3 +195,36 @@ def _private_database(settings, *, listen: str, trusted: tuple[str, ...]):
         connection.close()
         db.update(saved)
         cluster.stop()
+
+
+# --- A network namespace joined to the host by a veth pair ----------------------
+
+
+@pytest.fixture
+def netns():
+    """A network namespace with a veth pair to the host (a /30 of its own).
+    Its processes reach the host at ``netns.host_ip``; ``cut()`` takes the
+    host end down (a partition), ``heal()`` brings it up. The namespace,
+    its processes and the pair are removed even when the test fails. Skips,
+    saying why, where namespaces cannot be created (not root, no ``ip``)."""
+    from callcenter.tests.netns import NetNamespace, Unavailable
+
+    try:
+        namespace = NetNamespace()
+    except Unavailable as exc:
+        pytest.skip(f"cannot create a network namespace: {exc}")
+    try:
+        yield namespace
+    finally:
+        namespace.remove()
+
+
+@pytest.fixture
+def partitioned_database(netns, settings):
+    """``private_database``, listening on loopback and on the host end of
+    ``netns``'s veth pair, trusting the namespace's address."""
+    yield from _private_database(
+        settings,
+        listen=f"127.0.0.1,{netns.host_ip}",
+        trusted=(f"{netns.ns_ip}/32",),
+    )

@@ -80,6 +80,41 @@ def retry_at(
     return opening_at_or_after(job, when) or when
 
 
+def fenced_write_refused(
+    write: str, *, job_ids: Iterable[int], worker_id: str, token: str
+) -> None:
+    """Count and log writes about claimed jobs that the fence refused: the
+    job is no longer this claim's (its lease expired and another worker
+    recovered it, or it was cancelled or deleted). Each log line carries
+    both tokens, the writer's and the current holder's, so a stale worker
+    after a partition can be told from a cancel. Runs only on refusal."""
+    ids = list(job_ids)
+    if not ids:
+        return
+    metrics.FENCED_WRITES_REFUSED.labels(write=write).inc(len(ids))
+    now_held = {
+        pk: (holder, holder_token, status)
+        for pk, holder, holder_token, status in Job.objects.filter(
+            id__in=ids
+        ).values_list("id", "claimed_by", "claim_token", "status")
+    }
+    for job_id in ids:
+        holder, holder_token, status = now_held.get(job_id, ("", "", "deleted"))
+        logger.warning(
+            "fenced write refused: the job is no longer this claim's",
+            extra={
+                "action": "job.fenced_write_refused",
+                "write": write,
+                "job_id": job_id,
+                "worker_id": worker_id,
+                "token": token,
+                "holder": holder,
+                "holder_token": holder_token,
+                "status": status,
+            },
+        )
+
+
 def mark_dialed(
     *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
 ) -> list[Job]:
@@ -144,8 +179,9 @@ def renew_leases(
     metrics.LEASE_RENEWALS.inc(renewed)
     if renewed == len(ids):
         return set()
-    metrics.FENCED_WRITES_REFUSED.labels(write="renew").inc(len(ids) - renewed)
-    return set(ids) - set(held.values_list("id", flat=True))
+    lost = set(ids) - set(held.values_list("id", flat=True))
+    fenced_write_refused("renew", job_ids=lost, worker_id=worker_id, token=token)
+    return lost
 
 
 def _attempt_entry(
@@ -176,8 +212,6 @@ def _log_call_ended(
             batch=metrics.bounded("batch", job.batch_id),
             account=metrics.bounded("account", job.account_id),
         ).inc()
-    else:
-        metrics.FENCED_WRITES_REFUSED.labels(write="outcome").inc()
     _log(
         "call ended" if held else "call ended for a job no longer held",
         action="job.call_ended" if held else "job.call_ended_unheld",
@@ -315,6 +349,10 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
         _attempt_ended(end, now=now)
         if held and job.is_terminal:
             _finished(job, result.outcome)
+    if not held:
+        fenced_write_refused(
+            "outcome", job_ids=[job_id], worker_id=worker_id, token=token
+        )
     _log_call_ended(
         job,
         worker_id=worker_id,

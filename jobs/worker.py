@@ -64,7 +64,19 @@ HANGUP_GRACE_SECONDS = 10.0
 SLICE = 0.2
 # Connection options the LISTEN connection copies from DATABASES["OPTIONS"].
 LIBPQ_OPTIONS = frozenset(
-    {"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options"}
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "connect_timeout",
+        "options",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    }
 )
 
 

@@ -30,7 +30,6 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from callcenter import metrics
 from callcenter.prepared import fetch_prepared
 from jobs import rules
 from jobs.models import CallAttempt, Job, JobStatus
@@ -196,6 +195,7 @@ def mark_dialed(
     database is a file on the worker's own machine, so its clock is the one.
     """
     from accounts.credits import claim_key, credits_settle
+    from jobs.lifecycle import fenced_write_refused
     from jobs.services import job_defer_dial, job_refuse_dial
 
     if not jobs:
@@ -212,7 +212,9 @@ def mark_dialed(
             if job.pk in dialed_at:
                 marked.append(job)
             else:
-                metrics.FENCED_WRITES_REFUSED.labels(write="dial").inc()
+                fenced_write_refused(
+                    "dial", job_ids=[job.pk], worker_id=worker_id, token=token
+                )
                 logger.info(
                     "job not dialled: no longer held after the claim",
                     extra={

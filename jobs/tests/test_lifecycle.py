@@ -442,3 +442,61 @@ def test_release_orphans__leaves_jobs_of_another_process_with_the_same_id(
     assert release_orphans(worker_id="w1", token="later", keep_ids=[]) == 0
     job.refresh_from_db()
     assert job.status == JobStatus.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_fenced_writes__refused_and_logged_with_both_tokens(account, caplog):
+    """A stale worker's lease renewal, dial mark and outcome about jobs
+    another worker recovered and claimed change nothing, and each refusal is
+    logged with the stale token and the holder's."""
+    from jobs.lifecycle import CallEnd, record_calls, renew_leases
+
+    batch = BatchFactory(account=account)
+    JobFactory.create_batch(2, batch=batch)
+    stale = claim_jobs(worker_id="w1", limit=2, token="t1")
+    Job.objects.update(lease_expires_at=Job.objects.get(pk=stale[0].pk).claimed_at)
+    assert recover_expired_leases(recoverer="w2") == 2
+    assert len(claim_jobs(worker_id="w2", limit=2, token="t2")) == 2
+    before = {
+        j.pk: (j.claimed_by, j.claim_token, j.lease_expires_at, j.attempts)
+        for j in Job.objects.all()
+    }
+
+    caplog.set_level("WARNING", logger="jobs.lifecycle")
+    assert mark_dialed(jobs=stale[:1], worker_id="w1", token="t1") == []
+    assert renew_leases(worker_id="w1", job_ids=[j.pk for j in stale], token="t1") == {
+        j.pk for j in stale
+    }
+    record_calls(
+        ended=[
+            CallEnd(
+                job_id=stale[1].pk,
+                dialed_at=stale[1].claimed_at,
+                call_id="",
+                result=CallResult(outcome="answered", duration_seconds=3),
+            )
+        ],
+        worker_id="w1",
+        token="t1",
+    )
+
+    after = {
+        j.pk: (j.claimed_by, j.claim_token, j.lease_expires_at, j.attempts)
+        for j in Job.objects.all()
+    }
+    assert after == before
+    assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.IN_PROGRESS}
+    refused = [
+        (r.write, r.job_id, r.token, r.holder, r.holder_token)
+        for r in caplog.records
+        if getattr(r, "action", "") == "job.fenced_write_refused"
+    ]
+    first, second = (j.pk for j in stale)
+    assert sorted(refused) == sorted(
+        [
+            ("dial", first, "t1", "w2", "t2"),
+            ("renew", first, "t1", "w2", "t2"),
+            ("renew", second, "t1", "w2", "t2"),
+            ("outcome", second, "t1", "w2", "t2"),
+        ]
+    )
