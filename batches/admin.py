@@ -19,6 +19,7 @@ from django.http import (
     HttpResponse,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.template.loader import render_to_string
@@ -31,8 +32,8 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from batches import charts, services
-from batches.models import Batch, BatchEvent
+from batches import charts, operations, services
+from batches.models import Batch, BatchEvent, Operation
 from batches.report import batch_report, outcome_names
 from batches.selectors import REPORTED_STATUSES, batch_status_counts, counts_summary
 from callcenter.actor import Actor, Source
@@ -166,7 +167,8 @@ class BatchEventInline(AuditTrailInline):
         "what",
         "reason",
     )
-    fields = readonly_fields
+    # State, done, total and the counts are in the progress block, live.
+    fields = list(readonly_fields)  # type: ignore[assignment]
     verbose_name = gettext_lazy("audit event")
     parent_perms = ("batches.view_batch", "batches.change_batch")
 
@@ -505,17 +507,55 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             return None
         return self._delete_confirmation(request, batches, single=False)
 
-    def _cancel(self, request: HttpRequest, batches: list[Batch]) -> None:
+    def _report_operations(
+        self, request: HttpRequest, started: list[Operation]
+    ) -> None:
+        """One message linking to each background sweep's progress page."""
+        if not started:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (
+                    reverse("admin:batches_operation_change", args=[op.pk]),
+                    op.batch_public_id,
+                )
+                for op in started
+            ),
+        )
+        self.message_user(
+            request,
+            format_html(
+                "{} {}",
+                ngettext(
+                    "The jobs of %(count)d batch are swept in the background; "
+                    "progress:",
+                    "The jobs of %(count)d batches are swept in the background; "
+                    "progress:",
+                    len(started),
+                )
+                % {"count": len(started)},
+                links,
+            ),
+            messages.INFO,
+        )
+
+    def _cancel(self, request: HttpRequest, batches: list[Batch]) -> list[Operation]:
         actor = admin_actor(request)
         changed = skipped = jobs = 0
         errors = []
+        started: list[Operation] = []
         for batch in batches:
             was_cancelled = batch.cancelled_at is not None
             try:
-                jobs += services.batch_cancel(batch=batch, actor=actor)
+                result = operations.batch_cancel_request(batch=batch, actor=actor)
             except DomainError as exc:
                 errors.append(exc.message)
                 continue
+            jobs += result.cancelled_jobs
+            if result.operation is not None:
+                started.append(result.operation)
             if was_cancelled:
                 skipped += 1
             else:
@@ -534,22 +574,32 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 skipped,
             ),
             errors=errors,
-            detail=ngettext("%(count)d job cancelled", "%(count)d jobs cancelled", jobs)
+            # The background sweeps report in their own message, below.
+            detail=""
+            if started and not jobs
+            else ngettext("%(count)d job cancelled", "%(count)d jobs cancelled", jobs)
             % {"count": jobs},
         )
+        self._report_operations(request, started)
+        return started
 
-    def _delete(self, request: HttpRequest, batches: list[Batch], *, delete_jobs: bool):
+    def _delete(
+        self, request: HttpRequest, batches: list[Batch], *, delete_jobs: bool
+    ) -> list[Operation]:
         actor = admin_actor(request)
         deleted = cancelled_jobs = deleted_jobs = 0
         errors = []
+        started: list[Operation] = []
         for batch in batches:
             try:
-                result = services.batch_delete(
+                result = operations.batch_delete_request(
                     batch=batch, actor=actor, delete_jobs=delete_jobs
                 )
             except DomainError as exc:
                 errors.append(exc.message)
                 continue
+            if result.operation is not None:
+                started.append(result.operation)
             deleted += 1
             cancelled_jobs += result.cancelled_jobs
             deleted_jobs += result.deleted_jobs
@@ -564,12 +614,15 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             done = ngettext(
                 "%(count)d batch deleted", "%(count)d batches deleted", deleted
             ) % {"count": deleted}
+            only_background = len(started) == deleted
             self.message_user(
                 request,
-                f"{done}; {detail}",
+                done if only_background else f"{done}; {detail}",
                 messages.SUCCESS,
             )
         self.report_errors(request, errors)
+        self._report_operations(request, started)
+        return started
 
     def _rows(self, batches: list[Batch]) -> list[dict[str, Any]]:
         counts = batch_status_counts(b.pk for b in batches)
@@ -715,7 +768,9 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         batch = self._object_for_transition(request, object_id)
         if request.POST.get("post") == "yes":
-            self._cancel(request, [batch])
+            started = self._cancel(request, [batch])
+            if started:  # to the bar that shows the sweep's progress
+                return HttpResponseRedirect(_operation_url(started[0]))
             return HttpResponseRedirect(self._change_url(batch))
         return self._cancel_confirmation(request, [batch], single=True)
 
@@ -724,11 +779,102 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         # this one shows the service's consequences and calls it.
         batch = self._object_for_transition(request, object_id, perm="delete")
         if request.method == "POST" and request.POST.get("post") == "yes":
-            self._delete(
+            started = self._delete(
                 request, [batch], delete_jobs=bool(request.POST.get("delete_jobs"))
             )
+            if started:
+                return HttpResponseRedirect(_operation_url(started[0]))
             return HttpResponseRedirect(reverse("admin:batches_batch_changelist"))
         return self._delete_confirmation(request, [batch], single=True)
+
+
+def _operation_url(operation: Operation) -> str:
+    return reverse("admin:batches_operation_change", args=[operation.pk])
+
+
+def operation_progress(operation: Operation) -> dict[str, Any]:
+    """What the progress bar shows; the JSON its page polls."""
+    return {
+        "state": operation.state,
+        "state_label": operation.get_state_display(),
+        "done": operation.done,
+        "total": operation.total,
+        "percent": operation.percent,
+        "cancelled_jobs": operation.cancelled_jobs,
+        "deleted_jobs": operation.deleted_jobs,
+        "errors": [e.get("error", "") for e in operation.errors],
+        "finished": operation.finished,
+    }
+
+
+@admin.register(Operation)
+class OperationAdmin(ReadOnlyAdmin):
+    """Background sweeps: read-only, with a progress bar that polls."""
+
+    change_form_template = "admin/batches/operation/change_form.html"
+    list_display = [
+        "created_at",
+        "batch_public_id",
+        "kind",
+        "state",
+        "progress",
+        "actor_label",
+        "source",
+    ]
+    list_filter = ["state", "kind", "source"]
+    search_fields = ["batch_public_id", "actor_label", "=operation_id"]
+    list_select_related = ["actor", "account"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "operation_id",
+        "account",
+        "batch_public_id",
+        "kind",
+        "errors",
+        "attempts",
+        "reason",
+        "source",
+        "actor",
+        "actor_label",
+        "remote_addr",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    # State, done, total and the counts are in the progress block, live.
+    fields = list(readonly_fields)  # type: ignore[assignment]
+
+    @admin.display(description=gettext_lazy("progress"))
+    def progress(self, operation: Operation) -> str:
+        return f"{operation.percent}% ({operation.done:,}/{operation.total:,})"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/progress.json",
+                view(self.progress_view),
+                name="batches_operation_progress",
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        operation = self.get_object(request, unquote(object_id))
+        if operation is None:
+            raise Http404("No such operation.")
+        if not self.has_view_permission(request, operation):
+            raise PermissionDenied
+        return JsonResponse(operation_progress(operation))
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        original = context.get("original")
+        if original is not None:
+            context["progress"] = operation_progress(original)
+            context["progress_url"] = reverse(
+                "admin:batches_operation_progress", args=[original.pk]
+            )
+        return super().render_change_form(request, context, *args, **kwargs)
 
 
 @admin.register(BatchEvent)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -297,3 +299,119 @@ class BatchJobCount(models.Model):
     def __str__(self) -> str:
         return f"batch {self.batch_id} {self.status} = {self.n}"
 
+
+class Operation(models.Model):
+    """A long sweep of a batch's jobs run in the background, with its progress.
+
+    Cancelling or deleting a batch with more than ``SWEEP_INLINE_MAX_JOBS``
+    jobs to sweep flips the batch at once and leaves the sweep to an
+    operation (``batches.operations``); so does ``cancel_inactive_batch_jobs
+    --async``. The row is the audit record of who asked and what was done,
+    and the progress the API and the admin show. It outlives its batch.
+    """
+
+    class Kind(models.TextChoices):
+        CANCEL = "cancel", _("Cancel the batch's jobs")
+        DELETE = "delete", _("Cancel a deleted batch's jobs")
+        DELETE_JOBS = "delete_jobs", _("Delete a deleted batch's jobs")
+        INACTIVE_SWEEP = "inactive_sweep", _("Cancel an inactive batch's jobs")
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    operation_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("operation id")
+    )
+    account = models.ForeignKey(
+        "accounts.Account",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("account"),
+    )
+    batch = models.ForeignKey(
+        Batch,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="operations",
+        verbose_name=_("batch"),
+    )
+    batch_public_id = models.CharField(max_length=64, verbose_name=_("batch public id"))
+    kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
+    state = models.CharField(
+        max_length=16,
+        choices=State.choices,
+        default=State.PENDING,
+        verbose_name=_("state"),
+    )
+    reason = models.CharField(
+        max_length=255, blank=True, default="", verbose_name=_("reason")
+    )
+    total = models.BigIntegerField(default=0, verbose_name=_("total"))
+    done = models.BigIntegerField(default=0, verbose_name=_("done"))
+    cancelled_jobs = models.BigIntegerField(default=0, verbose_name=_("jobs cancelled"))
+    deleted_jobs = models.BigIntegerField(default=0, verbose_name=_("jobs deleted"))
+    errors = models.JSONField(default=list, blank=True, verbose_name=_("errors"))
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    # Who holds the run: a runner renews it after every chunk; one whose lease
+    # expired was killed, and the resume pass takes the operation over.
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("lease expires at")
+    )
+    source = models.CharField(
+        max_length=16, choices=Source.choices, verbose_name=_("source")
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_label = models.CharField(
+        max_length=150, blank=True, default="", verbose_name=_("actor label")
+    )
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("remote addr")
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("finished at")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    class Meta:
+        verbose_name = _("operation")
+        verbose_name_plural = _("operations")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The resume pass reads only the unfinished ones.
+            models.Index(
+                fields=["created_at"],
+                name="operation_unfinished_idx",
+                condition=models.Q(state__in=["pending", "running"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.batch_public_id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.SUCCEEDED:
+            return 100
+        if self.total <= 0:
+            return 0
+        return min(100, int(100 * self.done / self.total))

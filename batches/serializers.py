@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from batches.models import Batch, Voice
+from batches.models import Batch, Operation, Voice
 from batches.selectors import REPORTED_STATUSES, batch_status_counts
 from callcenter.api import (
     StrictBooleanField,
@@ -227,6 +227,49 @@ class BatchDeleteResponseSerializer(serializers.Serializer):
     cancelled_jobs = serializers.IntegerField()
     deleted_jobs = serializers.IntegerField()
     message = serializers.CharField()
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    """A background sweep and its progress (GET /api/v1/operations/{id})."""
+
+    operation_id = serializers.UUIDField(read_only=True)
+    batch_id = serializers.CharField(source="batch_public_id", read_only=True)
+    percent = serializers.IntegerField(
+        read_only=True, help_text="done / total, 0 to 100 (100 once succeeded)."
+    )
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Operation
+        fields = [
+            "operation_id",
+            "url",
+            "kind",
+            "state",
+            "batch_id",
+            "total",
+            "done",
+            "percent",
+            "cancelled_jobs",
+            "deleted_jobs",
+            "errors",
+            "reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, operation: Operation) -> str:
+        return f"/api/v1/operations/{operation.operation_id}"
+
+
+class BatchCancelAcceptedSerializer(BatchCancelResponseSerializer):
+    operation = OperationSerializer()
+
+
+class BatchDeleteAcceptedSerializer(BatchDeleteResponseSerializer):
+    operation = OperationSerializer()
 
 
 class BatchStatsSerializer(serializers.Serializer):

@@ -476,10 +476,18 @@ def _walk_job_ids(batch: Batch, statuses: Iterable[str], chunk: int):
             yield ids
 
 
-def _delete_jobs(*, batch: Batch, chunk_size: int, progress: Progress | None) -> int:
+def _delete_jobs(
+    *,
+    batch: Batch,
+    chunk_size: int,
+    progress: Progress | None,
+    guard: Callable[[], bool] | None = None,
+) -> int:
     total = 0
     for ids in _walk_job_ids(batch, [s.value for s in JobStatus], chunk_size):
         with transaction.atomic():
+            if guard is not None and not guard():
+                break
             # The jobs go; the record of every call made for them stays.
             call_records_keep(job_ids=ids, reason=BATCH_DELETED_WITH_JOBS)
             deleted, _ = Job.objects.filter(id__in=ids).delete()
@@ -503,6 +511,17 @@ def batch_cancel(
     cancelled batch only finishes an interrupted sweep. Returns the number of
     jobs cancelled now.
     """
+    locked = batch_cancel_flip(batch=batch, actor=actor, reason=reason)
+    cancelled = batch_cancel_jobs(batch=locked, reason=reason, progress=progress)
+    record_jobs_cancelled(locked, actor=actor, cancelled=cancelled, reason=reason)
+    return cancelled
+
+
+def batch_cancel_flip(*, batch: Batch, actor: Actor, reason: str) -> Batch:
+    """The first half of ``batch_cancel``: the batch becomes cancelled (and so
+    unclaimable) in one short transaction. Returns the locked, updated row;
+    the caller's ``batch`` is updated too. Inside a caller's transaction the
+    row stays locked until that one commits."""
     with transaction.atomic():
         locked = _lock(batch)
         if locked.cancelled_at is None:
@@ -520,17 +539,27 @@ def batch_cancel(
                 reason=reason,
             )
     _sync(batch, locked)
-    cancelled = batch_cancel_jobs(batch=locked, reason=reason, progress=progress)
+    return locked
+
+
+def record_jobs_cancelled(
+    batch: Batch,
+    *,
+    actor: Actor,
+    cancelled: int,
+    reason: str,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    """The JOBS_CANCELLED event that ends a cancel sweep (none for zero)."""
     if cancelled:
         with transaction.atomic():
             _record(
-                locked,
+                batch,
                 action=BatchEvent.Action.JOBS_CANCELLED,
                 actor=actor,
-                changes={"jobs_cancelled": cancelled},
+                changes={"jobs_cancelled": cancelled, **(changes or {})},
                 reason=reason,
             )
-    return cancelled
 
 
 def batch_delete(
@@ -548,6 +577,25 @@ def batch_delete(
     one that was dialled leaves a ``CallRecord`` (jobs/history.py). The audit
     trail is kept either way.
     """
+    locked = batch_delete_flip(batch=batch, actor=actor, delete_jobs=delete_jobs)
+    chunk = settings.JOB_SWEEP_CHUNK_SIZE
+    if delete_jobs:
+        # Cancel first so that a call in progress is told to hang up, then
+        # remove the rows.
+        cancelled = batch_cancel_jobs(
+            batch=locked, reason=BATCH_DELETED_REASON, progress=progress
+        )
+        deleted = _delete_jobs(batch=locked, chunk_size=chunk, progress=progress)
+        return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=deleted)
+    cancelled = batch_cancel_jobs(
+        batch=locked, reason=BATCH_DELETED_REASON, progress=progress
+    )
+    return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=0)
+
+
+def batch_delete_flip(*, batch: Batch, actor: Actor, delete_jobs: bool) -> Batch:
+    """The first half of ``batch_delete``: the batch is marked deleted (and so
+    unclaimable) in one short transaction. As ``batch_cancel_flip``."""
     with transaction.atomic():
         locked = _lock(batch)
         before = {"is_active": locked.is_active, "deleted_at": None}
@@ -564,19 +612,23 @@ def batch_delete(
             },
         )
     _sync(batch, locked)
-    chunk = settings.JOB_SWEEP_CHUNK_SIZE
-    if delete_jobs:
-        # Cancel first so that a call in progress is told to hang up, then
-        # remove the rows.
-        cancelled = batch_cancel_jobs(
-            batch=locked, reason=BATCH_DELETED_REASON, progress=progress
-        )
-        deleted = _delete_jobs(batch=locked, chunk_size=chunk, progress=progress)
-        return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=deleted)
-    cancelled = batch_cancel_jobs(
-        batch=locked, reason=BATCH_DELETED_REASON, progress=progress
+    return locked
+
+
+def delete_jobs_sweep(
+    *,
+    batch: Batch,
+    progress: Progress | None = None,
+    guard: Callable[[], bool] | None = None,
+) -> int:
+    """Remove every job of a deleted batch, in chunks; each dialled one leaves
+    a ``CallRecord``. Idempotent."""
+    return _delete_jobs(
+        batch=batch,
+        chunk_size=settings.JOB_SWEEP_CHUNK_SIZE,
+        progress=progress,
+        guard=guard,
     )
-    return DeleteResult(cancelled_jobs=cancelled, deleted_jobs=0)
 
 
 # --- Sweeping the jobs of inactive batches (cancel_inactive_batch_jobs) -----
@@ -596,7 +648,7 @@ def batch_sweep_statuses(batch: Batch) -> tuple[str, ...]:
     return PAUSED_SWEEP_STATUSES
 
 
-def _batch_still_inactive(batch_pk: int) -> bool:
+def batch_still_inactive(batch_pk: int) -> bool:
     # FOR SHARE: a resume (FOR UPDATE) waits for the chunk in flight, and the
     # next chunk sees it and stops, so the sweep never cancels a job of a
     # batch that is active again.
@@ -633,17 +685,15 @@ def batch_cancel_inactive_jobs(
         statuses=statuses,
         chunk_size=chunk_size,
         progress=progress,
-        guard=lambda: _batch_still_inactive(batch.pk),
+        guard=lambda: batch_still_inactive(batch.pk),
     )
-    if cancelled:
-        with transaction.atomic():
-            _record(
-                batch,
-                action=BatchEvent.Action.JOBS_CANCELLED,
-                actor=actor,
-                changes={"jobs_cancelled": cancelled, "statuses": list(statuses)},
-                reason=reason,
-            )
+    record_jobs_cancelled(
+        batch,
+        actor=actor,
+        cancelled=cancelled,
+        reason=reason,
+        changes={"statuses": list(statuses)},
+    )
     return cancelled
 
 

@@ -15,3 +15,17 @@ def verify_job_counts() -> int:
     COUNT(*) and repair any drift."""
     fold_job_counts()
     return len(job_counts_repair())
+
+
+def run_operation(operation_pk: int) -> str | None:
+    """One run of a background sweep (batches.operations)."""
+    from batches.operations import operation_run
+
+    return operation_run(operation_pk)
+
+
+def resume_operations() -> int:
+    """Queue the background sweeps that a kill or a restart interrupted."""
+    from batches.operations import operations_resume
+
+    return operations_resume()

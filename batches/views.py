@@ -6,6 +6,8 @@ account; another account's batch, or a deleted one, is 404.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.db import transaction
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -21,20 +23,23 @@ from accounts.api import (
     AccountScopedViewSet,
 )
 from accounts.models import Account
-from batches import services
+from batches import operations, services
 from batches.filters import BatchFilter
-from batches.models import Batch
+from batches.models import Batch, Operation
 from batches.report import batch_report
 from batches.selectors import batch_stats
 from batches.serializers import (
     BatchActionResponseSerializer,
+    BatchCancelAcceptedSerializer,
     BatchCancelResponseSerializer,
     BatchCreateSerializer,
+    BatchDeleteAcceptedSerializer,
     BatchDeleteResponseSerializer,
     BatchSerializer,
     BatchStatsSerializer,
     BatchUpdateResponseSerializer,
     BatchUpdateSerializer,
+    OperationSerializer,
 )
 from callcenter.api import (
     PUBLIC_ID_RE,
@@ -111,6 +116,68 @@ def _action_schema(method: str, operation_id: str):
         request=ReasonSerializer,
         responses={200: BatchActionResponseSerializer, **error_responses(409)},
     )
+
+
+def _maybe_accepted(
+    body: dict, result: operations.SweepResult, message: str
+) -> Response:
+    """200 with the counts of an inline sweep; 202 with the operation of a
+    background one (and its URL in Location)."""
+    if result.operation is None:
+        return Response(body)
+    data = OperationSerializer(result.operation).data
+    return Response(
+        {**body, "message": message, "operation": data},
+        status=status.HTTP_202_ACCEPTED,
+        headers={"Location": data["url"]},
+    )
+
+
+OPERATION_ID_PARAMETER = OpenApiParameter(
+    "operation_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The operation's id, from the 202 answer of a cancel or delete.",
+)
+
+
+class OperationViewSet(AccountScopedViewSet):
+    """/operations: the account's background sweeps and their progress."""
+
+    serializer_class = OperationSerializer
+    lookup_field = "operation_id"
+    lookup_value_regex = "[^/]+"
+    queryset = Operation.objects.none()  # the model, for the schema
+
+    def get_queryset(self):
+        return Operation.objects.filter(account_id=self.account.pk).order_by(
+            "-created_at", "-id"
+        )
+
+    @extend_schema(
+        operation_id="operations_list",
+        responses={200: OperationSerializer(many=True), **error_responses()},
+    )
+    def list(self, request):
+        """The account's operations, newest first."""
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(OperationSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="operations_retrieve",
+        parameters=[OPERATION_ID_PARAMETER],
+        responses={200: OperationSerializer, **error_responses()},
+    )
+    def retrieve(self, request, operation_id: str):
+        """One operation: its state and progress (done of total)."""
+        try:
+            uuid = UUID(operation_id)
+        except ValueError:
+            raise exceptions.NotFound(_("Operation not found.")) from None
+        operation = self.get_queryset().filter(operation_id=uuid).first()
+        if operation is None:
+            raise exceptions.NotFound(_("Operation not found."))
+        return Response(OperationSerializer(operation).data)
 
 
 class BatchViewSet(AccountScopedViewSet):
@@ -235,7 +302,15 @@ class BatchViewSet(AccountScopedViewSet):
                 "cancelled (reason 'Batch deleted') and finished jobs stay.",
             ),
         ],
-        responses={200: BatchDeleteResponseSerializer, **error_responses(409)},
+        responses={
+            200: BatchDeleteResponseSerializer,
+            202: BatchDeleteAcceptedSerializer,
+            **error_responses(409),
+        },
+        description="Delete a batch. With more than SWEEP_INLINE_MAX_JOBS jobs "
+        "to sweep, the batch is deleted at once and its jobs are swept in the "
+        "background: 202 with the operation, whose progress "
+        "GET /api/v1/operations/{operation_id} gives.",
     )
     def destroy(self, request, batch_id: str):
         """Delete a batch."""
@@ -243,17 +318,18 @@ class BatchViewSet(AccountScopedViewSet):
         delete_jobs = parse_strict_bool(
             "delete_jobs", request.query_params.get("delete_jobs")
         )
-        result = services.batch_delete(
+        result = operations.batch_delete_request(
             batch=batch, actor=self.actor(), delete_jobs=delete_jobs
         )
-        return Response(
-            {
-                "batch_id": batch.batch_id,
-                "deleted": True,
-                "cancelled_jobs": result.cancelled_jobs,
-                "deleted_jobs": result.deleted_jobs,
-                "message": "Batch deleted.",
-            }
+        body = {
+            "batch_id": batch.batch_id,
+            "deleted": True,
+            "cancelled_jobs": result.cancelled_jobs,
+            "deleted_jobs": result.deleted_jobs,
+            "message": "Batch deleted.",
+        }
+        return _maybe_accepted(
+            body, result, "Batch deleted; its jobs are swept in the background."
         )
 
     @_action_schema("PUT", "batches_pause")
@@ -296,27 +372,35 @@ class BatchViewSet(AccountScopedViewSet):
         operation_id="batches_cancel",
         parameters=[BATCH_ID_PARAMETER],
         request=ReasonSerializer,
-        responses={200: BatchCancelResponseSerializer, **error_responses(409)},
+        responses={
+            200: BatchCancelResponseSerializer,
+            202: BatchCancelAcceptedSerializer,
+            **error_responses(409),
+        },
         description="Cancel permanently: every job that is not finished "
-        "becomes cancelled. Cancelling again only finishes an interrupted sweep.",
+        "becomes cancelled. Cancelling again only finishes an interrupted sweep. "
+        "With more than SWEEP_INLINE_MAX_JOBS jobs to cancel, the batch is "
+        "cancelled at once (no job of it starts after the answer) and its jobs "
+        "are cancelled in the background: 202 with the operation.",
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, batch_id: str):
         batch = self.get_object()
         reason = _reason(request) or services.BATCH_CANCELLED_REASON
         was_cancelled = batch.cancelled_at is not None
-        cancelled = services.batch_cancel(
+        result = operations.batch_cancel_request(
             batch=batch, actor=self.actor(), reason=reason
         )
-        return Response(
-            {
-                "batch": BatchSerializer(batch).data,
-                "changed": not was_cancelled,
-                "cancelled_jobs": cancelled,
-                "message": "Batch was already cancelled."
-                if was_cancelled
-                else "Batch cancelled.",
-            }
+        body = {
+            "batch": BatchSerializer(batch).data,
+            "changed": not was_cancelled,
+            "cancelled_jobs": result.cancelled_jobs,
+            "message": "Batch was already cancelled."
+            if was_cancelled
+            else "Batch cancelled.",
+        }
+        return _maybe_accepted(
+            body, result, "Batch cancelled; its jobs are cancelled in the background."
         )
 
     @extend_schema(

@@ -21,6 +21,7 @@ SECTIONS = {
     "scale": "bench.scale",
     "latency": "bench.latency",
     "control": "bench.control",
+    "sweeps": "bench.sweeps",
     "ingest": "bench.ingest",
     "memory": "bench.memory",
     "export": "bench.export",

@@ -43,6 +43,11 @@ def periodic_tasks() -> list[Periodic]:
             "reconcile batch completions", "batches.tasks.reconcile_completions", 5
         ),
         Periodic("reconcile credits", "accounts.tasks.reconcile_credits", 5),
+        # Background sweeps (cancel/delete of big batches) that a kill or a
+        # restart interrupted carry on by themselves.
+        Periodic(
+            "resume interrupted operations", "batches.tasks.resume_operations", 1
+        ),
         Periodic(
             "purge expired idempotency keys",
             "accounts.tasks.purge_idempotency_keys",

@@ -193,6 +193,10 @@ JOB_DEFAULT_MAX_ATTEMPTS = env_int("JOB_DEFAULT_MAX_ATTEMPTS", 3, minimum=1)
 # Bulk job sweeps (cancel, delete) commit in chunks of this size so that a
 # million-job batch never holds one huge lock over other batches' claims.
 JOB_SWEEP_CHUNK_SIZE = env_int("JOB_SWEEP_CHUNK_SIZE", 5000, minimum=1)
+# Cancelling or deleting a batch with more jobs to sweep than this flips the
+# batch at once and sweeps in the background (batches/operations.py): the API
+# answers 202 with an operation.
+SWEEP_INLINE_MAX_JOBS = env_int("SWEEP_INLINE_MAX_JOBS", 10_000, minimum=0)
 CALL_DIALER = env_str("CALL_DIALER", "simulated")
 SIMULATED_CALL_SECONDS = env_str("SIMULATED_CALL_SECONDS", "3")
 SIMULATED_OUTCOMES = env_str(

@@ -33,6 +33,9 @@ def test_ensure_schedules__migrate_defines_maintenance_idempotently(settings):
             "batches.tasks.reconcile_completions"
         ),
         "callcenter: reconcile credits": "accounts.tasks.reconcile_credits",
+        "callcenter: resume interrupted operations": (
+            "batches.tasks.resume_operations"
+        ),
         "callcenter: purge expired idempotency keys": (
             "accounts.tasks.purge_idempotency_keys"
         ),
@@ -65,7 +68,7 @@ def test_ensure_schedules__count_check_follows_the_setting(settings):
 def test_migrate__runs_ensure_schedules():
     Schedule.objects.filter(name__startswith=PREFIX).delete()
     call_command("migrate", verbosity=0)
-    assert len(ours()) == 6
+    assert len(ours()) == 7
 
 
 def test_purge_finished__off_by_default_and_deletes_only_old_terminal_jobs(settings):

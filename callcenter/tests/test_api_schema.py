@@ -73,6 +73,8 @@ def test_schema__served_and_documents_every_endpoint(client):
         ("GET", "/api/v1/account/dnc"),
         ("POST", "/api/v1/account/dnc"),
         ("DELETE", "/api/v1/account/dnc/{e164}"),
+        ("GET", "/api/v1/operations"),
+        ("GET", "/api/v1/operations/{operation_id}"),
         ("POST", "/api/v1/accounts"),
         ("GET", "/api/v1/account/credits"),
         ("POST", "/api/v1/account/credits"),

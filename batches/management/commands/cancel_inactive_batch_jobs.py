@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from batches.operations import inactive_sweep_start
 from batches.selectors import batch_sweepable_counts, inactive_batches
 from batches.services import INACTIVE_SWEEP_REASON, batch_cancel_inactive_jobs
 from callcenter.actor import Actor
@@ -135,6 +136,15 @@ class Command(TranslatedCommand):
             ),
         )
         parser.add_argument(
+            "--async",
+            action="store_true",
+            dest="run_async",
+            help=_(
+                "Start one background operation per batch (run by the qcluster) "
+                "and return at once; follow them in the admin or the API."
+            ),
+        )
+        parser.add_argument(
             "--chunk-size",
             type=int,
             default=None,
@@ -192,6 +202,9 @@ class Command(TranslatedCommand):
             self._confirm(total, len(targets))
 
         actor = Actor.command(COMMAND_NAME)
+        if options["run_async"]:
+            self._start_operations(targets, actor=actor, reason=reason)
+            return
         bar = ProgressBar(self.stderr, total)
         started = time.monotonic()
         done = 0
@@ -234,6 +247,30 @@ class Command(TranslatedCommand):
                 _("Skipped %(count)s batch(es) resumed or emptied meanwhile: %(ids)s")
                 % {"count": len(skipped), "ids": ", ".join(skipped)}
             )
+
+    def _start_operations(
+        self, batches: list[Any], *, actor: Actor, reason: str
+    ) -> None:
+        for batch in batches:
+            operation = inactive_sweep_start(batch=batch, actor=actor, reason=reason)
+            self.stdout.write(
+                _("%(batch_id)s  operation %(operation_id)s  %(total)s jobs")
+                % {
+                    "batch_id": batch.batch_id,
+                    "operation_id": operation.operation_id,
+                    "total": f"{operation.total:>10,}",
+                }
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                _(
+                    "Started %(count)s background operation(s); the qcluster runs "
+                    "them. Progress: admin → Operations, or GET "
+                    "/api/v1/operations/{id}."
+                )
+                % {"count": len(batches)}
+            )
+        )
 
     def _warn_about_skipped(self, requested: list[str], found: list[Any]) -> None:
         missing = sorted(set(requested) - {b.batch_id for b in found})
