@@ -185,7 +185,16 @@ class BatchEventInline(AuditTrailInline):
 class BatchForm(forms.ModelForm):
     class Meta:
         model = Batch
-        fields = ["account", "name", "description", "priority", "is_active"]
+        fields = ["account", "name", "description", "priority", "voice", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "voice" in self.fields:
+            # A form posted without it keeps the batch's voice.
+            self.fields["voice"].required = False
+
+    def clean_voice(self):
+        return self.cleaned_data.get("voice") or self.instance.voice or "human"
 
     def clean_is_active(self):
         value = self.cleaned_data["is_active"]
@@ -230,10 +239,23 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "job_counts",
+        "waiting_reasons",
         "report",
     ]
     fieldsets = [
-        (None, {"fields": ["account", "name", "description", "priority", "is_active"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "account",
+                    "name",
+                    "description",
+                    "priority",
+                    "voice",
+                    "is_active",
+                ]
+            },
+        ),
         (
             "State",
             {
@@ -248,7 +270,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Jobs", {"fields": ["job_counts"]}),
+        ("Jobs", {"fields": ["job_counts", "waiting_reasons"]}),
         ("Report", {"fields": ["report"]}),
     ]
     cancel_confirmation_template = "admin/batches/batch/cancel_confirmation.html"
@@ -366,6 +388,15 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
 
+    @admin.display(description=gettext_lazy("why jobs wait or stopped"))
+    def waiting_reasons(self, obj: Batch) -> str:
+        """The explain codes summed over the batch's jobs (jobs/explain.py)."""
+        from jobs.explain import summary_text
+
+        if obj.pk is None:
+            return "-"
+        return summary_text(obj) or "-"
+
     def save_model(self, request, obj, form, change):
         actor = admin_actor(request)
         if not change:
@@ -375,6 +406,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 description=form.cleaned_data["description"],
                 priority=form.cleaned_data["priority"],
                 is_active=form.cleaned_data["is_active"],
+                voice=form.cleaned_data.get("voice") or "human",
                 actor=actor,
             )
             obj.pk = created.pk

@@ -3,6 +3,7 @@ fields that workers own are never written from a form."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
@@ -20,6 +21,8 @@ from jobs.models import (
     TERMINAL_STATUSES,
     CallAttempt,
     CallRecord,
+    DncEntry,
+    DncSource,
     Job,
     JobEvent,
     JobStatus,
@@ -116,9 +119,36 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
         "max_attempts",
         *WORKER_OWNED_FIELDS,
         "call_attempts",
+        "explanation",
+        "consent_at",
+        "stop_code",
         "created_at",
         "updated_at",
     ]
+
+    @admin.display(description=gettext_lazy("why (explain)"))
+    def explanation(self, obj: Job) -> str:
+        """What GET /jobs/{id}/explain answers, for staff."""
+        from jobs.explain import explain
+
+        if obj.pk is None:
+            return "-"
+        answer = explain(obj)
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><code>{}</code> {}{}</li>",
+                (
+                    (
+                        r["code"],
+                        r["detail"],
+                        f" (until {r['until']})" if r["until"] else "",
+                    )
+                    for r in answer["reasons"]
+                ),
+            ),
+        )
 
     @admin.display(description=gettext_lazy("call attempts"))
     def call_attempts(self, obj: Job) -> str:
@@ -162,6 +192,10 @@ class JobAdmin(GuardedActionsMixin, admin.ModelAdmin):
             "batch",
             *WORKER_OWNED_FIELDS,
             "call_attempts",
+            "explanation",
+            # Consent changes go through the API's audited service.
+            "consent_at",
+            "stop_code",
             "created_at",
             "updated_at",
         ]
@@ -304,3 +338,85 @@ class CallRecordAdmin(ReadOnlyAdmin):
     search_fields = ["phone_number", "batch_public_id", "=job_pk"]
     list_select_related = ["account"]
     date_hierarchy = "last_call_at"
+
+
+class DncEntryForm(forms.ModelForm):
+    class Meta:
+        model = DncEntry
+        fields = ["account", "phone_number", "note"]
+
+    def clean_phone_number(self) -> str:
+        from jobs.dnc import normalize
+
+        e164 = normalize(self.cleaned_data["phone_number"])
+        if e164 is None:
+            raise forms.ValidationError(_("Not a valid phone number."))
+        return e164
+
+    def validate_unique(self) -> None:
+        # A number already listed is left as it is (dnc_add ignores it).
+        pass
+
+
+@admin.register(DncEntry)
+class DncEntryAdmin(admin.ModelAdmin):
+    """Both do-not-call lists: an account's (account set) and the system-wide
+    one (no account). Added and removed through jobs/dnc.py, audited."""
+
+    form = DncEntryForm
+    list_display = ["phone_number", "list_name", "source", "added_by", "created_at"]
+    list_filter = [("account", admin.EmptyFieldListFilter), "source", "account"]
+    search_fields = ["=phone_number"]
+    list_select_related = ["account", "added_by"]
+    show_full_result_count = False
+
+    @admin.display(description=gettext_lazy("list"))
+    def list_name(self, obj: DncEntry) -> str:
+        return str(obj.account) if obj.account_id else _("system-wide")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return ["account", "phone_number", "source", "note", "job_pk"]
+        return []
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(
+            request, queryset, "".join(search_term.split())
+        )
+
+    def save_model(self, request, obj, form, change):
+        from jobs.dnc import dnc_add
+
+        if change:
+            return
+        actor = Actor.from_request(request, Source.ADMIN)
+        dnc_add(
+            account=form.cleaned_data["account"],
+            numbers=[form.cleaned_data["phone_number"]],
+            actor=actor,
+            source=DncSource.ADMIN,
+            note=form.cleaned_data.get("note") or "",
+        )
+        saved = DncEntry.objects.get(
+            account=form.cleaned_data["account"],
+            phone_number=form.cleaned_data["phone_number"],
+        )
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, DncEntry.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        from jobs.dnc import dnc_remove
+
+        actor = Actor.from_request(request, Source.ADMIN)
+        for entry in queryset.select_related("account"):
+            if entry.account is not None:
+                dnc_remove(
+                    account=entry.account,
+                    phone_number=entry.phone_number,
+                    actor=actor,
+                )
+            else:  # the system list: the admin's own log records it
+                entry.delete()

@@ -575,7 +575,7 @@ def test_change_form__shows_audit_trail_and_job_count_links(admin_client, api_ac
 def test_change_form__worker_and_service_fields_are_read_only(admin_client):
     batch = BatchFactory()
     form = admin_client.get(change_url(batch)).context["adminform"].form
-    assert set(form.fields) == {"name", "description", "priority", "is_active"}
+    assert set(form.fields) == {"name", "description", "priority", "voice", "is_active"}
 
 
 def test_change_form__cancelled_batch_cannot_be_reactivated(admin_client, system_actor):
