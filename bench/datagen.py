@@ -2,10 +2,16 @@
 
 Every row gets every NOT NULL column explicitly, since Django's model
 defaults are not database defaults.
+
+Batches get an all-day calling window: the bench's numbers are in
+California, whose hours are the federal ones, so the throughput figures do
+not depend on the hour the bench runs at (the calling-window figures set
+their own windows).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from django.db import connection
@@ -31,6 +37,12 @@ def create_account(slug: str, credits: int = 10**12) -> int:
     return account.pk
 
 
+def all_day_calling_window() -> dict[str, object]:
+    from jobs.rules.windows import all_day_calling_window as all_day
+
+    return all_day()
+
+
 def create_batches(
     account_id: int, count: int, *, active: bool, prefix: str, priority: int = 0
 ) -> list[int]:
@@ -39,13 +51,22 @@ def create_batches(
             """
             INSERT INTO batches_batch (batch_id, account_id, name, description,
                 priority, is_active, pause_source, pause_reason, paused_at,
-                created_at, updated_at)
+                calling_window, created_at, updated_at)
             SELECT %s || '-' || g, %s, %s || ' ' || g, '', %s, %s, '', '',
-                CASE WHEN %s THEN NULL ELSE now() END, now(), now()
+                CASE WHEN %s THEN NULL ELSE now() END, %s::jsonb, now(), now()
             FROM generate_series(1, %s) AS g
             RETURNING id
             """,
-            [prefix, account_id, prefix, priority, active, active, count],
+            [
+                prefix,
+                account_id,
+                prefix,
+                priority,
+                active,
+                active,
+                json.dumps(all_day_calling_window()),
+                count,
+            ],
         )
         return sorted(row[0] for row in cursor.fetchall())
 
