@@ -168,20 +168,22 @@ def database_route(request, settings, monkeypatch):
 
 
 @pytest.fixture
-def private_database(settings):
+def private_database(request, settings):
     """A private cluster (callcenter/tests/servers.py) holding a copy of the
     test database; the test's connections go to it until the test ends.
-    Yields the cluster. Skips, saying why, where initdb cannot run."""
-    yield from _private_database(settings, listen="127.0.0.1", trusted=())
+    Indirect parametrization adds postgresql.conf settings. Yields the
+    cluster. Skips, saying why, where initdb cannot run."""
+    conf = getattr(request, "param", None)
+    yield from _private_database(settings, listen="127.0.0.1", trusted=(), conf=conf)
 
 
-def _private_database(settings, *, listen: str, trusted: tuple[str, ...]):
+def _private_database(settings, *, listen: str, trusted: tuple[str, ...], conf=None):
     from django.db import connection
 
     from callcenter.tests.servers import PrivateCluster, Unavailable
 
     try:
-        cluster = PrivateCluster(listen=listen, trusted=trusted)
+        cluster = PrivateCluster(listen=listen, trusted=trusted, conf=conf)
     except Unavailable as exc:
         pytest.skip(f"cannot start a private PostgreSQL cluster: {exc}")
     db = connection.settings_dict

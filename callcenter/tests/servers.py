@@ -195,7 +195,12 @@ class PrivateCluster:
     besides loopback), listening on ``listen`` (``listen_addresses``).
     ``restart(mode)`` is ``pg_ctl restart -m mode``."""
 
-    def __init__(self, listen: str = "127.0.0.1", trusted: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        listen: str = "127.0.0.1",
+        trusted: tuple[str, ...] = (),
+        conf: dict[str, str] | None = None,
+    ):
         self.dir = _private_dir("callcenter-pg-")
         self.data = self.dir / "data"
         self.port = free_port()
@@ -217,12 +222,14 @@ class PrivateCluster:
         except Unavailable:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(
+        with (self.data / "postgresql.conf").open("a") as conf_file:
+            conf_file.write(
                 f"listen_addresses = '{listen}'\nport = {self.port}\n"
                 f"unix_socket_directories = '{self.dir}'\nmax_connections = 60\n"
                 "shared_buffers = 32MB\nfsync = on\n"
             )
+            for key, value in (conf or {}).items():
+                conf_file.write(f"{key} = {value}\n")
         with (self.data / "pg_hba.conf").open("a") as hba:
             for cidr in trusted:
                 hba.write(f"host all all {cidr} trust\n")
