@@ -176,6 +176,18 @@ def _waiting(batch: Batch, counts: dict[str, int]) -> list[dict[str, Any]]:
     return rows
 
 
+def _explain_codes(batch: Batch) -> list[dict[str, Any]]:
+    """Why the remaining contacts wait (or were stopped), by explain code,
+    most frequent first (jobs/explain.py's batch summary)."""
+    from jobs.explain import LABELS, summary_counts
+
+    counts = summary_counts(batch)
+    return [
+        {"code": code, "count": n, "reason": str(LABELS.get(code, code))}
+        for code, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
 def finished_per_hour(batch_ids: Iterable[int], *, now: datetime) -> dict[int, float]:
     """Jobs of each batch that reached a terminal status in the last hour
     (one grouped query over the finished_at index)."""
@@ -246,7 +258,7 @@ def batch_report(*, batch: Batch, now: datetime | None = None) -> dict[str, Any]
         "attempts_per_contact": _attempts_per_contact(batch),
         "cost": _cost(batch),
         "waiting": _waiting(batch, counts),
-        "explain_codes": None,
+        "explain_codes": _explain_codes(batch),
         "rate_per_hour": rate,
         "eta": eta,
     }

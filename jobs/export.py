@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KT
 
 from accounts.models import CreditEntry
-from jobs.models import COMPLETED_STATUSES, Job, JobStatus
+from jobs.models import COMPLETED_STATUSES, DncEntry, Job, JobStatus
 
 # Rows fetched per round trip, and rows per yielded piece of the response.
 CHUNK_ROWS = 5000
@@ -45,6 +45,12 @@ COLUMNS = [
     "finished_at",
     "cancel_reason",
     "cost",
+    # Who may not be called: the rule that stopped the job (dnc, opt_out,
+    # no_consent, ...), whether its number is on a DNC list now (the
+    # account's or the system's), and whether the person opted out.
+    "stop_code",
+    "on_dnc",
+    "opted_out",
 ]
 VARIABLE_PREFIX = "variables."
 # A spreadsheet evaluates a cell that starts with one of these as a formula
@@ -102,13 +108,30 @@ _FIELDS = (
     "finished_at",
     "cancel_reason",
     "ledger_total",
+    "stop_code",
+    "export_on_dnc",
+    "export_opt_out",
     "variables",
 )
 
 
+def _on_dnc() -> Exists:
+    return Exists(
+        DncEntry.objects.filter(
+            Q(account_id=OuterRef("account_id")) | Q(account__isnull=True),
+            phone_number=OuterRef("phone_number"),
+        )
+    )
+
+
 def _rows(qs: QuerySet[Job]) -> Iterator[tuple[Any, ...]]:
     values = (
-        qs.annotate(export_outcome=KT("result__outcome"), ledger_total=_cost_subquery())
+        qs.annotate(
+            export_outcome=KT("result__outcome"),
+            ledger_total=_cost_subquery(),
+            export_on_dnc=_on_dnc(),
+            export_opt_out=KT("result__opt_out"),
+        )
         .order_by("id")
         .values_list(*_FIELDS)
     )
@@ -135,6 +158,9 @@ def _record(row: tuple[Any, ...]) -> tuple[list[Any], dict[str, Any]]:
         finished_at,
         cancel_reason,
         ledger_total,
+        stop_code,
+        on_dnc,
+        opt_out,
         variables,
     ) = row
     last = attempt_log[-1] if attempt_log else {}
@@ -155,6 +181,9 @@ def _record(row: tuple[Any, ...]) -> tuple[list[Any], dict[str, Any]]:
             _iso(finished_at),
             cancel_reason,
             -ledger_total if ledger_total else 0,
+            stop_code,
+            bool(on_dnc),
+            opt_out in (True, 1, "true", "1") or stop_code == "opt_out",
         ],
         variables if isinstance(variables, dict) else {},
     )
@@ -215,6 +244,7 @@ def _csv_python(qs: QuerySet[Job], keys: list[str]) -> Iterator[bytes]:
     pending = 0
     for row in _rows(qs):
         fields, variables = _record(row)
+        fields = [_csv_text(v) if isinstance(v, bool) else v for v in fields]
         fields.extend(_csv_text(variables.get(k)) for k in keys)
         writer.writerow([escape_cell(v) for v in fields])
         pending += 1
@@ -255,6 +285,13 @@ def _pg_select(qs: QuerySet[Job], columns: list[str]) -> tuple[str, list[Any]]:
 
 
 _STATUS = "CASE WHEN j.status = 'done' THEN 'completed' ELSE j.status END"
+_ON_DNC = (
+    "EXISTS (SELECT 1 FROM jobs_dncentry d WHERE d.phone_number = j.phone_number"
+    " AND (d.account_id = j.account_id OR d.account_id IS NULL))"
+)
+_OPTED_OUT = (
+    "(COALESCE((j.result ->> 'opt_out') = 'true', false) OR j.stop_code = 'opt_out')"
+)
 _LAST = "(j.attempt_log -> -1)"
 
 
@@ -275,6 +312,9 @@ def _csv_copy(qs: QuerySet[Job], keys: list[str]) -> Iterator[bytes]:
         "to_json(j.finished_at) #>> '{}'",
         _escaped("j.cancel_reason"),
         "{cost}",
+        "j.stop_code",
+        f"CASE WHEN {_ON_DNC} THEN 'true' ELSE 'false' END",
+        f"CASE WHEN {_OPTED_OUT} THEN 'true' ELSE 'false' END",
     ]
     key_params: list[str] = []
     for key in keys:
@@ -332,6 +372,9 @@ def _jsonl_pg(qs: QuerySet[Job]) -> Iterator[bytes]:
         ("finished_at", "j.finished_at"),
         ("cancel_reason", "j.cancel_reason"),
         ("cost", "{cost}"),
+        ("stop_code", "j.stop_code"),
+        ("on_dnc", _ON_DNC),
+        ("opted_out", _OPTED_OUT),
         ("variables", "j.variables"),
     ]
     obj = ", ".join(f"'{name}', {expr}" for name, expr in pairs)

@@ -130,7 +130,10 @@ def test_batch_report__why_remaining_contacts_wait(batch):
         "the batch is paused (script fix)"
     }
     assert paused["eta"] == {"at": None, "seconds": None, "why_not": "paused"}
-    assert active["explain_codes"] is None
+    assert active["explain_codes"] == [
+        {"code": "scheduled", "count": 1, "reason": "scheduled for later"}
+    ]
+    assert paused["explain_codes"][0]["code"] == "batch_paused"
 
 
 def test_batch_report__an_empty_batch(account):

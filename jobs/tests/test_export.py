@@ -302,3 +302,43 @@ def test_admin_export_action__streams_the_selected_batches(admin_client, account
         (second.batch_id, str(b.pk)),
     ]
     assert (rows[0]["variables.x"], rows[1]["variables.y"]) == ("1", "2")
+
+
+def test_results__dnc_and_opt_out_flags(api_client, batch):
+    from callcenter.actor import Actor
+    from jobs.dnc import dnc_add
+
+    opted = finished_job(batch, result={"outcome": "answered", "opt_out": True})
+    stopped = JobFactory(
+        batch=batch, status=JobStatus.CANCELLED, stop_code="dnc", cancel_reason="x"
+    )
+    free = JobFactory(batch=batch)
+    dnc_add(
+        account=batch.account,
+        numbers=[opted.phone_number],
+        actor=Actor.system("t"),
+    )
+    dnc_add(account=None, numbers=[stopped.phone_number], actor=Actor.system("t"))
+
+    rows = {int(r["job_id"]): r for r in csv_rows(api_client.get(url(batch)))}
+    lines = body(api_client.get(url(batch, "jsonl"))).decode().splitlines()
+    records = {r["job_id"]: r for r in map(json.loads, lines)}
+
+    expected = {
+        opted.pk: ("", True, True),
+        stopped.pk: ("dnc", True, False),
+        free.pk: ("", False, False),
+    }
+    for pk, (code, on_dnc, opted_out) in expected.items():
+        row = rows[pk]
+        assert (row["stop_code"], row["on_dnc"], row["opted_out"]) == (
+            code,
+            str(on_dnc).lower(),
+            str(opted_out).lower(),
+        )
+        record = records[pk]
+        assert (record["stop_code"], record["on_dnc"], record["opted_out"]) == (
+            code,
+            on_dnc,
+            opted_out,
+        )
