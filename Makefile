@@ -59,9 +59,10 @@ test-sqlite: dev-deps messages
 	DATABASE_URL=sqlite:///$(CURDIR)/test-artifacts/sqlite.sqlite3 $(BIN)/pytest $(SQLITE_TESTS) \
 	  $(SQLITE_DESELECT)
 
-# Tests whose PostgreSQL and SQLite results differ and that are still to be
-# looked into (not PostgreSQL features): each is a finding, not a skip to keep.
-# The calling-window gate defers the job at the real clock on SQLite only.
+# Tests left out of this run for a reason that is not SQLite's, each to be
+# fixed and removed from here: this one depends on the real time of day (its
+# job is dialled at the real clock, and the calling window defers it outside
+# US-Pacific working hours), so it fails on PostgreSQL then as well.
 SQLITE_DESELECT := \
   --deselect jobs/tests/test_lifecycle.py::test_record_call__a_retry_waits_for_the_next_window_opening
 
