@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import random
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -51,6 +53,60 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("postgres_only"):
             item.add_marker(skip)
+
+
+# --- The hour of the day (issue 12) ---------------------------------------------
+#
+# A suite that passes at noon must pass at midnight. TEST_CLOCK=HH:MM (or
+# --clock HH:MM) runs the whole session with Python's clock at that local time
+# (TIME_ZONE, or HH:MM@Zone), ticking, on the nearest such instant to the real
+# one, so dates stay close to the database's own clock (which no fake moves):
+#
+#   TEST_CLOCK=03:00 make test        TEST_CLOCK=15:00@America/New_York ...
+#
+# Worker subprocesses keep the real clock; a test's own time_machine.travel
+# nests inside the session's.
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock",
+        default=os.environ.get("TEST_CLOCK", ""),
+        help="run the session with the clock at this local time: HH:MM[@Zone]",
+    )
+
+
+def session_clock_target(spec: str, real: datetime) -> datetime:
+    """The instant nearest to ``real`` whose local time is ``spec``."""
+    from django.conf import settings
+
+    hhmm, _, zone_name = spec.partition("@")
+    zone = ZoneInfo(zone_name or settings.TIME_ZONE)
+    hour, minute = (int(part) for part in hhmm.split(":"))
+    local = real.astimezone(zone)
+    candidates = [
+        datetime.combine(local.date() + timedelta(days=d), time(hour, minute), zone)
+        for d in (-1, 0, 1)
+    ]
+    return min(candidates, key=lambda c: abs(c - real))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_clock(request):
+    spec = request.config.getoption("--clock")
+    if not spec:
+        yield None
+        return
+    import time_machine
+
+    target = session_clock_target(spec, datetime.now(UTC))
+    with time_machine.travel(target, tick=True):
+        yield target
+
+
+def pytest_report_header(config):
+    spec = config.getoption("--clock")
+    return [f"clock: {spec} local (TEST_CLOCK)"] if spec else []
 
 
 @pytest.fixture

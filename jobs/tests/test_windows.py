@@ -341,3 +341,19 @@ def test_recipient_of_a_classified_number_matches_phonenumbers():
             assert fast == recipient_for(phone.e164), e164
             checked += 1
     assert checked > 500
+
+
+def test_session_clock_target_is_the_nearest_instant_at_that_local_time():
+    from conftest import session_clock_target
+
+    real = datetime(2026, 3, 4, 10, 40, tzinfo=UTC)
+    assert session_clock_target("03:00", real) == datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
+    assert session_clock_target("15:00", real) == datetime(
+        2026, 3, 4, 15, 0, tzinfo=UTC
+    )
+    assert session_clock_target("23:00", real) == datetime(
+        2026, 3, 3, 23, 0, tzinfo=UTC
+    )
+    assert session_clock_target("03:00@America/New_York", real) == datetime(
+        2026, 3, 4, 3, 0, tzinfo=NY
+    )
