@@ -26,6 +26,7 @@ SECTIONS = {
     "memory": "bench.memory",
     "export": "bench.export",
     "counts": "bench.counts",
+    "windows": "bench.windows",
 }
 
 

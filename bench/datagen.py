@@ -44,8 +44,15 @@ def all_day_calling_window() -> dict[str, object]:
 
 
 def create_batches(
-    account_id: int, count: int, *, active: bool, prefix: str, priority: int = 0
+    account_id: int,
+    count: int,
+    *,
+    active: bool,
+    prefix: str,
+    priority: int = 0,
+    window: dict[str, object] | None = None,
 ) -> list[int]:
+    """Batches with an all-day calling window unless ``window`` is given."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -64,7 +71,7 @@ def create_batches(
                 priority,
                 active,
                 active,
-                json.dumps(all_day_calling_window()),
+                json.dumps(window or all_day_calling_window()),
                 count,
             ],
         )
