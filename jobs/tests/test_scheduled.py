@@ -2,9 +2,11 @@
 
 Promotion compares ``scheduled_at`` with the database clock (``now()`` in
 PostgreSQL), which time-machine cannot move: these tests move the job's time
-instead. The worker's own schedule (it promotes once a second) runs on
-``time.monotonic``, which time-machine does not move either: the worker test
-gives it a clock it controls. How soon a job is claimed is a latency, measured
+instead, computed from the database's clock (so a session run with a faked
+Python clock, TEST_CLOCK, does not change what they check). The worker's own
+schedule (it promotes once a second) runs on ``time.monotonic``, which
+time-machine does not move either: the worker test gives it a clock it
+controls. How soon a job is claimed is a latency, measured
 by the bench, not here.
 """
 
@@ -18,7 +20,6 @@ import pytest
 import time_machine
 from django.db import connection
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from jobs import worker as worker_module
 from jobs.claim import claim_jobs, promote_due_jobs
@@ -47,7 +48,7 @@ def fast_worker():
 @pytest.mark.django_db
 def test_claim__a_job_scheduled_in_the_future_is_not_claimable():
     job = JobFactory(
-        status=JobStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(hours=1)
+        status=JobStatus.SCHEDULED, scheduled_at=db_now() + timedelta(hours=1)
     )
     assert promote_due_jobs() == 0
     assert claim_jobs(worker_id="w", limit=10) == []
@@ -60,11 +61,11 @@ def test_promote_due_jobs__due_jobs_become_pending_whatever_their_time_zone():
     tokyo = ZoneInfo("Asia/Tokyo")
     due = JobFactory(
         status=JobStatus.SCHEDULED,
-        scheduled_at=(timezone.now() - timedelta(seconds=1)).astimezone(tokyo),
+        scheduled_at=(db_now() - timedelta(seconds=1)).astimezone(tokyo),
     )
     later = JobFactory(
         status=JobStatus.SCHEDULED,
-        scheduled_at=(timezone.now() + timedelta(minutes=5)).astimezone(tokyo),
+        scheduled_at=(db_now() + timedelta(minutes=5)).astimezone(tokyo),
     )
     assert promote_due_jobs() == 1
     due.refresh_from_db()
@@ -80,9 +81,9 @@ def test_scheduled_at__python_clock_travel_does_not_make_a_job_due():
     # The database clock decides, so a process with a skewed clock (or a
     # test that travels) cannot promote a job early.
     job = JobFactory(
-        status=JobStatus.SCHEDULED, scheduled_at=timezone.now() + timedelta(hours=1)
+        status=JobStatus.SCHEDULED, scheduled_at=db_now() + timedelta(hours=1)
     )
-    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+    with time_machine.travel(db_now() + timedelta(hours=2)):
         assert promote_due_jobs() == 0
     job.refresh_from_db()
     assert job.status == JobStatus.SCHEDULED

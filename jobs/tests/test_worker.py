@@ -121,15 +121,16 @@ def test_call_worker__logs_each_claim_decision(account, caplog):
 
 def test_call_worker__promotes_due_scheduled_jobs_and_calls_them(account):
     batch = BatchFactory(account=account)
+    # Promotion compares with the database's clock: times from it.
     due = JobFactory(
         batch=batch,
         status=JobStatus.SCHEDULED,
-        scheduled_at=timezone.now() - timedelta(seconds=1),
+        scheduled_at=database_now() - timedelta(seconds=1),
     )
     later = JobFactory(
         batch=batch,
         status=JobStatus.SCHEDULED,
-        scheduled_at=timezone.now() + timedelta(hours=1),
+        scheduled_at=database_now() + timedelta(hours=1),
     )
 
     make_worker(burst=True).run()
