@@ -18,6 +18,7 @@ from callcenter.actor import Actor
 from jobs.imports import jobs_import, rows_from_csv, rows_from_json
 from jobs.models import Job, JobStatus
 from jobs.rules.windows import default_calling_window
+from jobs.tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -300,3 +301,29 @@ def test_admin_account_form_takes_holidays():
     bad = AccountAdminForm(data={**data, "holidays": "christmas"}, instance=account)
     assert not bad.is_valid()
     assert "holidays" in bad.errors
+
+
+def test_api_explain_says_outside_window_until_when_in_which_zone(api_client):
+    batch = BatchFactory(
+        account=api_client.user.membership.account, calling_window=FEDERAL
+    )
+    job = JobFactory(batch=batch, phone_number="+14155550100")
+    with time_machine.travel(EARLY, tick=False):
+        body = api_client.get(f"/api/v1/jobs/{job.pk}/explain").json()
+    assert body["callable"] is False
+    [reason] = [r for r in body["reasons"] if r["code"] == "outside_window"]
+    assert "America/Los_Angeles" in reason["detail"]
+    assert "Wed 06:00" in reason["detail"]
+    assert datetime.fromisoformat(reason["until"]) == datetime(
+        2026, 3, 4, 8, 0, tzinfo=LA
+    )
+
+    account = batch.account
+    account.holidays = ["2026-03-04"]
+    account.save()
+    with time_machine.travel(EARLY + timedelta(hours=4), tick=False):
+        body = api_client.get(f"/api/v1/jobs/{job.pk}/explain").json()
+    assert [r["code"] for r in body["reasons"]] == ["holiday"]
+    with time_machine.travel(EARLY + timedelta(days=1, hours=4), tick=False):
+        body = api_client.get(f"/api/v1/jobs/{job.pk}/explain").json()
+    assert body["callable"] is True
