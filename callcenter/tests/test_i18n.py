@@ -47,10 +47,17 @@ def msgattrib(*args: str) -> str:
 def test_es_catalogue__makemessages_leaves_nothing_untranslated(
     tmp_path, settings, monkeypatch
 ):
-    # makemessages rewrites the catalogue it finds: give it a copy.
+    # makemessages rewrites the catalogue of the directory it runs in, so it
+    # runs in a copy of the tree: the sources linked, the catalogues copied.
+    # (Run in the tree itself, it would rewrite the real catalogue, and this
+    # test would then read a stale copy.)
+    for entry in ROOT.iterdir():
+        if entry.is_dir() and entry.name not in {"locale", ".git", ".venv"}:
+            (tmp_path / entry.name).symlink_to(entry, target_is_directory=True)
     shutil.copytree(LOCALE, tmp_path / "locale")
     settings.LOCALE_PATHS = [tmp_path / "locale"]
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)
+    before = (LOCALE / "es" / "LC_MESSAGES" / "django.po").read_bytes()
 
     call_command(
         "makemessages",
@@ -58,9 +65,11 @@ def test_es_catalogue__makemessages_leaves_nothing_untranslated(
         ignore_patterns=IGNORE,
         no_obsolete=True,
         no_location=True,
+        symlinks=True,
         verbosity=0,
     )
 
+    assert (LOCALE / "es" / "LC_MESSAGES" / "django.po").read_bytes() == before
     po = tmp_path / "locale" / "es" / "LC_MESSAGES" / "django.po"
     assert po.read_text().count("msgid") > 50  # it found our strings
     untranslated = msgattrib("--untranslated", "--no-obsolete", str(po))
