@@ -62,6 +62,11 @@ def periodic_tasks() -> list[Periodic]:
                 settings.JOB_COUNTS_CHECK_MINUTES,
             )
         )
+    if settings.TWILIO_ACCOUNT_SID:
+        # Calls whose final status callback never came (jobs/reconcile.py).
+        tasks.append(
+            Periodic("reconcile call attempts", "jobs.maintenance.reconcile_calls", 5)
+        )
     if settings.JOB_RETENTION_DAYS:
         tasks.append(
             Periodic("purge old finished jobs", "jobs.maintenance.purge_finished", 60)

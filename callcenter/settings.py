@@ -210,6 +210,43 @@ SIMULATED_OPT_OUT_NUMBERS = [
     n.strip() for n in env_str("SIMULATED_OPT_OUT_NUMBERS").split(",") if n.strip()
 ]
 WORKER_POLL_SECONDS = env_float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
+# Simulated calls end in the worker ("in_process") or through the same
+# service a provider's status callback uses ("callback"; jobs/telephony.py).
+SIMULATED_COMPLETION = env_choice(
+    "SIMULATED_COMPLETION", "in_process", frozenset({"in_process", "callback"})
+)
+
+# --- Real calls: Twilio (docs/telephony.md) ---------------------------------
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
+TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL", "https://api.twilio.com")
+TWILIO_CALL_URL = env_str("TWILIO_CALL_URL")
+TWILIO_TWIML = env_str("TWILIO_TWIML")
+TWILIO_MACHINE_DETECTION = env_choice(
+    "TWILIO_MACHINE_DETECTION",
+    "Enable",
+    frozenset({"Enable", "DetectMessageEnd", "off"}),
+)
+TWILIO_RING_TIMEOUT_SECONDS = env_int("TWILIO_RING_TIMEOUT_SECONDS", 30, minimum=5)
+TWILIO_TIME_LIMIT_SECONDS = env_int("TWILIO_TIME_LIMIT_SECONDS", 3600, minimum=1)
+TWILIO_HTTP_TIMEOUT_SECONDS = env_float(
+    "TWILIO_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1
+)
+# An attempt with no final status this long after the ring timeout plus the
+# time limit is looked up at the provider by the reconciliation task.
+CALL_RECONCILE_MARGIN_SECONDS = env_int("CALL_RECONCILE_MARGIN_SECONDS", 300, minimum=0)
+# The origin providers call back (status callbacks); signatures are checked
+# against URLs built from it, never from the request's Host header.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
+if PUBLIC_BASE_URL and not (
+    PUBLIC_BASE_URL.startswith("https://")
+    or (DEBUG and PUBLIC_BASE_URL.startswith("http://"))
+):
+    raise ImproperlyConfigured(
+        "PUBLIC_BASE_URL must be an https:// origin (http:// only with DJANGO_DEBUG), "
+        f"got {PUBLIC_BASE_URL!r}"
+    )
 # The worker's hot statements (claim, reservation, outcome record, settlement)
 # run as server-side prepared statements, planned once per connection. Turn
 # off behind a pooler that cannot keep prepared statements (PgBouncer in
@@ -377,6 +414,9 @@ if not re.fullmatch(r"\d\d:\d\d-\d\d:\d\d", CALLING_WINDOW_DEFAULT):
     )
 # How often a worker renews the leases of its calls (and so how soon it hears
 # of a cancel); 0 means a quarter of JOB_LEASE_SECONDS, at most 5 s.
+# Threads that send an asynchronous dialer's requests (place a call, hang
+# up); the calls themselves hold none while they run.
+WORKER_PLACE_THREADS = env_int("WORKER_PLACE_THREADS", 4, minimum=1)
 WORKER_RENEW_SECONDS = env_float("WORKER_RENEW_SECONDS", 0.0, minimum=0)
 # A call that has not ended after this long is hung up.
 WORKER_MAX_CALL_SECONDS = env_float("WORKER_MAX_CALL_SECONDS", 3600.0, minimum=1)

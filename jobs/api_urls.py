@@ -4,9 +4,12 @@ jobs and its results downloads are in batches/api_urls.py."""
 
 from __future__ import annotations
 
+from django.urls import path
+
 from callcenter.api import both_slashes
 from callcenter.routers import OptionalSlashRouter
 from jobs import dnc_views, views
+from jobs.telephony_views import twilio_status
 
 router = OptionalSlashRouter()
 # jobs, jobs/{job_id} and its actions.
@@ -20,5 +23,12 @@ urlpatterns = [
         "account/dnc/<str:e164>",
         dnc_views.AccountDncNumberView.as_view(),
         "account-dnc-number",
+    ),
+    # Provider callbacks (jobs/telephony_views.py): signed, no session, not
+    # in the schema (not a DRF view).
+    path(
+        "telephony/twilio/status/<str:token>",
+        twilio_status,
+        name="telephony-twilio-status",
     ),
 ]

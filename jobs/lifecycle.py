@@ -644,6 +644,18 @@ def recover_expired_leases(
                     "dialer could not report a call's status",
                     extra={"action": "job.call_status_error", "job_id": job_id},
                 )
+        if status == CallStatus.RUNNING:
+            # Still at the provider (an asynchronous call whose worker
+            # left): its callback will end it; leave it alone meanwhile.
+            Job.objects.filter(
+                pk=job_id,
+                status=JobStatus.IN_PROGRESS,
+                lease_expires_at__lt=Now(),
+                call_id=call_id,
+            ).update(
+                lease_expires_at=Now() + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+            )
+            continue
         recovered += _recover_dialled(
             job_id, call_id=call_id, status=status, recoverer=recoverer
         )

@@ -24,3 +24,12 @@ def purge_finished() -> int:
     if not settings.JOB_RETENTION_DAYS:
         return 0
     return jobs_purge_finished(older_than_days=settings.JOB_RETENTION_DAYS)
+
+
+def reconcile_calls() -> dict[str, int]:
+    """Attempts whose final provider callback never came (jobs/reconcile.py)."""
+    from jobs.reconcile import reconcile_attempts
+
+    if not settings.TWILIO_ACCOUNT_SID:
+        return {}
+    return reconcile_attempts()

@@ -16,6 +16,7 @@ and poll at most once per WORKER_POLL_SECONDS as a fallback.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -39,12 +40,13 @@ from django.db import (
 
 from callcenter import metrics
 from callcenter.actor import Actor
-from jobs import billing, dnc, lifecycle
+from jobs import billing, dnc, lifecycle, telephony
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.counts import fold_job_counts
 from jobs.dialers.base import (
     CallHandle,
     CallNotPlaced,
+    CallRefused,
     CallResult,
     CallStatus,
     Dialer,
@@ -289,6 +291,14 @@ class CallWorker:
         self.clock = clock  # how long calls have run (tests inject one)
 
         self.calls: dict[int, Call] = {}
+        # An asynchronous dialer's requests (place, hang up) run on a small
+        # pool: a call in flight holds no thread (docs/telephony.md).
+        self.placer: concurrent.futures.ThreadPoolExecutor | None = None
+        if dialer.asynchronous:
+            self.placer = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.WORKER_PLACE_THREADS,
+                thread_name_prefix="place",
+            )
         self.background = Background(self.worker_id)
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.listener: Listener | None = None
@@ -431,6 +441,7 @@ class CallWorker:
             lease_seconds=self.lease_seconds,
         )
         self.next_renew = time.monotonic() + self.renew_every
+        lost = self._ended_by_callback(lost)
         for job_id in lost:
             call = self.calls[job_id]
             self._log(
@@ -442,7 +453,30 @@ class CallWorker:
                 reason=HANGUP_NOT_HELD,
             )
             self.hang_up(call, HANGUP_NOT_HELD)
+            if call.handle is not None and self.dialer.asynchronous:
+                # Its final callback ends the attempt; nothing waits for it.
+                del self.calls[job_id]
+                self.wake = True
         return bool(lost)
+
+    def _ended_by_callback(self, lost: set[int]) -> set[int]:
+        """Drop the asynchronous calls among ``lost`` that ended by their
+        provider's callback (the job moved on through jobs/telephony.py);
+        return the rest, which are to be hung up."""
+        if not self.dialer.asynchronous:
+            return lost
+        tokens = {
+            self.calls[job_id].job.attempt_token: job_id
+            for job_id in lost
+            if self.calls[job_id].handle is not None
+        }
+        if not tokens:
+            return lost
+        for token in telephony.attempts_ended(list(tokens)):
+            del self.calls[tokens[token]]
+            lost.discard(tokens[token])
+            self.wake = True  # slots are free
+        return lost
 
     def extend_reservations(self) -> bool:
         """Reserve the next minute of every call about to run past the
@@ -653,6 +687,9 @@ class CallWorker:
                 batch_id=job.batch_id,
                 attempt=job.attempts,
             )
+            if self.placer is not None:
+                self.placer.submit(self._place_async, call)
+                continue
             # Daemon threads: a call stuck in a provider must not keep a
             # stopped worker alive; its lease then expires and policy applies.
             threading.Thread(
@@ -690,22 +727,45 @@ class CallWorker:
         return found
 
     # --- calls (call threads) ----------------------------------------------
-    def _call_thread(self, call: Call) -> None:
+    def _place(self, call: Call) -> CallHandle | None:
         try:
-            handle = self.dialer.place_call(call.job)
+            return self.dialer.place_call(call.job)
         except Exception as exc:
             logger.exception(
                 "dialer could not place the call",
                 extra={"action": "job.dial_error", "job_id": call.job.pk},
             )
-            # Only the dialer's word that nothing was placed makes a retry
-            # safe: a timeout may have come after the provider placed it.
-            call.result = CallResult(
-                outcome=Outcome.ERROR,
-                error=f"dial error: {exc}",
-                never_connected=isinstance(exc, CallNotPlaced),
-            )
+            if isinstance(exc, CallRefused):
+                # The number itself was refused: fail the job, say why.
+                call.result = CallResult(outcome=Outcome.FAILED, error=str(exc))
+            else:
+                # Only the dialer's word that nothing was placed makes a
+                # retry safe: a timeout may have come after the provider
+                # placed it.
+                call.result = CallResult(
+                    outcome=Outcome.ERROR,
+                    error=f"dial error: {exc}",
+                    never_connected=isinstance(exc, CallNotPlaced),
+                )
             self.inbox.put(("ended", call))
+            return None
+
+    def _place_async(self, call: Call) -> None:
+        """Place the call and return: its provider's callbacks end it."""
+        handle = self._place(call)
+        if handle is None:
+            return
+        with call.lock:
+            call.handle = handle
+            call.call_id = handle.call_id
+            hang = call.hangup_reason
+        self.inbox.put(("placed", call))
+        if hang:
+            self._hangup_handle(handle, call, hang)
+
+    def _call_thread(self, call: Call) -> None:
+        handle = self._place(call)
+        if handle is None:
             return
         with call.lock:
             call.handle = handle
@@ -738,8 +798,14 @@ class CallWorker:
             )
             return False
 
-    def _hangup_handle(self, handle: CallHandle) -> None:
+    def _hangup_handle(
+        self, handle: CallHandle, call: Call | None = None, reason: str = ""
+    ) -> None:
         try:
+            if call is not None and call.job.attempt_token:
+                telephony.attempt_hangup_requested(
+                    token=call.job.attempt_token, reason=reason
+                )
             self.dialer.hangup(handle)
         except Exception:
             logger.exception("hang-up failed", extra={"action": "job.hangup_error"})
@@ -750,8 +816,13 @@ class CallWorker:
                 return
             call.hangup_reason = reason
             handle = call.handle
-        if handle is not None:
-            self._hangup_handle(handle)
+        if handle is None:
+            return
+        if self.placer is not None:
+            # A provider request: off the main thread, which renews leases.
+            self.placer.submit(self._hangup_handle, handle, call, reason)
+        else:
+            self._hangup_handle(handle, call, reason)
 
     # --- the loop --------------------------------------------------------
     def sleep(self, seconds: float) -> None:
@@ -900,6 +971,8 @@ class CallWorker:
                     token=self.token,
                     keep_ids=list(self.calls),
                 )
+        if self.placer is not None:
+            self.placer.shutdown(wait=True, cancel_futures=False)
         self.dialer.close()
         metrics.CALLS_IN_FLIGHT.set(len(self.calls))
         self._log(

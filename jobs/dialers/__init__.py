@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from jobs.dialers.base import (
     CallHandle,
     CallNotPlaced,
+    CallRefused,
     CallResult,
     CallStatus,
     Dialer,
@@ -35,11 +36,19 @@ def _simulated() -> Dialer:
     return SimulatedDialer.from_settings()
 
 
+def _twilio() -> Dialer:
+    from jobs.dialers.twilio import TwilioDialer
+
+    return TwilioDialer.from_settings()
+
+
 register("simulated", _simulated)
+register("twilio", _twilio)
 
 __all__ = [
     "CallHandle",
     "CallNotPlaced",
+    "CallRefused",
     "CallResult",
     "CallStatus",
     "Dialer",

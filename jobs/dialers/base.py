@@ -38,6 +38,8 @@ class CallStatus:
 
     NEVER_CONNECTED = "never_connected"
     CONNECTED = "connected"
+    # Still queued, ringing or in progress at the provider: leave it alone.
+    RUNNING = "running"
     UNKNOWN = "unknown"
 
 
@@ -48,6 +50,12 @@ class CallNotPlaced(Exception):
     Any other exception from ``place_call`` may have come after the provider
     placed the call (a timeout, a lost reply), so the worker never retries it.
     """
+
+
+class CallRefused(CallNotPlaced):
+    """The provider refused the number itself (invalid, unreachable): no
+    call was placed, and none ever will be. The job fails with the reason
+    and is not retried."""
 
 
 @dataclass
@@ -121,6 +129,10 @@ class CallHandle:
 
 class Dialer(ABC):
     name = ""
+    # An asynchronous dialer's calls end by the provider's callback
+    # (jobs/telephony.py), not in the worker: the worker places the call and
+    # moves on, holding no thread for it (docs/telephony.md).
+    asynchronous = False
 
     @abstractmethod
     def place_call(self, job: Job) -> CallHandle:

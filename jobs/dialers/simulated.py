@@ -104,10 +104,15 @@ class SimulatedDialer(Dialer):
         seed: int | None = None,
         hold_file: str = "",
         opt_out_numbers: frozenset[str] = frozenset(),
+        callbacks: bool = False,
     ) -> None:
         # Numbers whose answered calls report an opt-out.
         self.opt_out_numbers = opt_out_numbers
         self._opt_outs: set[str] = set()
+        # "callback" completion: calls end through jobs/telephony.py, the
+        # path of a provider's status callback, not in the worker.
+        self.asynchronous = callbacks
+        self.tokens: dict[str, str] = {}
         self.call_seconds = call_seconds
         self.hold_file = hold_file
         self.outcomes = outcomes or {Outcome.ANSWERED: 1.0}
@@ -126,6 +131,7 @@ class SimulatedDialer(Dialer):
             seed=parse_seed(settings.SIMULATED_SEED),
             hold_file=settings.SIMULATED_HOLD_FILE,
             opt_out_numbers=frozenset(settings.SIMULATED_OPT_OUT_NUMBERS),
+            callbacks=settings.SIMULATED_COMPLETION == "callback",
         )
 
     def draw(self) -> tuple[float, str]:
@@ -152,9 +158,11 @@ class SimulatedDialer(Dialer):
         timer = threading.Timer(duration, end, args=(call_id,))
         timer.daemon = True
         with self._lock:
-            if job.phone_number in self.opt_out_numbers and outcome == Outcome.ANSWERED:
+            phone = job.phone_number if job is not None else ""
+            if phone in self.opt_out_numbers and outcome == Outcome.ANSWERED:
                 self._opt_outs.add(call_id)
             self._calls[call_id] = (timer, started, outcome, handle)
+            self.tokens[call_id] = getattr(job, "attempt_token", "")
             self.placed += 1
         timer.start()
         return handle
@@ -180,7 +188,30 @@ class SimulatedDialer(Dialer):
             with self._lock:
                 result.opt_out = call_id in self._opt_outs
                 self._opt_outs.discard(call_id)
+            self._end(handle, result)
+
+    def _end(self, handle: CallHandle, result: CallResult) -> None:
+        if not self.asynchronous:
             handle.resolve(result)
+            return
+        from django.db import connections
+
+        from jobs.telephony import ProviderEvent, apply_event
+
+        with self._lock:
+            token = self.tokens.pop(handle.call_id, "")
+        try:
+            apply_event(
+                token=token,
+                event=ProviderEvent(
+                    status="completed",
+                    call_id=handle.call_id,
+                    raw={"outcome": result.outcome, "simulated": True},
+                    result=result,
+                ),
+            )
+        finally:
+            connections.close_all()  # this timer thread's own connection
 
     def _finish_when_released(self, call_id: str) -> None:
         while not os.path.exists(self.hold_file):
@@ -196,7 +227,7 @@ class SimulatedDialer(Dialer):
         if entry:
             timer, started, outcome, _handle = entry
             timer.cancel()
-            handle.resolve(self._result(outcome, started, hung_up=True))
+            self._end(handle, self._result(outcome, started, hung_up=True))
 
     def call_status(self, call_id: str) -> str:
         # Calls live in the process that placed them; after that process died
