@@ -11,6 +11,7 @@ from callcenter.schedules import PREFIX, ensure_schedules
 from jobs import maintenance
 from jobs.models import Job, JobStatus
 from jobs.tests.factories import JobFactory
+from jobs.worker import database_now
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +91,8 @@ def test_purge_finished__off_by_default_and_deletes_only_old_terminal_jobs(setti
 
 
 def test_recover_leases__resolves_expired_leases_when_no_worker_runs():
-    expired = timezone.now() - timedelta(minutes=5)
+    # Expired on the database's clock, which recovery compares with.
+    expired = database_now() - timedelta(minutes=5)
     undialled = JobFactory(
         status=JobStatus.IN_PROGRESS, claimed_by="gone", lease_expires_at=expired
     )

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from batches.models import Batch
 from batches.tests.factories import BatchFactory
@@ -304,7 +304,7 @@ def test_renew_leases__extends_held_jobs_and_reports_the_rest(account, system_ac
     held, cancelled, other = claim_jobs(worker_id="w1", limit=3)
     job_cancel(job=cancelled, actor=system_actor)
     Job.objects.filter(pk=other.pk).update(claimed_by="w2")
-    Job.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now())
+    Job.objects.filter(pk=held.pk).update(lease_expires_at=Now())
 
     lost = renew_leases(
         worker_id="w1", job_ids=[held.pk, cancelled.pk, other.pk], lease_seconds=120
@@ -312,12 +312,14 @@ def test_renew_leases__extends_held_jobs_and_reports_the_rest(account, system_ac
 
     assert lost == {cancelled.pk, other.pk}
     held.refresh_from_db()
-    assert held.lease_expires_at > timezone.now() + timedelta(seconds=100)
+    # Leases are on the database's clock.
+    assert held.lease_expires_at > database_now() + timedelta(seconds=100)
 
 
 def expire(*jobs: Job) -> None:
+    """Expired on the database's clock, which recovery compares with."""
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
+        lease_expires_at=Now() - timedelta(seconds=1)
     )
 
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import connections, transaction
-from django.utils import timezone
 
 from accounts.models import Account
 from batches.services import batch_pause
@@ -314,7 +313,7 @@ def test_call_worker__a_slow_status_lookup_does_not_hold_up_lease_renewal(
     JobFactory(batch=batch)
     [lost] = mark_dialed(jobs=claim_jobs(worker_id="dead", limit=1), worker_id="dead")
     Job.objects.filter(pk=lost.pk).update(
-        call_id="prov-1", lease_expires_at=timezone.now() - timedelta(seconds=1)
+        call_id="prov-1", lease_expires_at=database_now() - timedelta(seconds=1)
     )
     mine = JobFactory(batch=batch)
     dialer = SlowStatusDialer()
