@@ -22,7 +22,13 @@ class AddCreditsForm(forms.Form):
     )
 
 
-DIALING_RULES = ("allowed_number_types", "allowed_countries", "holidays")
+DIALING_RULES = (
+    "allowed_number_types",
+    "allowed_countries",
+    "holidays",
+    "max_calls_per_number_per_24h",
+    "max_concurrent_calls",
+)
 
 
 class AccountAdminForm(forms.ModelForm):
@@ -64,6 +70,9 @@ class AccountAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Left empty, the frequency cap keeps its value (None: unchanged).
+        if "max_calls_per_number_per_24h" in self.fields:
+            self.fields["max_calls_per_number_per_24h"].required = False
         if self.instance.pk is not None:
             self.initial["allowed_countries"] = " ".join(
                 self.instance.allowed_countries

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -47,6 +48,23 @@ class Account(models.Model):
         help_text=_("Dates (YYYY-MM-DD) on which nothing is dialled."),
         verbose_name=_("holidays"),
     )
+    # Caps (jobs/caps.py, README "Who may be called, and when"). The
+    # frequency cap's default is the Florida and Oklahoma limit.
+    max_calls_per_number_per_24h = models.PositiveIntegerField(
+        default=3,
+        db_default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Calls to one number in any rolling 24 hours, across the account's batches."
+        ),
+        verbose_name=_("max calls per number per 24 h"),
+    )
+    max_concurrent_calls = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Calls of this account in progress at once; empty: no cap."),
+        verbose_name=_("max concurrent calls"),
+    )
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
@@ -58,6 +76,10 @@ class Account(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(credits__gte=0), name="account_credits_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_calls_per_number_per_24h__gte=1),
+                name="account_frequency_cap_positive",
             ),
         ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext
@@ -34,6 +35,10 @@ class InvalidDialingRulesError(DomainError):
     status_code = 400
 
 
+# "Leave this setting as it is", where None is a value (no cap).
+UNCHANGED: Any = object()
+
+
 def account_set_dialing_rules(
     *,
     account: Account,
@@ -41,15 +46,40 @@ def account_set_dialing_rules(
     allowed_number_types: list[str] | None = None,
     allowed_countries: list[str] | None = None,
     holidays: list[str] | None = None,
+    max_calls_per_number_per_24h: int | None = None,
+    max_concurrent_calls: int | object | None = UNCHANGED,
 ) -> list[str]:
-    """Change which number types and countries an account may call (staff
-    only: the admin is the one interface that calls this). Returns the names
-    of the fields that changed; a change is audited as an AccountEvent.
+    """Change which number types and countries an account may call, and its
+    caps (staff only: the admin is the one interface that calls this).
+    Returns the names of the fields that changed; a change is audited as an
+    AccountEvent.
 
     A change applies to jobs already queued: the worker checks the rules
-    again in the transaction that marks each job dialled (jobs/rules/).
+    again in the transaction that marks each job dialled (jobs/rules/), and
+    the caps in the claim and the dial mark (jobs/caps.py).
+    ``max_concurrent_calls`` None means no cap; leave it out to keep it.
     """
-    wanted: dict[str, list[str]] = {}
+    wanted: dict[str, Any] = {}
+    if max_calls_per_number_per_24h is not None:
+        if (
+            isinstance(max_calls_per_number_per_24h, bool)
+            or not isinstance(max_calls_per_number_per_24h, int)
+            or max_calls_per_number_per_24h < 1
+        ):
+            raise InvalidDialingRulesError(
+                "max_calls_per_number_per_24h: a whole number of at least 1."
+            )
+        wanted["max_calls_per_number_per_24h"] = max_calls_per_number_per_24h
+    if max_concurrent_calls is not UNCHANGED:
+        if max_concurrent_calls is not None and (
+            isinstance(max_concurrent_calls, bool)
+            or not isinstance(max_concurrent_calls, int)
+            or max_concurrent_calls < 0
+        ):
+            raise InvalidDialingRulesError(
+                "max_concurrent_calls: a whole number of at least 0, or empty."
+            )
+        wanted["max_concurrent_calls"] = max_concurrent_calls
     if allowed_number_types is not None:
         unknown = unknown_number_types(allowed_number_types)
         if unknown:
@@ -76,7 +106,12 @@ def account_set_dialing_rules(
         changes = {
             name: [getattr(locked, name), value]
             for name, value in wanted.items()
-            if sorted(getattr(locked, name)) != value
+            if (
+                sorted(getattr(locked, name))
+                if isinstance(value, list)
+                else getattr(locked, name)
+            )
+            != value
         }
         if not changes:
             return []

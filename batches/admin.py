@@ -44,6 +44,7 @@ from callcenter.admin_kit import (
 )
 from callcenter.exceptions import DomainError
 from jobs import export
+from jobs.breaker import BreakerError, validate_breaker
 from jobs.models import CANCELLABLE_STATUSES, JobStatus
 
 STATUS_LABELS = {s.value: s.label for s in JobStatus}
@@ -185,7 +186,16 @@ class BatchEventInline(AuditTrailInline):
 class BatchForm(forms.ModelForm):
     class Meta:
         model = Batch
-        fields = ["account", "name", "description", "priority", "voice", "is_active"]
+        fields = [
+            "account",
+            "name",
+            "description",
+            "priority",
+            "voice",
+            "is_active",
+            "max_concurrent_calls",
+            "breaker",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -195,6 +205,12 @@ class BatchForm(forms.ModelForm):
 
     def clean_voice(self):
         return self.cleaned_data.get("voice") or self.instance.voice or "human"
+
+    def clean_breaker(self):
+        try:
+            return validate_breaker(self.cleaned_data.get("breaker"))
+        except BreakerError as exc:
+            raise ValidationError(f"{exc.field}: {exc}") from None
 
     def clean_is_active(self):
         value = self.cleaned_data["is_active"]
@@ -256,6 +272,7 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (gettext_lazy("Caps"), {"fields": ["max_concurrent_calls", "breaker"]}),
         (
             "State",
             {
@@ -407,6 +424,8 @@ class BatchAdmin(GuardedActionsMixin, admin.ModelAdmin):
                 priority=form.cleaned_data["priority"],
                 is_active=form.cleaned_data["is_active"],
                 voice=form.cleaned_data.get("voice") or "human",
+                max_concurrent_calls=form.cleaned_data["max_concurrent_calls"],
+                breaker=form.cleaned_data["breaker"],
                 actor=actor,
             )
             obj.pk = created.pk

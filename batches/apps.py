@@ -16,10 +16,11 @@ class BatchesConfig(AppConfig):
         from batches.receivers import (
             complete_batch_on_resume,
             complete_batches_on_jobs_finished,
+            pause_batch_on_breaker_tripped,
         )
         from batches.signals import batch_transitioned
         from callcenter.schedules import ensure_schedules
-        from jobs.signals import jobs_finished
+        from jobs.signals import breaker_tripped, jobs_finished
 
         post_migrate.connect(
             ensure_schedules, sender=self, dispatch_uid="callcenter.schedules"
@@ -41,4 +42,7 @@ class BatchesConfig(AppConfig):
         accounts_signals.credits_held_accounts.connect(
             receivers.accounts_with_paused_batches,
             dispatch_uid="batches.credits_held_accounts",
+        )
+        breaker_tripped.connect(
+            pause_batch_on_breaker_tripped, dispatch_uid="batches.breaker_pause"
         )

@@ -93,10 +93,24 @@ class Batch(models.Model):
         choices=Voice.choices,
         default=Voice.HUMAN,
         db_default=Voice.HUMAN,
-        help_text=_(
-            "An AI or prerecorded voice calls only jobs with consent_at set."
-        ),
+        help_text=_("An AI or prerecorded voice calls only jobs with consent_at set."),
         verbose_name=_("voice"),
+    )
+    # Caps and the circuit breaker (jobs/caps.py, jobs/breaker.py).
+    max_concurrent_calls = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Calls of this batch in progress at once; empty: no cap."),
+        verbose_name=_("max concurrent calls"),
+    )
+    breaker = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Pause the batch when more than max_failure_ratio of its last "
+            'window ended calls failed: {"window": 20, "max_failure_ratio": 0.5}.'
+        ),
+        verbose_name=_("circuit breaker"),
     )
 
     # Why the batch is paused, so that a person (or the credit logic) can tell

@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 from accounts.credits import NO_CREDITS_REASON
+from batches.models import Batch
 from batches.services import (
     accounts_with_credit_paused_batches,
     batch_complete_if_done,
+    batch_pause,
     batches_pause_for_credits,
     batches_resume_for_credits,
 )
@@ -75,3 +77,25 @@ def resume_batches_on_credits_available(
 
 def accounts_with_paused_batches(sender: Any, **kwargs: Any) -> set[int]:
     return accounts_with_credit_paused_batches(NO_CREDITS_REASON)
+
+
+def pause_batch_on_breaker_tripped(
+    sender: Any, batch_id: int, reason: str, **kwargs: Any
+) -> None:
+    """A batch's circuit breaker tripped (jobs/breaker.py): pause it, with the
+    system as the actor and the figures as the reason, through the pause
+    service, so it is audited and fires batch.paused. A person resumes it."""
+    from jobs.breaker import ACTOR_LABEL
+
+    batch = Batch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        return
+    if batch_pause(batch=batch, actor=Actor.system(ACTOR_LABEL), reason=reason):
+        logger.warning(
+            "batch paused by its circuit breaker",
+            extra={
+                "action": "batch.breaker_tripped",
+                "batch_id": batch.batch_id,
+                "reason": reason,
+            },
+        )

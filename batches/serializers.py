@@ -13,9 +13,11 @@ from batches.selectors import REPORTED_STATUSES, batch_status_counts
 from callcenter.api import (
     StrictBooleanField,
     StrictCharField,
+    StrictIntegerField,
     StrictSerializer,
     priority_field,
 )
+from jobs.breaker import BreakerError, validate_breaker
 from jobs.rules.retries import effective_policy, parse_policy
 from jobs.rules.windows import Window, WindowError
 
@@ -49,6 +51,8 @@ class BatchSerializer(serializers.ModelSerializer):
             "description",
             "priority",
             "voice",
+            "max_concurrent_calls",
+            "breaker",
             "is_active",
             "calling_window",
             "retry_policy",
@@ -80,6 +84,44 @@ class BatchSerializer(serializers.ModelSerializer):
     def context_for(batches: list[Batch]) -> dict[str, Any]:
         """Counts for a page of batches in one query (no N+1)."""
         return {"job_counts": batch_status_counts([b.pk for b in batches])}
+
+
+def max_concurrent_calls_field() -> StrictIntegerField:
+    return StrictIntegerField(
+        min_value=0,
+        max_value=100_000,
+        allow_null=True,
+        required=False,
+        help_text="Calls of this batch in progress at once, across all "
+        "workers; null: no cap (the account's own cap still applies).",
+    )
+
+
+class BreakerSettingSerializer(serializers.Serializer):
+    window = serializers.IntegerField(
+        min_value=1, help_text="How many of the last ended calls to look at."
+    )
+    max_failure_ratio = serializers.FloatField(
+        min_value=0, max_value=1, help_text="From 0 to 1."
+    )
+
+
+@extend_schema_field(BreakerSettingSerializer(allow_null=True))
+class BreakerField(serializers.Field):
+    """The circuit breaker: {"window": N, "max_failure_ratio": r}, or null.
+    When more than r of the batch's last N ended calls failed, the batch is
+    paused by the system; a person resumes it."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any] | None:
+        try:
+            return validate_breaker(data)
+        except BreakerError as exc:
+            name = exc.field.removeprefix("breaker").removeprefix(".")
+            detail = {name: [str(exc)]} if name else [str(exc)]
+            raise serializers.ValidationError(detail) from None
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 class JobRowSerializer(StrictSerializer):
@@ -177,6 +219,8 @@ class BatchCreateSerializer(StrictSerializer):
         help_text="Who speaks: human (default), ai or prerecorded. An ai or "
         "prerecorded voice calls only jobs with consent_at (FCC 24-17).",
     )
+    max_concurrent_calls = max_concurrent_calls_field()
+    breaker = BreakerField(required=False, allow_null=True)
     jobs = JobRowsField(
         required=False,
         help_text="Optional jobs to add in the same request, as in the jobs "
@@ -201,6 +245,8 @@ class BatchUpdateSerializer(StrictSerializer):
         help_text="Who speaks: human (default), ai or prerecorded. An ai or "
         "prerecorded voice calls only jobs with consent_at (FCC 24-17).",
     )
+    max_concurrent_calls = max_concurrent_calls_field()
+    breaker = BreakerField(required=False, allow_null=True)
 
 
 class BatchUpdateResponseSerializer(serializers.Serializer):

@@ -31,6 +31,7 @@ from callcenter.exceptions import (
     BatchDeletedError,
     BatchPausedByStaffError,
 )
+from jobs.breaker import validate_breaker
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
 from jobs.notify import notify_jobs_available
@@ -49,6 +50,8 @@ UPDATABLE_FIELDS = (
     "calling_window",
     "retry_policy",
     "voice",
+    "max_concurrent_calls",
+    "breaker",
 )
 
 Progress = Callable[[int], None]
@@ -135,6 +138,8 @@ def batch_create(
     calling_window: dict[str, Any] | None = None,
     retry_policy: dict[str, Any] | None = None,
     voice: str = "human",
+    max_concurrent_calls: int | None = None,
+    breaker: dict[str, Any] | None = None,
 ) -> Batch:
     """A new batch. ``calling_window`` and ``retry_policy`` are checked here
     too (jobs/rules); None means the defaults."""
@@ -146,6 +151,8 @@ def batch_create(
             priority=priority,
             is_active=is_active,
             voice=voice,
+            max_concurrent_calls=max_concurrent_calls,
+            breaker=validate_breaker(breaker),
         )
         if calling_window is not None:
             batch.calling_window = Window.parse(calling_window).as_json()
@@ -303,6 +310,8 @@ def batch_update(*, batch: Batch, actor: Actor, **fields: Any) -> list[str]:
         fields["calling_window"] = Window.parse(fields["calling_window"]).as_json()
     if "retry_policy" in fields:
         fields["retry_policy"] = parse_policy(fields["retry_policy"])
+    if "breaker" in fields:
+        fields["breaker"] = validate_breaker(fields["breaker"])
     with transaction.atomic():
         locked = _lock(batch)
         before = {k: getattr(locked, k) for k in fields}

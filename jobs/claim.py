@@ -56,6 +56,7 @@ from django.utils import timezone
 
 from callcenter import metrics
 from callcenter.prepared import fetch_prepared
+from jobs.caps import caps_room_orm
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
 
@@ -77,30 +78,44 @@ picked AS (
         FROM (
           SELECT j.id
             FROM jobs_job j
+            JOIN accounts_account a ON a.id = j.account_id
            WHERE j.batch_id IS NULL AND j.status = 'pending'
+             -- The account's concurrency cap (jobs/caps.py).
+             AND (a.max_concurrent_calls IS NULL
+                  OR callcenter_cap_room(NULL, NULL, a.id,
+                                         a.max_concurrent_calls, 1) > 0)
            ORDER BY j.priority DESC, j.id
            LIMIT %(n)s
-             FOR UPDATE SKIP LOCKED
+             FOR UPDATE OF j SKIP LOCKED
         ) o
       UNION ALL
       SELECT jj.id
         FROM (
-          SELECT b.id
+          SELECT b.id,
+                 -- The batch's and the account's concurrency caps: how many
+                 -- jobs this claim may take (jobs/caps.py).
+                 CASE WHEN b.max_concurrent_calls IS NULL
+                           AND a.max_concurrent_calls IS NULL THEN %(n)s
+                      ELSE callcenter_cap_room(b.id, b.max_concurrent_calls,
+                                               a.id, a.max_concurrent_calls,
+                                               %(n)s)
+                 END AS room
             FROM batches_batch b
+            JOIN accounts_account a ON a.id = b.account_id
            WHERE b.is_active AND b.completed_at IS NULL
              -- Lock only batches that have work: an active batch whose
              -- jobs are all running or waiting for a retry costs one probe.
              AND EXISTS (SELECT 1 FROM jobs_job p
                           WHERE p.batch_id = b.id AND p.status = 'pending')
            ORDER BY b.priority DESC, b.id
-             FOR SHARE SKIP LOCKED
+             FOR SHARE OF b SKIP LOCKED
         ) ab
         CROSS JOIN LATERAL (
           SELECT j.id
             FROM jobs_job j
            WHERE j.batch_id = ab.id AND j.status = 'pending'
            ORDER BY j.priority DESC, j.id
-           LIMIT %(n)s
+           LIMIT LEAST(%(n)s, ab.room)
              FOR UPDATE SKIP LOCKED
         ) jj
     ) u
@@ -227,11 +242,19 @@ def _claim_jobs_conditional_update(
     # BEGIN, so the selected ids cannot change under us before the UPDATE.
     now = timezone.now()
     with transaction.atomic():
-        ids = list(
-            Job.objects.filter(claimable_jobs())
-            .order_by(F("batch__priority").desc(nulls_first=True), "-priority", "id")
-            .values_list("id", flat=True)[:limit]
+        ordered = Job.objects.filter(claimable_jobs()).order_by(
+            F("batch__priority").desc(nulls_first=True), "-priority", "id"
         )
+        if not ordered.filter(
+            Q(batch__max_concurrent_calls__isnull=False)
+            | Q(account__max_concurrent_calls__isnull=False)
+        ).exists():
+            ids = list(ordered.values_list("id", flat=True)[:limit])
+        else:
+            # The concurrency caps (jobs/caps.py); demo sizes only.
+            ids = caps_room_orm(
+                list(ordered.values_list("id", "batch_id", "account_id")), limit
+            )
         if not ids:
             return []
         Job.objects.filter(claimable_jobs(), id__in=ids).update(

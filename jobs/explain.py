@@ -113,7 +113,16 @@ def _credits(job: Job, now: datetime) -> list[Reason]:
     return []
 
 
-EXPLAINERS: list[Explainer] = [_finished, _batch, _status, _credits]
+def _caps(job: Job, now: datetime) -> list[Reason]:
+    """frequency_cap (until when) and concurrency_cap (jobs/caps.py)."""
+    from jobs import caps
+
+    if job.status not in (JobStatus.PENDING, JobStatus.SCHEDULED):
+        return []
+    return caps.explain(job, now)
+
+
+EXPLAINERS: list[Explainer] = [_finished, _batch, _status, _credits, _caps]
 
 
 def register(explainer: Explainer) -> Explainer:

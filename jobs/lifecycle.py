@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from callcenter import metrics
 from callcenter.prepared import fetch_prepared
+from jobs import breaker
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
 from jobs.models import CallAttempt, Job, JobStatus
@@ -288,16 +289,25 @@ def record_calls(
         statuses.update(
             _record_successes(common, worker_id=worker_id, token=token, now=now)
         )
+    failed_in: set[int] = set()
     for end in ended:
         if end.job_id not in statuses:
-            statuses[end.job_id] = _record_one(
+            statuses[end.job_id], batch_id = _record_one(
                 end, worker_id=worker_id, token=token, now=now
             )
+            if batch_id is not None and end.result.outcome in breaker.FAILURES:
+                failed_in.add(batch_id)
+    # A failed call may trip its batch's circuit breaker: read only then,
+    # after the outcome has committed (a statement more in such a round).
+    breaker.check(failed_in)
     return statuses
 
 
-def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> str:
-    """The general path: lock the row, append the attempt, apply the outcome."""
+def _record_one(
+    end: CallEnd, *, worker_id: str, token: str, now: datetime
+) -> tuple[str, int | None]:
+    """The general path: lock the row, append the attempt, apply the outcome.
+    Returns the job's status, and its batch when the outcome was applied."""
     job_id, dialed_at, call_id = end.job_id, end.dialed_at, end.call_id
     result, interrupted = end.result, end.interrupted
     with transaction.atomic():
@@ -316,11 +326,11 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
                 outcome=result.outcome,
                 call_record=kept,
             )
-            return "gone"
+            return "gone", None
         dial_key = dialed_at.isoformat()
         for entry in job.attempt_log or []:
             if entry.get("worker") == worker_id and entry.get("dialed_at") == dial_key:
-                return job.status
+                return job.status, None
         entry = {
             "attempt": job.attempts,
             **_attempt_entry(end, worker_id=worker_id, ended_at=now),
@@ -360,7 +370,7 @@ def _record_one(end: CallEnd, *, worker_id: str, token: str, now: datetime) -> s
         status_before=before,
         held=held,
     )
-    return job.status
+    return job.status, (job.batch_id if held else None)
 
 
 def _attempt_ended(end: CallEnd, *, now: datetime) -> None:

@@ -258,6 +258,14 @@ class Job(models.Model):
                 | models.Q(scheduled_at__isnull=False),
                 name="job_scheduled_has_time",
             ),
+            # One call at a time per number, across every account, batch and
+            # worker: a second dial mark of a number in a call is refused by
+            # the database itself (jobs/caps.py).
+            models.UniqueConstraint(
+                fields=["phone_number"],
+                condition=models.Q(status="in_progress", dialed_at__isnull=False),
+                name="job_one_call_per_number",
+            ),
             # The same number twice in one batch would be called twice.
             models.UniqueConstraint(
                 fields=["batch", "phone_number"],
@@ -426,6 +434,13 @@ class CallAttempt(models.Model):
         verbose_name=_("job"),
     )
     attempt = models.PositiveIntegerField(verbose_name=_("attempt"))
+    # The job's account and batch when it was dialled, as plain numbers: the
+    # frequency cap counts an account's dials of a number, the circuit
+    # breaker a batch's last ended calls (jobs/caps.py, jobs/breaker.py).
+    account_pk = models.BigIntegerField(
+        null=True, blank=True, verbose_name=_("account pk")
+    )
+    batch_pk = models.BigIntegerField(null=True, blank=True, verbose_name=_("batch pk"))
     dialer = models.CharField(max_length=32, verbose_name=_("dialer"))
     token = models.CharField(max_length=32, unique=True, verbose_name=_("token"))
     phone_number = models.CharField(max_length=16, verbose_name=_("phone number"))
@@ -485,6 +500,17 @@ class CallAttempt(models.Model):
                 condition=models.Q(ended_at__isnull=True),
             ),
             models.Index(fields=["started_at"], name="callattempt_age_idx"),
+            # The frequency cap: an account's dials of a number in 24 hours.
+            models.Index(
+                fields=["account_pk", "phone_number", "started_at"],
+                name="callattempt_number_idx",
+            ),
+            # The circuit breaker: a batch's last ended calls.
+            models.Index(
+                fields=["batch_pk", "ended_at"],
+                name="callattempt_batch_end_idx",
+                condition=models.Q(ended_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

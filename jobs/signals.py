@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 # once per batch or account instead of once per job.
 jobs_finished = Signal()
 
+# Sent with: batch_id, failures, window, ratio and reason, when more than
+# ``ratio`` of a batch's last ``window`` ended calls failed (jobs/breaker.py),
+# after the failing outcome has committed. The batches app pauses the batch.
+breaker_tripped = Signal()
+
 
 def send_jobs_finished_on_commit(finished: list[tuple[Job, str | None]]) -> None:
     """Send ``jobs_finished`` once the current transaction has committed (at

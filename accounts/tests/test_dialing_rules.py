@@ -70,13 +70,20 @@ def test_account_set_dialing_rules__unknown_values_are_refused(
 
 def change_form(account, **rules) -> dict:
     data = {
-        "name": account.name,
+        "name": rules.get("name", account.name),
         "slug": account.slug,
         "credits": account.credits,
         "allowed_number_types": rules.get(
             "allowed_number_types", account.allowed_number_types
         ),
         "allowed_countries": rules.get("allowed_countries", ""),
+        # The caps, as the change page posts them back (empty: no cap).
+        "max_calls_per_number_per_24h": rules.get(
+            "max_calls_per_number_per_24h", account.max_calls_per_number_per_24h
+        ),
+        "max_concurrent_calls": rules.get(
+            "max_concurrent_calls", account.max_concurrent_calls or ""
+        ),
     }
     for prefix in ("memberships",):
         data.update(
@@ -116,6 +123,65 @@ def test_account_admin__staff_change_the_rules_through_the_service(
     page = admin_client.get(url(account)).content.decode()
     assert "CA US" in page  # the list, as staff typed it back
     assert "Dialing rules changed by admin (admin)" in page  # the audit
+
+
+def test_account_admin__staff_set_the_caps_through_the_service(admin_client, account):
+    response = admin_client.post(
+        url(account),
+        change_form(account, max_calls_per_number_per_24h=2, max_concurrent_calls=10),
+    )
+
+    assert response.status_code == 302, response.content
+    account.refresh_from_db()
+    assert (account.max_calls_per_number_per_24h, account.max_concurrent_calls) == (
+        2,
+        10,
+    )
+    event = AccountEvent.objects.get(account=account)
+    assert event.changes == {
+        "max_calls_per_number_per_24h": [3, 2],
+        "max_concurrent_calls": [None, 10],
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_calls_per_number_per_24h", 0),
+        ("max_calls_per_number_per_24h", -1),
+        ("max_concurrent_calls", -1),
+    ],
+)
+def test_account_admin__a_bad_cap_is_a_form_error_and_changes_nothing(
+    admin_client, account, field, value
+):
+    response = admin_client.post(
+        url(account), change_form(account, name="Renamed", **{field: value})
+    )
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    account.refresh_from_db()
+    assert account.name != "Renamed"
+    assert (account.max_calls_per_number_per_24h, account.max_concurrent_calls) == (
+        3,
+        None,
+    )
+    assert not AccountEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [
+        {"max_calls_per_number_per_24h": 0},
+        {"max_calls_per_number_per_24h": True},
+        {"max_concurrent_calls": -2},
+    ],
+)
+def test_account_set_dialing_rules__bad_caps_are_refused(account, system_actor, caps):
+    with pytest.raises(InvalidDialingRulesError):
+        account_set_dialing_rules(account=account, actor=system_actor, **caps)
+    assert not AccountEvent.objects.exists()
 
 
 def test_account_admin__unknown_country_is_a_form_error(admin_client, account):

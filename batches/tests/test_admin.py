@@ -575,7 +575,15 @@ def test_change_form__shows_audit_trail_and_job_count_links(admin_client, api_ac
 def test_change_form__worker_and_service_fields_are_read_only(admin_client):
     batch = BatchFactory()
     form = admin_client.get(change_url(batch)).context["adminform"].form
-    assert set(form.fields) == {"name", "description", "priority", "voice", "is_active"}
+    assert set(form.fields) == {
+        "name",
+        "description",
+        "priority",
+        "voice",
+        "is_active",
+        "max_concurrent_calls",
+        "breaker",
+    }
 
 
 def test_change_form__cancelled_batch_cannot_be_reactivated(admin_client, system_actor):
@@ -630,6 +638,67 @@ def test_change_form__editing_name_and_priority_is_audited(admin_client, admin_u
     event = audit(batch, BatchEvent.Action.UPDATED)
     assert event.changes == {"name": ["Renewals", "Renewals Q4"], "priority": [1, 7]}
     assert (event.source, event.actor) == (Source.ADMIN, admin_user)
+
+
+def test_change_form__caps_and_breaker_are_set_through_the_service(admin_client):
+    batch = BatchFactory(name="Renewals", priority=1)
+
+    response = admin_client.post(
+        change_url(batch),
+        {
+            "name": "Renewals",
+            "description": batch.description,
+            "priority": "1",
+            "is_active": "on",
+            "max_concurrent_calls": "4",
+            "breaker": '{"window": 10, "max_failure_ratio": 0.3}',
+            "events-TOTAL_FORMS": "0",
+            "events-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302
+    batch.refresh_from_db()
+    assert batch.max_concurrent_calls == 4
+    assert batch.breaker == {"window": 10, "max_failure_ratio": 0.3}
+    assert audit(batch, BatchEvent.Action.UPDATED).changes["max_concurrent_calls"] == [
+        None,
+        4,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_concurrent_calls", "-1"),
+        ("breaker", '{"window": 0, "max_failure_ratio": 0.3}'),
+        ("breaker", '{"window": 5, "max_failure_ratio": 3}'),
+    ],
+)
+def test_change_form__a_bad_cap_is_a_form_error_and_changes_nothing(
+    admin_client, field, value
+):
+    batch = BatchFactory(name="Renewals", priority=1)
+    data = {
+        "name": "Renamed",
+        "description": batch.description,
+        "priority": "1",
+        "is_active": "on",
+        "events-TOTAL_FORMS": "0",
+        "events-INITIAL_FORMS": "0",
+        field: value,
+    }
+
+    response = admin_client.post(change_url(batch), data)
+
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    batch.refresh_from_db()
+    assert (batch.name, batch.max_concurrent_calls, batch.breaker) == (
+        "Renewals",
+        None,
+        None,
+    )
 
 
 def test_add_batch__goes_through_batch_create(admin_client, admin_user, account):

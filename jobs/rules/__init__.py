@@ -27,6 +27,7 @@ The first rule (in ``RULES`` order) that stops a job decides its verdict.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,11 +94,16 @@ def _modules() -> list[ModuleType]:
 
 
 RULES: list[ModuleType] = []
+# Threads of one process (a worker's, a test's) may ask at once: the list
+# is filled once, under the lock.
+_RULES_LOCK = threading.Lock()
 
 
 def rules() -> list[ModuleType]:
     if not RULES:
-        RULES.extend(_modules())
+        with _RULES_LOCK:
+            if not RULES:
+                RULES.extend(_modules())
     return RULES
 
 

@@ -25,13 +25,13 @@ import secrets
 import zlib
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from callcenter.prepared import fetch_prepared
-from jobs import rules
+from jobs import caps, rules
 from jobs.models import CallAttempt, Job, JobStatus
 from jobs.rules import GateContext, Refuse, Verdict
 from jobs.rules.sqlvalues import timestamp
@@ -49,14 +49,17 @@ def _statement() -> tuple[str, tuple[str, ...]]:
     cols = rules.columns()
     names = tuple(cols)
     select = "".join(f",\n       {sql} AS {name}" for name, sql in cols.items())
+    # The number's caps (jobs/caps.py) choose which held jobs are marked.
     sql = f"""
-WITH marked AS (
+WITH {caps.MARK_CTES.strip()},
+marked AS (
   UPDATE jobs_job
      SET dialed_at = now(),
          attempts = attempts + 1,
          started_at = COALESCE(started_at, now()),
          updated_at = now()
-   WHERE id = ANY(%(ids)s::bigint[])
+    FROM allowed
+   WHERE jobs_job.id = allowed.id
      AND status = 'in_progress'
      AND claimed_by = %(worker_id)s
      AND claim_token = %(token)s
@@ -64,10 +67,11 @@ WITH marked AS (
   RETURNING jobs_job.*
 ), attempt AS (
   INSERT INTO jobs_callattempt (
-      job_id, attempt, dialer, token, phone_number, worker_id, claim_token,
-      claimed_at, provider_call_id, provider_status, answered_by, started_at,
-      outcome, error, hangup_reason, events)
-  SELECT id, attempts, %(dialer)s, replace(gen_random_uuid()::text, '-', ''),
+      job_id, attempt, account_pk, batch_pk, dialer, token, phone_number,
+      worker_id, claim_token, claimed_at, provider_call_id, provider_status,
+      answered_by, started_at, outcome, error, hangup_reason, events)
+  SELECT id, attempts, account_id, batch_id, %(dialer)s,
+         replace(gen_random_uuid()::text, '-', ''),
          phone_number, %(worker_id)s, %(token)s, claimed_at, '', '', '',
          dialed_at, '', '', '', '[]'::jsonb
     FROM marked
@@ -118,6 +122,8 @@ def _mark_other(
     ids: list[int], worker_id: str, token: str, dialer: str
 ) -> tuple[Marked, GateContext]:
     now = timezone.now()
+    # The number's caps (jobs/caps.py); SQLite serialises writers.
+    ids = [job.pk for job in caps.allowed_orm(list(Job.objects.filter(id__in=ids)))]
     held = Job.objects.filter(
         id__in=ids,
         status=JobStatus.IN_PROGRESS,
@@ -133,11 +139,15 @@ def _mark_other(
     )
     marked = Job.objects.filter(
         id__in=ids, claimed_by=worker_id, claim_token=token, dialed_at=now
-    ).values_list("id", "attempts", "phone_number", "claimed_at")
+    ).values_list(
+        "id", "attempts", "phone_number", "claimed_at", "account_id", "batch_id"
+    )
     attempts = [
         CallAttempt(
             job_id=job_id,
             attempt=number,
+            account_pk=account_id,
+            batch_pk=batch_id,
             dialer=dialer,
             token=secrets.token_hex(16),
             phone_number=phone,
@@ -146,7 +156,7 @@ def _mark_other(
             claimed_at=claimed_at,
             started_at=now,
         )
-        for job_id, number, phone, claimed_at in marked
+        for job_id, number, phone, claimed_at, account_id, batch_id in marked
     ]
     CallAttempt.objects.bulk_create(attempts)
     if not attempts:
@@ -193,13 +203,38 @@ def mark_dialed(
     compares both with the database's ``now()``, and a worker whose clock is
     off must not make a dial look older or newer than it is. On SQLite the
     database is a file on the worker's own machine, so its clock is the one.
+
+    The number's caps (jobs/caps.py) keep the mark off a job whose number is
+    in a call or at its 24-hour cap; such a job is deferred in the same
+    transaction.
     """
+    if not jobs:
+        return []
+    for _ in range(MARK_ATTEMPTS - 1):
+        try:
+            return _gate(jobs, worker_id=worker_id, token=token, dialer=dialer)
+        except IntegrityError as exc:
+            # Two marks raced for one number (jobs/caps.py): this one waited
+            # for the other's commit; run again, it sees that call.
+            if not caps.is_number_conflict(exc):
+                raise
+            logger.info(
+                "dial mark raced for a number: again",
+                extra={"action": "job.mark_raced", "worker_id": worker_id},
+            )
+    return _gate(jobs, worker_id=worker_id, token=token, dialer=dialer)
+
+
+# A mark that raced for a number runs again up to this many times in all;
+# each retry follows the commit of the racing mark, so a few always suffice.
+MARK_ATTEMPTS = 8
+
+
+def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[Job]:
     from accounts.credits import claim_key, credits_settle
     from jobs.lifecycle import fenced_write_refused
     from jobs.services import job_defer_dial, job_refuse_dial
 
-    if not jobs:
-        return []
     ids = [job.pk for job in jobs]
     stopped: list[tuple[Job, Verdict]] = []
     with transaction.atomic():
@@ -208,9 +243,29 @@ def mark_dialed(
         else:
             dialed_at, context = _mark_other(ids, worker_id, token, dialer)
         marked = []
+        # Held, but a cap kept the mark off: deferred, not dialled.
+        capped = caps.defer_blocked(
+            [job for job in jobs if job.pk not in dialed_at],
+            worker_id=worker_id,
+            token=token,
+        )
         for job in jobs:
             if job.pk in dialed_at:
                 marked.append(job)
+            elif job.pk in capped:
+                stopped.append((job, capped[job.pk]))
+                logger.info(
+                    "job not dialled: %s",
+                    capped[job.pk].code,
+                    extra={
+                        "action": "job.dial_deferred",
+                        "job_id": job.pk,
+                        "batch_id": job.batch_id,
+                        "worker_id": worker_id,
+                        "code": capped[job.pk].code,
+                        "until": capped[job.pk].until,
+                    },
+                )
             else:
                 fenced_write_refused(
                     "dial", job_ids=[job.pk], worker_id=worker_id, token=token
