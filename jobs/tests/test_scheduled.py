@@ -13,7 +13,7 @@ by the bench, not here.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,9 +30,14 @@ from jobs.worker import CallWorker
 
 
 def db_now():
+    """The database's clock: what promotion's ``now()`` (``Now()``) reads."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        return cursor.fetchone()[0]
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT now()")
+            return cursor.fetchone()[0]
+        # SQLite's own clock, UTC, as Django's Now() reads it there.
+        cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+        return datetime.fromisoformat(cursor.fetchone()[0]).replace(tzinfo=UTC)
 
 
 def fast_worker():
