@@ -318,6 +318,10 @@ if WEBHOOK_TIMEOUT_SECONDS > 30:
         f"got {WEBHOOK_TIMEOUT_SECONDS}"
     )
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# After a rotation the old secret signs beside the new one this long.
+WEBHOOK_SECRET_ROTATION_GRACE_HOURS = env_int(
+    "WEBHOOK_SECRET_ROTATION_GRACE_HOURS", 24, minimum=0, maximum=168
+)
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)
 # Each endpoint is one more request per event for the shared delivery workers.

@@ -23,9 +23,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "account"]
     search_fields = ["url", "account__name", "description"]
     autocomplete_fields = ["account"]
-    # The signing secret is the account's: shown to it once, never here.
-    exclude = ["secret"]
-    readonly_fields = ["created_at", "updated_at", "deleted_at"]
+    # The signing secrets are the account's: shown to it once, never here.
+    exclude = ["secret", "previous_secret"]
+    readonly_fields = [
+        "previous_secret_expires_at",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    ]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Its deliveries are history and keep the row (PROTECT); staff turn an

@@ -1,18 +1,30 @@
 from __future__ import annotations
 
-import secrets
 import uuid
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from callcenter import standard_webhooks
 from webhooks.events import ALL_EVENTS, default_event_types
 from webhooks.urlcheck import validate_webhook_url
 
 
 def generate_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    """``whsec_`` + base64 of 32 random bytes: a Standard Webhooks secret."""
+    return standard_webhooks.generate_secret()
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The secrets a delivery is signed with: the current one, and the one
+    before the last rotation while it has not expired."""
+    secrets = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and expires > now:
+        secrets.append(endpoint.previous_secret)
+    return secrets
 
 
 def validate_event_types(value: object) -> None:
@@ -41,8 +53,17 @@ class WebhookEndpoint(models.Model):
     secret = models.CharField(
         max_length=128,
         default=generate_secret,
-        help_text=_("Shared secret for the X-Callcenter-Signature HMAC."),
+        help_text=_("Signing secret of the Standard Webhooks signature."),
         verbose_name=_("secret"),
+    )
+    # The secret before the last rotation: deliveries are signed with both
+    # (two signatures in the header) until it expires, so a receiver can
+    # switch to the new one without refusing anything meanwhile.
+    previous_secret = models.CharField(
+        max_length=128, blank=True, default="", verbose_name=_("previous secret")
+    )
+    previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("previous secret expires at")
     )
     event_types = models.JSONField(
         default=default_event_types,

@@ -15,10 +15,16 @@ class WebhookEndpointSerializer(StrictSerializer, serializers.ModelSerializer):
             "event_types",
             "description",
             "is_active",
+            "previous_secret_expires_at",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "previous_secret_expires_at",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
@@ -29,6 +35,19 @@ class WebhookEndpointWithSecretSerializer(WebhookEndpointSerializer):
     class Meta(WebhookEndpointSerializer.Meta):
         fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
         read_only_fields = [*WebhookEndpointSerializer.Meta.read_only_fields, "secret"]
+
+
+class RotateSecretSerializer(StrictSerializer):
+    previous_secret_hours = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=168,
+        help_text=(
+            "How long the old secret keeps signing beside the new one "
+            "(WEBHOOK_SECRET_ROTATION_GRACE_HOURS by default); 0 stops it at "
+            "once, for a leaked secret."
+        ),
+    )
 
 
 class WebhookAttemptSerializer(serializers.ModelSerializer):

@@ -35,6 +35,7 @@ from webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
     generate_secret,
+    signing_secrets,
 )
 from webhooks.urlcheck import resolve_target
 
@@ -96,13 +97,37 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_rotate_secret(
-    *, endpoint: WebhookEndpoint, actor: Actor
+    *, endpoint: WebhookEndpoint, actor: Actor, previous_secret_hours: int | None = None
 ) -> WebhookEndpoint:
-    """Give the endpoint a new signing secret; the old one stops signing at
-    once. The caller shows the new secret once; it is never read back."""
+    """Give the endpoint a new signing secret. The old one keeps signing
+    beside it (two signatures per delivery) for ``previous_secret_hours``
+    (WEBHOOK_SECRET_ROTATION_GRACE_HOURS by default); 0 stops it at once (a
+    leaked secret). The caller shows the new secret once; it is never read
+    back."""
+    hours = (
+        settings.WEBHOOK_SECRET_ROTATION_GRACE_HOURS
+        if previous_secret_hours is None
+        else previous_secret_hours
+    )
     with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if hours > 0:
+            endpoint.previous_secret = endpoint.secret
+            endpoint.previous_secret_expires_at = timezone.now() + timedelta(
+                hours=hours
+            )
+        else:
+            endpoint.previous_secret = ""
+            endpoint.previous_secret_expires_at = None
         endpoint.secret = generate_secret()
-        endpoint.save(update_fields=["secret", "updated_at"])
+        endpoint.save(
+            update_fields=[
+                "secret",
+                "previous_secret",
+                "previous_secret_expires_at",
+                "updated_at",
+            ]
+        )
         _log_endpoint("secret_rotated", endpoint, actor)
     return endpoint
 
@@ -115,7 +140,18 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
         endpoint.deleted_at = timezone.now()
         endpoint.is_active = False
         endpoint.secret = ""
-        endpoint.save(update_fields=["deleted_at", "is_active", "secret", "updated_at"])
+        endpoint.previous_secret = ""
+        endpoint.previous_secret_expires_at = None
+        endpoint.save(
+            update_fields=[
+                "deleted_at",
+                "is_active",
+                "secret",
+                "previous_secret",
+                "previous_secret_expires_at",
+                "updated_at",
+            ]
+        )
         _log_endpoint("deleted", endpoint, actor)
 
 
@@ -243,14 +279,15 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
     except ValidationError as exc:
         return None, f"refused: {' '.join(exc.messages)}", ""
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-    timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        signing.TIMESTAMP_HEADER: str(timestamp),
-        signing.SIGNATURE_HEADER: signing.sign(endpoint.secret, timestamp, body),
-        signing.EVENT_HEADER: delivery.event,
-        signing.DELIVERY_HEADER: str(delivery.delivery_id),
+        **signing.delivery_headers(
+            secrets=signing_secrets(endpoint, timezone.now()),
+            delivery_id=str(delivery.delivery_id),
+            event=delivery.event,
+            body=body,
+        ),
     }
     try:
         reply = transport.post(

@@ -1,48 +1,55 @@
-"""Webhook signatures: HMAC-SHA256 over "<timestamp>.<body>".
+"""Webhook signatures: Standard Webhooks (callcenter/standard_webhooks.py).
 
-The timestamp is part of what is signed, so a captured request cannot be
-replayed later: receivers reject timestamps older than a few minutes.
+Every delivery carries ``webhook-id`` (the delivery's id, the same on every
+retry: receivers de-duplicate on it), ``webhook-timestamp`` and
+``webhook-signature`` (``v1,<base64 HMAC-SHA256>`` of
+``"{id}.{timestamp}.{body}"`` keyed by the endpoint's ``whsec_`` secret), so a
+receiver verifies them with any Standard Webhooks library. The timestamp is
+signed, so a captured request cannot be replayed later: receivers refuse
+timestamps more than a few minutes away from their clock.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+from collections.abc import Iterable, Mapping
 
-TIMESTAMP_HEADER = "X-Callcenter-Timestamp"
-SIGNATURE_HEADER = "X-Callcenter-Signature"
+from callcenter import standard_webhooks
+
 EVENT_HEADER = "X-Callcenter-Event"
-DELIVERY_HEADER = "X-Callcenter-Delivery"
-SCHEME = "v1"
+ID_HEADER = standard_webhooks.ID_HEADER
+TIMESTAMP_HEADER = standard_webhooks.TIMESTAMP_HEADER
+SIGNATURE_HEADER = standard_webhooks.SIGNATURE_HEADER
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    message = f"{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-    return f"{SCHEME}={digest}"
+def delivery_headers(
+    *,
+    secrets: Iterable[str],
+    delivery_id: str,
+    event: str,
+    body: bytes,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """The signature headers of one attempt, signed with every secret given
+    (space-separated signatures), and the event's type."""
+    return {
+        **standard_webhooks.sign_headers(
+            secrets, delivery_id, body, timestamp=timestamp
+        ),
+        EVENT_HEADER: event,
+    }
 
 
 def verify(
     secret: str,
-    timestamp: str,
+    headers: Mapping[str, str],
     body: bytes,
-    signature: str,
     *,
     tolerance: int = 300,
     now: float | None = None,
 ) -> bool:
-    """What a receiver does (docs/webhooks.md shows the same code)."""
+    """What a receiver does (docs/webhooks.md shows the same with a library)."""
     try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
+        standard_webhooks.verify([secret], headers, body, tolerance=tolerance, now=now)
+    except standard_webhooks.VerificationError:
         return False
-    current = time.time() if now is None else now
-    if abs(current - ts) > tolerance:
-        return False
-    expected = sign(secret, ts, body)
-    # The header may carry several signatures while a secret is rotated.
-    return any(
-        hmac.compare_digest(expected, candidate.strip())
-        for candidate in signature.split(",")
-    )
+    return True

@@ -20,6 +20,7 @@ from callcenter.actor import Actor, Source
 from callcenter.api import error_responses
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.serializers import (
+    RotateSecretSerializer,
     WebhookDeliverySerializer,
     WebhookEndpointSerializer,
     WebhookEndpointWithSecretSerializer,
@@ -65,7 +66,7 @@ class IsAccountMember(permissions.BasePermission):
         responses={200: WebhookDeliverySerializer(many=True), **error_responses()}
     ),
     rotate_secret=extend_schema(
-        request=None,
+        request=RotateSecretSerializer,
         responses={200: WebhookEndpointWithSecretSerializer, **error_responses()},
     ),
 )
@@ -106,10 +107,14 @@ class WebhookEndpointViewSet(viewsets.ModelViewSet):
 
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
-        """A new signing secret, shown in this answer only; the old one stops
-        signing at once."""
+        """A new signing secret, shown in this answer only. The old one keeps
+        signing beside it for ``previous_secret_hours`` (0: it stops at once)."""
+        options = RotateSecretSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_rotate_secret(
-            endpoint=self.get_object(), actor=self._actor()
+            endpoint=self.get_object(),
+            actor=self._actor(),
+            previous_secret_hours=options.validated_data.get("previous_secret_hours"),
         )
         return Response(WebhookEndpointWithSecretSerializer(endpoint).data)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import threading
 
 import pytest
@@ -158,6 +159,34 @@ def test_webhooks_api__secret_is_shown_at_creation_and_rotation_only(member):
     assert new_secret == endpoint.secret
     assert new_secret != first_secret
     assert new_secret.startswith("whsec_")
+    # A Standard Webhooks secret: the spec's base64 (not URL-safe) of 32 bytes.
+    assert len(base64.b64decode(new_secret.removeprefix("whsec_"), validate=True)) == 32
+    # The old secret keeps signing beside it for the default grace period;
+    # it is never shown again.
+    assert endpoint.previous_secret == first_secret
+    assert rotated.json()["previous_secret_expires_at"] is not None
+    assert first_secret not in str(client.get(f"{URL}/{endpoint.pk}").json())
+
+    # A leaked secret: stopped at once.
+    at_once = client.post(
+        f"{URL}/{endpoint.pk}/rotate-secret",
+        {"previous_secret_hours": 0},
+        format="json",
+    )
+    assert at_once.status_code == 200
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret == ""
+    assert at_once.json()["previous_secret_expires_at"] is None
+    for bad in (
+        {"previous_secret_hours": -1},
+        {"previous_secret_hours": 169},
+        {"grace": 1},
+    ):
+        refused = client.post(f"{URL}/{endpoint.pk}/rotate-secret", bad, format="json")
+        assert refused.status_code == 400
+        assert set(refused.json()["error"]["fields"]) == set(bad)
+    endpoint.refresh_from_db()
+    assert endpoint.secret == at_once.json()["secret"]
 
 
 def test_webhooks_api__an_account_has_at_most_the_configured_endpoints(

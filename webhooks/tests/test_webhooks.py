@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from accounts.tests.factories import AccountFactory
 from batches import services as batch_services
@@ -25,11 +26,17 @@ from jobs.models import Job, JobStatus
 from jobs.signals import send_jobs_finished_on_commit
 from jobs.tests.factories import JobFactory
 from webhooks import events, signing, transport
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    generate_secret,
+)
 from webhooks.services import (
     EXCERPT_CHARS,
     backoff_seconds,
     webhook_deliver,
+    webhook_endpoint_rotate_secret,
     webhooks_deliver_due,
 )
 from webhooks.tests.server import ok, raw_server
@@ -106,14 +113,21 @@ def test_webhook_endpoint__full_clean_validates_url_and_event_types(account):
 
 
 def test_signing__verify_accepts_its_own_signature_and_rejects_tampering():
+    secret = generate_secret()
     body = b'{"a":1}'
-    header = signing.sign("s3cret", 1_700_000_000, body)
-    assert header.startswith("v1=")
-    assert signing.verify("s3cret", "1700000000", body, header, now=1_700_000_010)
-    assert not signing.verify("other", "1700000000", body, header, now=1_700_000_010)
-    assert not signing.verify("s3cret", "1700000000", b'{"a":2}', header, now=1.7e9)
+    headers = signing.delivery_headers(
+        secrets=[secret],
+        delivery_id="d1",
+        event="batch.paused",
+        body=body,
+        timestamp=1_700_000_000,
+    )
+    assert headers["webhook-signature"].startswith("v1,")
+    assert signing.verify(secret, headers, body, now=1_700_000_010)
+    assert not signing.verify(generate_secret(), headers, body, now=1_700_000_010)
+    assert not signing.verify(secret, headers, b'{"a":2}', now=1.7e9)
     # Too old: a replayed request.
-    assert not signing.verify("s3cret", "1700000000", body, header, now=1.7e9 + 3600)
+    assert not signing.verify(secret, headers, body, now=1.7e9 + 3600)
 
 
 def test_backoff_seconds__doubles_and_is_capped(settings):
@@ -136,12 +150,13 @@ def test_batch_pause__delivers_a_signed_webhook_after_commit(receiver):
     request = receiver.requests[0]
     assert request.path == "/hooks"
     headers = {k.lower(): v for k, v in request.headers.items()}
-    assert signing.verify(
-        endpoint.secret,
-        headers["x-callcenter-timestamp"],
-        request.body,
-        headers["x-callcenter-signature"],
+    # Any Standard Webhooks library verifies it: here, the off-the-shelf one.
+    assert Webhook(endpoint.secret).verify(request.body, headers) == json.loads(
+        request.body
     )
+    assert signing.verify(endpoint.secret, headers, request.body)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint.secret).verify(request.body + b" ", headers)
     payload = json.loads(request.body)
     assert payload["type"] == events.BATCH_PAUSED
     assert headers["x-callcenter-event"] == "batch.paused"
@@ -149,12 +164,47 @@ def test_batch_pause__delivers_a_signed_webhook_after_commit(receiver):
     assert payload["data"]["batch"]["state"] == "paused"
     assert payload["data"]["event"]["reason"] == "wrong script"
     delivery = WebhookDelivery.objects.get()
-    assert headers["x-callcenter-delivery"] == str(delivery.delivery_id)
+    assert headers["webhook-id"] == str(delivery.delivery_id)
     assert payload["id"] == str(delivery.delivery_id)
     assert delivery.status == WebhookDelivery.Status.SUCCEEDED
     assert delivery.attempts == 1
     assert delivery.last_status_code == 200
     assert list(delivery.attempt_log.values_list("status_code", flat=True)) == [200]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_secret_rotation__old_and_new_secret_both_sign_until_the_grace_ends(
+    receiver, settings
+):
+    """Standard Webhooks' rotation: two space-separated signatures, so a
+    receiver still on the old secret, and one already on the new, both
+    verify with the off-the-shelf library; after the grace, only the new."""
+    settings.WEBHOOK_SECRET_ROTATION_GRACE_HOURS = 24
+    batch = BatchFactory()
+    endpoint = endpoint_for(batch.account, receiver.url)
+    old = endpoint.secret
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        endpoint = webhook_endpoint_rotate_secret(endpoint=endpoint, actor=ACTOR)
+    new = endpoint.secret
+    assert new != old
+
+    with time_machine.travel(start + timedelta(hours=23), tick=False):
+        batch_services.batch_pause(batch=batch, actor=ACTOR)
+        request = receiver.requests[-1]
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        Webhook(old).verify(request.body, headers)
+        Webhook(new).verify(request.body, headers)
+
+    with time_machine.travel(start + timedelta(hours=25), tick=False):
+        batch_services.batch_resume(batch=batch, actor=ACTOR)
+        request = receiver.requests[-1]
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert len(headers["webhook-signature"].split(" ")) == 1
+        Webhook(new).verify(request.body, headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(request.body, headers)
 
 
 @pytest.mark.django_db(transaction=True)
