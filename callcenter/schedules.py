@@ -62,7 +62,7 @@ def periodic_tasks() -> list[Periodic]:
                 settings.JOB_COUNTS_CHECK_MINUTES,
             )
         )
-    if settings.TWILIO_ACCOUNT_SID:
+    if settings.TWILIO_ACCOUNT_SID or settings.HTTP_DIALER_URL:
         # Calls whose final status callback never came (jobs/reconcile.py).
         tasks.append(
             Periodic("reconcile call attempts", "jobs.maintenance.reconcile_calls", 5)

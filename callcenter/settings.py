@@ -233,6 +233,19 @@ TWILIO_TIME_LIMIT_SECONDS = env_int("TWILIO_TIME_LIMIT_SECONDS", 3600, minimum=1
 TWILIO_HTTP_TIMEOUT_SECONDS = env_float(
     "TWILIO_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1
 )
+# --- Real calls: a voice-agent platform over HTTP (docs/telephony.md) -------
+HTTP_DIALER_URL = env_str("HTTP_DIALER_URL")
+# whsec_… (Standard Webhooks). Several, separated by spaces, while a secret
+# is rotated: requests are signed with each, callbacks accepted under any.
+HTTP_DIALER_SECRET = env_str("HTTP_DIALER_SECRET")
+HTTP_DIALER_CALLER_ID = env_str("HTTP_DIALER_CALLER_ID")
+HTTP_DIALER_HANGUP_URL = env_str("HTTP_DIALER_HANGUP_URL")
+HTTP_DIALER_TIMEOUT_SECONDS = env_float(
+    "HTTP_DIALER_TIMEOUT_SECONDS", 10.0, minimum=0.1
+)
+HTTP_DIALER_ATTEMPTS = env_int("HTTP_DIALER_ATTEMPTS", 5, minimum=1, maximum=20)
+HTTP_DIALER_TOLERANCE_SECONDS = env_int("HTTP_DIALER_TOLERANCE_SECONDS", 300, minimum=1)
+HTTP_DIALER_MAX_CALL_SECONDS = env_int("HTTP_DIALER_MAX_CALL_SECONDS", 3600, minimum=1)
 # An attempt with no final status this long after the ring timeout plus the
 # time limit is looked up at the provider by the reconciliation task.
 CALL_RECONCILE_MARGIN_SECONDS = env_int("CALL_RECONCILE_MARGIN_SECONDS", 300, minimum=0)

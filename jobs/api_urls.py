@@ -9,7 +9,7 @@ from django.urls import path
 from callcenter.api import both_slashes
 from callcenter.routers import OptionalSlashRouter
 from jobs import dnc_views, views
-from jobs.telephony_views import twilio_status
+from jobs.telephony_views import http_dialer_event, twilio_status
 
 router = OptionalSlashRouter()
 # jobs, jobs/{job_id} and its actions.
@@ -30,5 +30,10 @@ urlpatterns = [
         "telephony/twilio/status/<str:token>",
         twilio_status,
         name="telephony-twilio-status",
+    ),
+    path(
+        "telephony/http/events/<str:token>",
+        http_dialer_event,
+        name="telephony-http-events",
     ),
 ]

@@ -28,8 +28,11 @@ def purge_finished() -> int:
 
 def reconcile_calls() -> dict[str, int]:
     """Attempts whose final provider callback never came (jobs/reconcile.py)."""
-    from jobs.reconcile import reconcile_attempts
+    from jobs.reconcile import reconcile_attempts, reconcile_http_attempts
 
-    if not settings.TWILIO_ACCOUNT_SID:
-        return {}
-    return reconcile_attempts()
+    counts: dict[str, int] = {}
+    if settings.TWILIO_ACCOUNT_SID:
+        counts.update(reconcile_attempts())
+    if settings.HTTP_DIALER_URL:
+        counts["http_resolved"] = reconcile_http_attempts()["resolved"]
+    return counts

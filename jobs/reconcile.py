@@ -11,6 +11,12 @@ the provider about each call, and applies its answer through the same
 * a call the provider has no record of: it never connected, so the job may
   be retried (an ``error`` that never connected);
 * a call still running: left alone.
+
+The voice-agent platform (``--dialer http``) has no lookup API of ours to
+ask. Its attempts with no terminal event HTTP_DIALER_MAX_CALL_SECONDS plus
+the margin after they started are ended as an ``error`` that may have
+connected: the job fails, never dialled again blindly, and the worker's
+call slot is freed.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from jobs.telephony import Applied, ProviderEvent, apply_event
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = "not-found"
+NO_FINAL_CALLBACK = "no-final-callback"
 
 
 def overdue_after() -> timedelta:
@@ -94,3 +101,47 @@ def reconcile_attempts(
         extra={"action": "telephony.reconciled", "overdue": len(overdue), **counts},
     )
     return counts
+
+
+def http_overdue_after() -> timedelta:
+    return timedelta(
+        seconds=settings.HTTP_DIALER_MAX_CALL_SECONDS
+        + settings.CALL_RECONCILE_MARGIN_SECONDS
+    )
+
+
+def reconcile_http_attempts(
+    *, now: datetime | None = None, limit: int = 200
+) -> dict[str, int]:
+    """End the voice-agent platform's overdue open attempts (no last callback)."""
+    cutoff = (now or timezone.now()) - http_overdue_after()
+    overdue = list(
+        CallAttempt.objects.filter(
+            dialer="http", ended_at__isnull=True, started_at__lt=cutoff
+        )
+        .order_by("started_at")
+        .values_list("token", "provider_call_id")[:limit]
+    )
+    resolved = 0
+    for token, call_id in overdue:
+        event = ProviderEvent(
+            status=NO_FINAL_CALLBACK,
+            call_id=call_id,
+            raw={"source": "reconciliation"},
+            result=CallResult(
+                outcome=Outcome.ERROR,
+                error="no final callback from the voice-agent platform",
+            ),
+        )
+        if apply_event(token=token, event=event) == Applied.ENDED:
+            resolved += 1
+    logger.info(
+        "voice-agent call attempts reconciled",
+        extra={
+            "action": "telephony.reconciled",
+            "dialer": "http",
+            "overdue": len(overdue),
+            "resolved": resolved,
+        },
+    )
+    return {"resolved": resolved}

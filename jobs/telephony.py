@@ -21,7 +21,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import billing, lifecycle
+from callcenter.actor import Actor
+from jobs import billing, dnc, lifecycle
 from jobs.dialers.base import CallResult
 from jobs.models import CallAttempt, Job
 
@@ -110,6 +111,8 @@ def apply_event(*, token: str, event: ProviderEvent) -> str:
         # After the commit, as the worker settles after its record: keyed
         # by the claim, so a repeat charges once.
         billing.settle_calls([settle])
+        if event.result is not None and event.result.opt_out:
+            _opt_out(settle[0].pk)
     logger.info(
         "provider event applied",
         extra={
@@ -160,6 +163,17 @@ def _end(
     # The settlement's key is the claim the call was reserved under.
     job = Job(pk=attempt.job_id, account_id=account_id, claimed_at=attempt.claimed_at)
     return job, result.duration_seconds, result.outcome
+
+
+def _opt_out(job_id: int) -> None:
+    """The person asked the agent not to be called again: as when a worker
+    records such a call, the number goes on the account's do-not-call list
+    and its other open jobs are cancelled (jobs/dnc.py)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is not None:
+        dnc.job_opt_out(
+            job=job, actor=Actor.system("provider callback"), during_call=True
+        )
 
 
 def attempts_ended(tokens: list[str]) -> set[str]:

@@ -42,8 +42,15 @@ def _twilio() -> Dialer:
     return TwilioDialer.from_settings()
 
 
+def _http() -> Dialer:
+    from jobs.dialers.http import HttpDialer
+
+    return HttpDialer.from_settings()
+
+
 register("simulated", _simulated)
 register("twilio", _twilio)
+register("http", _http)
 
 __all__ = [
     "CallHandle",
