@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
@@ -468,3 +469,39 @@ def test_reconcile__an_attempt_whose_last_callback_never_came_fails_its_job(
     assert agent.send(attempt_id, "ended", outcome="answered") == 200
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
+
+
+def test_http_dialer__settings_are_checked_at_start(settings):
+    settings.HTTP_DIALER_URL = "https://agent.example.com/calls"
+    settings.PUBLIC_BASE_URL = "https://callcenter.example.com"
+    settings.HTTP_DIALER_SECRET = ""
+    with pytest.raises(ImproperlyConfigured, match="HTTP_DIALER_SECRET"):
+        HttpDialer.from_settings()
+    for bad in ("s3cret", "whsec_@@@", f"{SECRET} whsec_"):
+        settings.HTTP_DIALER_SECRET = bad
+        with pytest.raises(ImproperlyConfigured, match="whsec_"):
+            HttpDialer.from_settings()
+
+
+def test_secret_rotation__requests_signed_with_both_callbacks_accepted_under_either(
+    agent, account, settings
+):
+    """HTTP_DIALER_SECRET="<new> <old>": a platform still on the old secret,
+    and one already on the new, both verify our request and are heard."""
+    new = standard_webhooks.generate_secret()
+    settings.HTTP_DIALER_SECRET = f"{new} {SECRET}"
+    job, attempt_id = place_one(agent, account)  # the fake knows the old one
+    [(headers, _body)] = agent.call_requests()
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    raw = next(b for p, _h, b, _ok in agent.requests if p == "/calls")
+    Webhook(new).verify(raw, headers)
+
+    assert agent.send(attempt_id, "ringing") == 200  # signed with the old
+    body = agent.event_body(attempt_id, "ended", outcome="answered")
+    signed_new = agent.signed(body, webhook=Webhook(new))
+    assert agent.send(attempt_id, "ended", body=body, headers=signed_new) == 200
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+
+    settings.HTTP_DIALER_SECRET = new  # the old one dropped
+    assert agent.send(attempt_id, "ringing") == 403
