@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# --- The hour of the day (issue 12) ---------------------------------------------
+# --- The hour of the day ----------------------------------------------------------
 #
 # A suite that passes at noon must pass at midnight. TEST_CLOCK=HH:MM (or
 # --clock HH:MM) runs the whole session with Python's clock at that local time

@@ -15,7 +15,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/callce
 os.environ.setdefault("Q_SYNC", "true")
 # One process; the tests that need the shared cache switch to the database one.
 os.environ.setdefault("CACHE_BACKEND", "locmem")
-# The hour of the day must not change what a test does (issue 12): batches and
+# The hour of the day must not change what a test does: batches and
 # one-off jobs get an all-day window unless a test sets one. The product
 # default (08:00-21:00) is tested where windows are.
 os.environ.setdefault("CALLING_WINDOW_DEFAULT", "00:00-24:00")
