@@ -657,6 +657,14 @@ class CallWorker:
                 priority=job.priority,
                 attempt=job.attempts + 1,
             )
+        self.dial(jobs)
+        return True
+
+    def dial(self, jobs: list[Job]) -> None:
+        """Reserve credits for claimed jobs, mark them dialled through the
+        dial gate, and hand those it lets through to the dialer. The gate's
+        commit is the last one before a provider request: a job whose batch
+        was paused since the claim is released there, not dialled."""
         payable = billing.reserve_calls(
             jobs,
             worker_id=self.worker_id,
@@ -698,7 +706,6 @@ class CallWorker:
                 name=f"call-{job.pk}",
                 daemon=True,
             ).start()
-        return True
 
     def reconcile(self) -> bool:
         if not self.needs_reconcile:

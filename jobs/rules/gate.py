@@ -12,6 +12,13 @@ transaction commits: nobody, not even this worker's dialer, ever sees them
 marked. A round where no rule stops a job costs BEGIN, the statement and
 COMMIT.
 
+The mark is the last commit before the dialer is asked to call, so it also
+re-checks the jobs' batches under the lock that makes the claim exact
+(``FOR SHARE`` on each batch row, jobs/claim.py): a job whose batch was
+paused, cancelled or deleted since its claim is not marked but released
+(``pending`` again, no attempt spent). A pause under way makes the mark wait
+for its commit, then re-read the row.
+
 The reservation of a stopped job is given back after the commit (as
 ``credits_settle`` always runs: its own transaction turns off the flush wait,
 which the dial mark must not inherit).
@@ -26,14 +33,14 @@ import zlib
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from callcenter.prepared import fetch_prepared
 from jobs import caps, rules
 from jobs.models import CallAttempt, Job, JobStatus
-from jobs.rules import GateContext, Refuse, Verdict
+from jobs.rules import GateContext, Refuse
 from jobs.rules.sqlvalues import timestamp
 
 logger = logging.getLogger(__name__)
@@ -51,7 +58,17 @@ def _statement() -> tuple[str, tuple[str, ...]]:
     select = "".join(f",\n       {sql} AS {name}" for name, sql in cols.items())
     # The number's caps (jobs/caps.py) choose which held jobs are marked.
     sql = f"""
-WITH {caps.MARK_CTES.strip()},
+WITH live AS (
+  -- The batches of these jobs that are still active, locked FOR SHARE as
+  -- the claim locks them: a pause, cancel or delete (FOR UPDATE) under way
+  -- makes this wait for its commit and then re-check (module docstring).
+  SELECT b.id
+    FROM batches_batch b
+   WHERE b.id IN (SELECT j.batch_id FROM jobs_job j
+                   WHERE j.id = ANY(%(ids)s::bigint[]))
+     AND b.is_active
+     FOR SHARE OF b
+), {caps.MARK_CTES.strip()},
 marked AS (
   UPDATE jobs_job
      SET dialed_at = now(),
@@ -64,6 +81,7 @@ marked AS (
      AND claimed_by = %(worker_id)s
      AND claim_token = %(token)s
      AND dialed_at IS NULL
+     AND (batch_id IS NULL OR batch_id IN (SELECT id FROM live))
   RETURNING jobs_job.*
 ), attempt AS (
   INSERT INTO jobs_callattempt (
@@ -125,6 +143,7 @@ def _mark_other(
     # The number's caps (jobs/caps.py); SQLite serialises writers.
     ids = [job.pk for job in caps.allowed_orm(list(Job.objects.filter(id__in=ids)))]
     held = Job.objects.filter(
+        Q(batch__isnull=True) | Q(batch__is_active=True),
         id__in=ids,
         status=JobStatus.IN_PROGRESS,
         claimed_by=worker_id,
@@ -225,6 +244,41 @@ def mark_dialed(
     return _gate(jobs, worker_id=worker_id, token=token, dialer=dialer)
 
 
+# The code of a job whose batch stopped being active between its claim and
+# its mark: it goes back to ``pending`` (for a resume, or for the sweep of a
+# cancelled or deleted batch), with its reservation refunded.
+BATCH_INACTIVE = "batch_inactive"
+
+
+def _release_paused(jobs: list[Job], *, worker_id: str, token: str) -> set[int]:
+    """Hand back held jobs the mark skipped because their batch is no longer
+    active: ``pending`` again, the claim released, no attempt spent.
+    Returns their ids."""
+    candidates = [job.pk for job in jobs if job.batch_id is not None]
+    if not candidates:
+        return set()
+    held = Job.objects.filter(
+        id__in=candidates,
+        status=JobStatus.IN_PROGRESS,
+        claimed_by=worker_id,
+        claim_token=token,
+        dialed_at__isnull=True,
+        batch__is_active=False,
+    )
+    # Locked first: the sweep of a cancelled batch may be cancelling them.
+    ids = set(held.select_for_update(of=("self",)).values_list("id", flat=True))
+    if ids:
+        Job.objects.filter(id__in=ids, status=JobStatus.IN_PROGRESS).update(
+            status=JobStatus.PENDING,
+            claimed_by="",
+            claim_token="",
+            claimed_at=None,
+            lease_expires_at=None,
+            updated_at=Now(),
+        )
+    return ids
+
+
 # A mark that raced for a number runs again up to this many times in all;
 # each retry follows the commit of the racing mark, so a few always suffice.
 MARK_ATTEMPTS = 8
@@ -236,24 +290,42 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
     from jobs.services import job_defer_dial, job_refuse_dial
 
     ids = [job.pk for job in jobs]
-    stopped: list[tuple[Job, Verdict]] = []
+    stopped: list[tuple[Job, str]] = []  # and the code
     with transaction.atomic():
         if connection.vendor == "postgresql":
             dialed_at, context = _mark_postgresql(ids, worker_id, token, dialer)
         else:
             dialed_at, context = _mark_other(ids, worker_id, token, dialer)
         marked = []
+        # Held, but the batch was paused, cancelled or deleted since the
+        # claim: released, not dialled.
+        paused = _release_paused(
+            [job for job in jobs if job.pk not in dialed_at],
+            worker_id=worker_id,
+            token=token,
+        )
         # Held, but a cap kept the mark off: deferred, not dialled.
         capped = caps.defer_blocked(
-            [job for job in jobs if job.pk not in dialed_at],
+            [job for job in jobs if job.pk not in dialed_at and job.pk not in paused],
             worker_id=worker_id,
             token=token,
         )
         for job in jobs:
             if job.pk in dialed_at:
                 marked.append(job)
+            elif job.pk in paused:
+                stopped.append((job, BATCH_INACTIVE))
+                logger.info(
+                    "job not dialled: its batch is no longer active",
+                    extra={
+                        "action": "job.dial_released",
+                        "job_id": job.pk,
+                        "batch_id": job.batch_id,
+                        "worker_id": worker_id,
+                    },
+                )
             elif job.pk in capped:
-                stopped.append((job, capped[job.pk]))
+                stopped.append((job, capped[job.pk].code))
                 logger.info(
                     "job not dialled: %s",
                     capped[job.pk].code,
@@ -303,7 +375,7 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
                     reason=verdict.detail,
                 )
             CallAttempt.objects.filter(token=dialed_at[job.pk][1]).delete()
-            stopped.append((job, verdict))
+            stopped.append((job, verdict.code))
             logger.warning(
                 "job not dialled: %s",
                 verdict.code,
@@ -322,13 +394,13 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
                     "ended": done,
                 },
             )
-    for job, verdict in stopped:
+    for job, code in stopped:
         credits_settle(
             account_id=job.account_id,
             job_pk=job.pk,
             key=claim_key(job.claimed_at),
             cost=0,
-            note=f"not dialled: {verdict.code}",
+            note=f"not dialled: {code}",
         )
     stopped_ids = {job.pk for job, _ in stopped}
     allowed = []
