@@ -53,7 +53,7 @@ SQLITE_TESTS := accounts/tests/test_credits.py accounts/tests/test_credits_exten
   batches/tests/test_services.py batches/tests/test_completion.py \
   jobs/tests/test_services.py jobs/tests/test_lifecycle.py jobs/tests/test_worker.py \
   jobs/tests/test_claim.py jobs/tests/test_imports.py jobs/tests/test_scheduled.py \
-  jobs/tests/test_record_call_fast.py
+  jobs/tests/test_record_call_fast.py jobs/tests/test_pacing.py
 test-sqlite: dev-deps messages
 	@mkdir -p test-artifacts
 	DATABASE_URL=sqlite:///$(CURDIR)/test-artifacts/sqlite.sqlite3 $(BIN)/pytest $(SQLITE_TESTS) \

@@ -407,6 +407,9 @@ TWILIO_TIME_LIMIT_SECONDS = env_int("TWILIO_TIME_LIMIT_SECONDS", 3600, minimum=1
 TWILIO_HTTP_TIMEOUT_SECONDS = env_float(
     "TWILIO_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1
 )
+# Shared by every worker on every host, through the database (jobs/pacing.py).
+TWILIO_CALLS_PER_SECOND = env_float("TWILIO_CALLS_PER_SECOND", 1.0, minimum=0.0)
+TWILIO_MAX_CONCURRENT_CALLS = env_int("TWILIO_MAX_CONCURRENT_CALLS", 0, minimum=0)
 # --- Real calls: a voice-agent platform over HTTP (docs/telephony.md) -------
 HTTP_DIALER_URL = env_str("HTTP_DIALER_URL")
 # whsec_… (Standard Webhooks). Several, separated by spaces, while a secret
@@ -420,6 +423,17 @@ HTTP_DIALER_TIMEOUT_SECONDS = env_float(
 HTTP_DIALER_ATTEMPTS = env_int("HTTP_DIALER_ATTEMPTS", 5, minimum=1, maximum=20)
 HTTP_DIALER_TOLERANCE_SECONDS = env_int("HTTP_DIALER_TOLERANCE_SECONDS", 300, minimum=1)
 HTTP_DIALER_MAX_CALL_SECONDS = env_int("HTTP_DIALER_MAX_CALL_SECONDS", 3600, minimum=1)
+HTTP_DIALER_CALLS_PER_SECOND = env_float(
+    "HTTP_DIALER_CALLS_PER_SECOND", 0.0, minimum=0.0
+)
+HTTP_DIALER_MAX_CONCURRENT_CALLS = env_int(
+    "HTTP_DIALER_MAX_CONCURRENT_CALLS", 0, minimum=0
+)
+# Slots are (1 + this) / calls-per-second apart, so that a request this late
+# for its slot still keeps every second within the rate (jobs/pacing.py).
+DIALER_PACING_GUARD_SECONDS = env_float(
+    "DIALER_PACING_GUARD_SECONDS", 0.05, minimum=0.0
+)
 # An attempt with no final status this long after the ring timeout plus the
 # time limit is looked up at the provider by the reconciliation task.
 CALL_RECONCILE_MARGIN_SECONDS = env_int("CALL_RECONCILE_MARGIN_SECONDS", 300, minimum=0)

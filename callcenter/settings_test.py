@@ -19,6 +19,9 @@ os.environ.setdefault("CACHE_BACKEND", "locmem")
 # one-off jobs get an all-day window unless a test sets one. The product
 # default (08:00-21:00) is tested where windows are.
 os.environ.setdefault("CALLING_WINDOW_DEFAULT", "00:00-24:00")
+# Twilio's calls are not paced unless a test paces them (jobs/tests/
+# test_pacing.py does, with the product's rules; the default is 1 a second).
+os.environ.setdefault("TWILIO_CALLS_PER_SECOND", "0")
 
 from callcenter.settings import *
 

@@ -38,6 +38,7 @@ from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
 from jobs.models import CallAttempt, Job, JobStatus
 from jobs.notify import notify_jobs_available
+from jobs.pacing import Pacing, Slot
 from jobs.rules.retries import retry_delay
 from jobs.signals import send_jobs_finished_on_commit
 
@@ -117,7 +118,13 @@ def fenced_write_refused(
 
 
 def mark_dialed(
-    *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
+    *,
+    jobs: list[Job],
+    worker_id: str,
+    token: str = "",
+    dialer: str = "",
+    pace: Pacing | None = None,
+    slot: Slot | None = None,
 ) -> list[Job]:
     """Record that these claimed jobs are about to be dialled (an attempt
     spent, a ``CallAttempt`` row written with its fencing token in
@@ -130,7 +137,9 @@ def mark_dialed(
     """
     from jobs.rules.gate import mark_dialed as gate
 
-    return gate(jobs=jobs, worker_id=worker_id, token=token, dialer=dialer)
+    return gate(
+        jobs=jobs, worker_id=worker_id, token=token, dialer=dialer, pace=pace, slot=slot
+    )
 
 
 def record_call_id(

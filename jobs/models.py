@@ -472,6 +472,9 @@ class CallAttempt(models.Model):
     )
     cost = models.BigIntegerField(null=True, blank=True, verbose_name=_("cost"))
     error = models.TextField(blank=True, default="", verbose_name=_("error"))
+    # The send slot the shared pacing granted (jobs/pacing.py), on the
+    # database's clock; empty when the dialer is not paced.
+    slot_at = models.DateTimeField(null=True, blank=True, verbose_name=_("slot at"))
     hangup_requested_at = models.DateTimeField(
         null=True, blank=True, verbose_name=_("hang-up requested at")
     )
@@ -519,6 +522,22 @@ class CallAttempt(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.ended_at is not None
+
+
+class DialerPace(models.Model):
+    """The next free send slot of one provider account, shared by every
+    worker process on every host (jobs/pacing.py): a worker takes a slot
+    with one UPDATE of this row, on the database's clock."""
+
+    key = models.CharField(max_length=200, unique=True, verbose_name=_("key"))
+    next_slot = models.DateTimeField(verbose_name=_("next slot"))
+
+    class Meta:
+        verbose_name = _("dialer pace")
+        verbose_name_plural = _("dialer paces")
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class DncSource(models.TextChoices):

@@ -16,9 +16,11 @@ and poll at most once per WORKER_POLL_SECONDS as a fallback.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import queue
 import secrets
@@ -40,7 +42,7 @@ from django.db import (
 
 from callcenter import metrics
 from callcenter.actor import Actor
-from jobs import billing, dnc, lifecycle, telephony
+from jobs import billing, dnc, lifecycle, pacing, telephony
 from jobs.claim import claim_jobs, promote_due_jobs
 from jobs.counts import fold_job_counts
 from jobs.dialers.base import (
@@ -291,6 +293,12 @@ class CallWorker:
         self.clock = clock  # how long calls have run (tests inject one)
 
         self.calls: dict[int, Call] = {}
+        # A paced dialer's claimed jobs wait here for their send slots
+        # (jobs/pacing.py), and are marked dialled one by one, each at its
+        # slot; ``slot`` is the one taken (its local deadline) and not used.
+        self.limits = dialer.pacing
+        self.waiting: collections.deque[Job] = collections.deque()
+        self.slot: tuple[float, pacing.Slot] | None = None
         # An asynchronous dialer's requests (place, hang up) run on a small
         # pool: a call in flight holds no thread (docs/telephony.md).
         self.placer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -434,6 +442,7 @@ class CallWorker:
         if time.monotonic() < self.next_renew:
             return False
         held = [job_id for job_id, call in self.calls.items() if not call.recorded]
+        held += [job.pk for job in self.waiting]
         lost = lifecycle.renew_leases(
             worker_id=self.worker_id,
             token=self.token,
@@ -441,6 +450,12 @@ class CallWorker:
             lease_seconds=self.lease_seconds,
         )
         self.next_renew = time.monotonic() + self.renew_every
+        if self.waiting and lost:
+            # Cancelled or recovered while waiting for a slot: never dialled.
+            self.waiting = collections.deque(
+                job for job in self.waiting if job.pk not in lost
+            )
+            lost = {job_id for job_id in lost if job_id in self.calls}
         lost = self._ended_by_callback(lost)
         for job_id in lost:
             call = self.calls[job_id]
@@ -599,10 +614,23 @@ class CallWorker:
         return bool(promoted)
 
     def capacity(self) -> int:
-        free = self.concurrency - len(self.calls)
+        free = self.concurrency - len(self.calls) - len(self.waiting)
         if self.max_jobs is not None:
-            free = min(free, self.max_jobs - self.started)
+            free = min(free, self.max_jobs - self.started - len(self.waiting))
         return max(free, 0)
+
+    def paced_limit(self, free: int) -> int:
+        """How many jobs this worker claims now, of ``free``: with a paced
+        dialer, about a second's worth of slots; and no more than the
+        provider account has room for (a hint read without a lock; the dial
+        mark is the rule, jobs/pacing.py)."""
+        limits = self.limits
+        if limits is None:
+            return free
+        if limits.paced:
+            free = min(free, max(1, math.ceil(limits.calls_per_second)))
+        room = pacing.room_hint(limits)
+        return free if room is None else min(free, room)
 
     def claim(self) -> bool:
         """Claim as many jobs as there are free call slots, and dial them."""
@@ -611,11 +639,19 @@ class CallWorker:
         free = self.capacity()
         if free <= 0:
             return False
+        if self.waiting:
+            return False  # a paced dialer's jobs wait for their slots first
         now = time.monotonic()
         if not self.wake and now < self.next_poll:
             return False
         self.wake = False
         self.next_poll = now + self.poll_seconds
+        if self.limits is not None:
+            free = self.paced_limit(free)
+            if free <= 0:
+                # Jobs wait for slots, or the provider account is full: look
+                # again at the next poll, or when a call of this worker ends.
+                return False
         jobs = claim_jobs(
             worker_id=self.worker_id,
             token=self.token,
@@ -657,14 +693,52 @@ class CallWorker:
                 priority=job.priority,
                 attempt=job.attempts + 1,
             )
+        if self.limits is not None and self.limits.paced:
+            self.waiting.extend(jobs)  # dialled at their slots: pace()
+            return True
         self.dial(jobs)
         return True
 
-    def dial(self, jobs: list[Job]) -> None:
+    def pace(self) -> bool:
+        """Dial the jobs waiting for a send slot, each at its own slot.
+
+        A slot is taken from the database (jobs/pacing.py) and waited for in
+        the main loop (its deadline bounds the loop's sleep); at the slot the
+        job goes through the dial mark, the last commit before the provider
+        request, which re-checks what may have changed meanwhile. A slot
+        reached more than half the guard late is dropped for a fresh one.
+        """
+        limits = self.limits
+        if limits is None or not self.waiting or self.stopping:
+            return False
+        found = False
+        while self.waiting:
+            if self.slot is None:
+                slot = pacing.take_slot(limits)
+                self.slot = (time.monotonic() + slot.wait, slot)
+            deadline, slot = self.slot
+            now = time.monotonic()
+            if now < deadline:
+                break
+            self.slot = None
+            if now > deadline + limits.late:
+                self._log(
+                    logging.INFO,
+                    "send slot missed: taking another",
+                    action="pacing.slot_missed",
+                    late_seconds=round(now - deadline, 3),
+                )
+                continue
+            self.dial([self.waiting.popleft()], slot=slot)
+            found = True
+        return found
+
+    def dial(self, jobs: list[Job], slot: pacing.Slot | None = None) -> None:
         """Reserve credits for claimed jobs, mark them dialled through the
         dial gate, and hand those it lets through to the dialer. The gate's
         commit is the last one before a provider request: a job whose batch
-        was paused since the claim is released there, not dialled."""
+        was paused since the claim is released there, not dialled; with a
+        paced dialer this commit comes at the job's send ``slot``."""
         payable = billing.reserve_calls(
             jobs,
             worker_id=self.worker_id,
@@ -677,6 +751,8 @@ class CallWorker:
             worker_id=self.worker_id,
             token=self.token,
             dialer=self.dialer.name,
+            pace=self.limits,
+            slot=slot,
         ):
             assert job.dialed_at is not None  # set by mark_dialed
             call = Call(
@@ -713,6 +789,7 @@ class CallWorker:
         released = lifecycle.release_orphans(
             worker_id=self.worker_id, token=self.token, keep_ids=list(self.calls)
         )
+        self.waiting.clear()  # released with the rest: pending again
         self.needs_reconcile = False
         return bool(released)
 
@@ -730,6 +807,7 @@ class CallWorker:
         self.fold_counts()
         found |= self.promote()
         found |= self.claim()
+        found |= self.pace()
         metrics.CALLS_IN_FLIGHT.set(len(self.calls))
         return found
 
@@ -845,8 +923,10 @@ class CallWorker:
 
     def idle_timeout(self) -> float:
         nearest = min(self.next_promote, self.next_recover, self.next_poll)
-        if self.calls:
+        if self.calls or self.waiting:
             nearest = min(nearest, self.next_renew)
+        if self.slot is not None and self.waiting:
+            nearest = min(nearest, self.slot[0])
         return max(0.0, min(self.poll_seconds, nearest - time.monotonic()))
 
     def on_db_error(self, exc: Exception) -> None:
@@ -877,8 +957,9 @@ class CallWorker:
 
     def finished(self) -> bool:
         if self.stopping:
+            # Jobs still waiting for a slot are released at shutdown.
             return not self.calls
-        if self.calls:
+        if self.calls or self.waiting:
             return False
         if self.max_jobs is not None and self.started >= self.max_jobs:
             return True
@@ -971,7 +1052,9 @@ class CallWorker:
         # A task cut short is safe: each recovery and each suspension step is
         # its own transaction, and the next pass (any worker's) goes on.
         self.background.stop(timeout=HANGUP_GRACE_SECONDS)
-        if self.epoch is not None:  # it ran at least one round
+        # It ran at least one round, or holds jobs waiting for a send slot
+        # (released here: never dialled).
+        if self.epoch is not None or self.waiting:
             with contextlib.suppress(*DB_ERRORS):
                 lifecycle.release_orphans(
                     worker_id=self.worker_id,

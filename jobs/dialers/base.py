@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jobs.models import Job
+    from jobs.pacing import Pacing
 
 
 class Outcome:
@@ -133,6 +134,9 @@ class Dialer(ABC):
     # (jobs/telephony.py), not in the worker: the worker places the call and
     # moves on, holding no thread for it (docs/telephony.md).
     asynchronous = False
+    # Requests per second and calls at once that every worker process
+    # shares (jobs/pacing.py); None: not paced.
+    pacing: Pacing | None = None
 
     @abstractmethod
     def place_call(self, job: Job) -> CallHandle:

@@ -127,7 +127,9 @@ class HttpDialer(Dialer):
             raise ImproperlyConfigured(
                 f"--dialer http needs {', '.join(missing)} (docs/telephony.md)"
             )
-        return cls(
+        from jobs import pacing
+
+        dialer = cls(
             url=settings.HTTP_DIALER_URL,
             secrets=parse_secrets(settings.HTTP_DIALER_SECRET),
             public_base_url=settings.PUBLIC_BASE_URL,
@@ -137,6 +139,16 @@ class HttpDialer(Dialer):
             attempts=settings.HTTP_DIALER_ATTEMPTS,
             max_call_seconds=settings.HTTP_DIALER_MAX_CALL_SECONDS,
         )
+        if settings.HTTP_DIALER_CALLS_PER_SECOND or (
+            settings.HTTP_DIALER_MAX_CONCURRENT_CALLS
+        ):
+            dialer.pacing = pacing.from_settings(
+                key=f"http:{settings.HTTP_DIALER_URL}",
+                dialer=cls.name,
+                cps=settings.HTTP_DIALER_CALLS_PER_SECOND,
+                max_concurrent=settings.HTTP_DIALER_MAX_CONCURRENT_CALLS,
+            )
+        return dialer
 
     def callback_url(self, token: str) -> str:
         return f"{self.public_base_url}{CALLBACK_PATH}{token}"

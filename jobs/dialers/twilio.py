@@ -183,7 +183,9 @@ class TwilioDialer(Dialer):
             raise ImproperlyConfigured(
                 f"--dialer twilio needs {', '.join(missing)} (docs/telephony.md)"
             )
-        return cls(
+        from jobs import pacing
+
+        dialer = cls(
             account_sid=settings.TWILIO_ACCOUNT_SID,
             auth_token=settings.TWILIO_AUTH_TOKEN,
             from_number=settings.TWILIO_FROM_NUMBER,
@@ -196,6 +198,15 @@ class TwilioDialer(Dialer):
             time_limit=settings.TWILIO_TIME_LIMIT_SECONDS,
             http_timeout=settings.TWILIO_HTTP_TIMEOUT_SECONDS,
         )
+        # Twilio's limits are per account: every worker using this SID
+        # shares them, through the database.
+        dialer.pacing = pacing.from_settings(
+            key=f"twilio:{settings.TWILIO_ACCOUNT_SID}",
+            dialer=cls.name,
+            cps=settings.TWILIO_CALLS_PER_SECOND,
+            max_concurrent=settings.TWILIO_MAX_CONCURRENT_CALLS,
+        )
+        return dialer
 
     def callback_url(self, token: str) -> str:
         return f"{self.public_base_url}{CALLBACK_PATH}{token}"
@@ -227,6 +238,7 @@ class TwilioDialer(Dialer):
         for n in range(self.create_attempts):
             if n:
                 self.sleep(self.backoff_seconds * 2 ** (n - 1))
+                self.wait_for_slot()
             try:
                 call = self.client.calls.create(**params)
                 return CallHandle(str(call.sid))
@@ -257,6 +269,16 @@ class TwilioDialer(Dialer):
                 self._log("twilio.create_found", job, call_id=found)
                 return CallHandle(found)
         raise CallNotPlaced(f"Twilio did not take the call: {last}")
+
+    def wait_for_slot(self) -> None:
+        """Before a create that retries one: a send slot of its own (the
+        worker waited for the first create's, jobs/pacing.py), so retries
+        count against the account's rate too."""
+        if self.pacing is None or not self.pacing.paced:
+            return
+        from jobs import pacing
+
+        self.sleep(pacing.take_slot(self.pacing).wait)
 
     def find_call(self, job: Job, *, since: Any) -> str:
         """The call this attempt placed, if the provider has one; "" if not.

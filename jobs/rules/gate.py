@@ -38,9 +38,9 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from callcenter.prepared import fetch_prepared
-from jobs import caps, rules
+from jobs import caps, pacing, rules
 from jobs.models import CallAttempt, Job, JobStatus
-from jobs.rules import GateContext, Refuse
+from jobs.rules import Defer, GateContext, Refuse
 from jobs.rules.sqlvalues import timestamp
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,13 @@ def _context(
 
 
 def mark_dialed(
-    *, jobs: list[Job], worker_id: str, token: str = "", dialer: str = ""
+    *,
+    jobs: list[Job],
+    worker_id: str,
+    token: str = "",
+    dialer: str = "",
+    pace: pacing.Pacing | None = None,
+    slot: pacing.Slot | None = None,
 ) -> list[Job]:
     """Mark these claimed jobs dialled (an attempt spent) and check every
     rule, in one transaction; return the jobs to dial now.
@@ -226,12 +232,24 @@ def mark_dialed(
     The number's caps (jobs/caps.py) keep the mark off a job whose number is
     in a call or at its 24-hour cap; such a job is deferred in the same
     transaction.
+
+    ``pace``: the dialer's shared limits (jobs/pacing.py). Its concurrency
+    cap is counted under the account's lock in this transaction, and the
+    jobs beyond the room left are deferred, not marked. ``slot``: the send
+    slot the worker waited for, kept on the attempts.
     """
     if not jobs:
         return []
     for _ in range(MARK_ATTEMPTS - 1):
         try:
-            return _gate(jobs, worker_id=worker_id, token=token, dialer=dialer)
+            return _gate(
+                jobs,
+                worker_id=worker_id,
+                token=token,
+                dialer=dialer,
+                pace=pace,
+                slot=slot,
+            )
         except IntegrityError as exc:
             # Two marks raced for one number (jobs/caps.py): this one waited
             # for the other's commit; run again, it sees that call.
@@ -241,7 +259,9 @@ def mark_dialed(
                 "dial mark raced for a number: again",
                 extra={"action": "job.mark_raced", "worker_id": worker_id},
             )
-    return _gate(jobs, worker_id=worker_id, token=token, dialer=dialer)
+    return _gate(
+        jobs, worker_id=worker_id, token=token, dialer=dialer, pace=pace, slot=slot
+    )
 
 
 # The code of a job whose batch stopped being active between its claim and
@@ -284,7 +304,15 @@ def _release_paused(jobs: list[Job], *, worker_id: str, token: str) -> set[int]:
 MARK_ATTEMPTS = 8
 
 
-def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[Job]:
+def _gate(
+    jobs: list[Job],
+    *,
+    worker_id: str,
+    token: str,
+    dialer: str,
+    pace: pacing.Pacing | None = None,
+    slot: pacing.Slot | None = None,
+) -> list[Job]:
     from accounts.credits import claim_key, credits_settle
     from jobs.lifecycle import fenced_write_refused
     from jobs.services import job_defer_dial, job_refuse_dial
@@ -292,7 +320,21 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
     ids = [job.pk for job in jobs]
     stopped: list[tuple[Job, str]] = []  # and the code
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        full: dict[int, Defer] = {}
+        if pace is not None and pace.max_concurrent is not None:
+            # The provider account's concurrent calls: counted under its
+            # lock, held until this commit (jobs/pacing.py).
+            fits = pacing.room(pace, len(jobs))
+            full.update(
+                pacing.defer_for_capacity(
+                    jobs[fits:], pacing=pace, worker_id=worker_id, token=token
+                )
+            )
+            ids = [job.pk for job in jobs[:fits]]
+        dialed_at: Marked
+        if not ids:
+            dialed_at, context = {}, GateContext(now=timezone.now())
+        elif connection.vendor == "postgresql":
             dialed_at, context = _mark_postgresql(ids, worker_id, token, dialer)
         else:
             dialed_at, context = _mark_other(ids, worker_id, token, dialer)
@@ -300,16 +342,25 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
         # Held, but the batch was paused, cancelled or deleted since the
         # claim: released, not dialled.
         paused = _release_paused(
-            [job for job in jobs if job.pk not in dialed_at],
+            [job for job in jobs if job.pk not in dialed_at and job.pk not in full],
             worker_id=worker_id,
             token=token,
         )
         # Held, but a cap kept the mark off: deferred, not dialled.
-        capped = caps.defer_blocked(
-            [job for job in jobs if job.pk not in dialed_at and job.pk not in paused],
-            worker_id=worker_id,
-            token=token,
+        capped: dict[int, Defer] = dict(
+            caps.defer_blocked(
+                [
+                    job
+                    for job in jobs
+                    if job.pk not in dialed_at
+                    and job.pk not in paused
+                    and job.pk not in full
+                ],
+                worker_id=worker_id,
+                token=token,
+            )
         )
+        capped.update(full)
         for job in jobs:
             if job.pk in dialed_at:
                 marked.append(job)
@@ -393,6 +444,11 @@ def _gate(jobs: list[Job], *, worker_id: str, token: str, dialer: str) -> list[J
                     "until": getattr(verdict, "until", None),
                     "ended": done,
                 },
+            )
+        if slot is not None:
+            gone = {job.pk for job, _ in stopped}
+            pacing.record_slot(
+                [dialed_at[job.pk][1] for job in marked if job.pk not in gone], slot
             )
     for job, code in stopped:
         credits_settle(

@@ -23,6 +23,7 @@ import hmac
 import itertools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -56,6 +57,12 @@ class FakeTwilio:
         self.calls: dict[str, dict[str, Any]] = {}
         self.callback_urls: dict[str, str] = {}
         self.creates: list[dict[str, list[str]]] = []
+        # When each create request arrived (time.time(), refused ones too:
+        # they count against the rate), and for each call placed, how many
+        # calls were then queued, ringing or in progress (the account's
+        # concurrency, as the provider counts it).
+        self.created_at: list[float] = []
+        self.running_at_create: list[int] = []
         self.updates: list[tuple[str, dict[str, list[str]]]] = []
         self.requests: list[tuple[str, str]] = []
         self.create_faults: list[Any] = []
@@ -189,6 +196,10 @@ class FakeTwilio:
                 return  # hung up meanwhile
             self.progress(sid, status, **extra)
 
+    def running(self) -> int:
+        """The calls queued, ringing or in progress now."""
+        return sum(call["status"] in RUNNING for call in self.calls.values())
+
     def sids_to(self, number: str) -> list[str]:
         return [sid for sid, call in self.calls.items() if call["to"] == number]
 
@@ -311,6 +322,7 @@ class FakeTwilio:
             def _create(self, params: dict[str, list[str]]) -> None:
                 with fake.lock:
                     fake.creates.append(params)
+                    fake.created_at.append(time.time())
                     fault = fake.create_faults.pop(0) if fake.create_faults else None
                 if isinstance(fault, int):
                     code = 20429 if fault == 429 else 20500
@@ -326,6 +338,7 @@ class FakeTwilio:
                 with fake.lock:
                     sid = fake._place(params)
                     body = fake._call_json(sid)
+                    fake.running_at_create.append(fake.running())
                 if fake.script:
                     threading.Thread(
                         target=fake.run_script,
