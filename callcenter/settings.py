@@ -432,7 +432,7 @@ HTTP_DIALER_MAX_CONCURRENT_CALLS = env_int(
 # Slots are (1 + this) / calls-per-second apart, so that a request this late
 # for its slot still keeps every second within the rate (jobs/pacing.py).
 DIALER_PACING_GUARD_SECONDS = env_float(
-    "DIALER_PACING_GUARD_SECONDS", 0.05, minimum=0.0
+    "DIALER_PACING_GUARD_SECONDS", 0.1, minimum=0.0
 )
 # An attempt with no final status this long after the ring timeout plus the
 # time limit is looked up at the provider by the reconciliation task.

@@ -531,6 +531,9 @@ class DialerPace(models.Model):
 
     key = models.CharField(max_length=200, unique=True, verbose_name=_("key"))
     next_slot = models.DateTimeField(verbose_name=_("next slot"))
+    # When the last request was let through to the provider (the second
+    # stage, just before the request; jobs/pacing.py).
+    last_send = models.DateTimeField(null=True, blank=True, verbose_name=_("last send"))
 
     class Meta:
         verbose_name = _("dialer pace")

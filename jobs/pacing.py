@@ -21,14 +21,24 @@ have changed while it waited (the batch paused, the job cancelled, the
 capacity below). A job that loses its slot there is simply not dialled:
 the slot goes unused, which only makes the rate lower.
 
-**The guard.** What the provider counts is when a request arrives, a little
-after the slot: the dial mark and the request take some milliseconds, more
-on a loaded host. Slots ``1/cps`` apart would let a late request and an
-early one ``cps`` slots later fall into one second. So the interval is
-``(1 + DIALER_PACING_GUARD_SECONDS) / cps``: ``cps + 1`` consecutive slots
-span ``1 + guard`` seconds, and a request up to ``guard`` late still keeps
-every one-second window at ``cps`` or fewer. A worker that reaches its slot
-more than half the guard late takes a fresh slot instead of using it.
+**The guard, and a second stage just before the request.** What the
+provider counts is when a request arrives, after the slot: the dial mark's
+synchronous commit and the hand-over to the request thread take
+milliseconds, and on a loaded host a process can wait far longer for the
+CPU. Slots ``1/cps`` apart would let a late request and an on-time one
+``cps`` slots later fall into one second. So:
+
+* the slots are ``(1 + DIALER_PACING_GUARD_SECONDS) / cps`` apart: ``cps +
+  1`` consecutive slots span ``1 + guard`` seconds, and a request up to the
+  guard late keeps every one-second window within the rate. A worker that
+  reaches its slot more than half the guard late takes a fresh slot;
+* right before the request, in the thread that sends it, ``send_permit``
+  moves ``last_send`` on the same row to ``greatest(clock_timestamp(),
+  last_send + interval)``, and the request waits for it. Usually that is no
+  wait, or a short one; after a request that came late it is the
+  difference, so a late request pushes the next one back instead of
+  crowding it. What is left between the permit and the provider is the
+  request itself, which the guard covers.
 
 **Capacity: a count under a lock, in the commit that spends the attempt.**
 ``max_concurrent`` counts the dialer's attempts with no final status
@@ -77,6 +87,17 @@ RETURNING next_slot - make_interval(secs => %(interval)s), clock_timestamp()
 """
 
 
+SEND_PERMIT_SQL = """
+INSERT INTO jobs_dialerpace (key, next_slot, last_send)
+VALUES (%(key)s, clock_timestamp(), clock_timestamp())
+ON CONFLICT (key) DO UPDATE
+   SET last_send = greatest(
+         clock_timestamp(),
+         jobs_dialerpace.last_send + make_interval(secs => %(gap)s))
+RETURNING last_send, clock_timestamp()
+"""
+
+
 @dataclass(frozen=True)
 class Pacing:
     """A dialer's shared limits: requests per second and calls at once."""
@@ -89,7 +110,7 @@ class Pacing:
     calls_per_second: float = 0.0
     # None: no cap.
     max_concurrent: int | None = None
-    guard_seconds: float = 0.05
+    guard_seconds: float = 0.1
 
     @property
     def paced(self) -> bool:
@@ -99,6 +120,13 @@ class Pacing:
     def interval(self) -> float:
         """Seconds between two granted slots (see the module on the guard)."""
         return (1.0 + self.guard_seconds) / self.calls_per_second
+
+    @property
+    def send_gap(self) -> float:
+        """Least time between two requests let through by ``send_permit``:
+        the slots' interval, so ``cps + 1`` of them span ``1 + guard``
+        seconds whatever the lateness before the permit."""
+        return self.interval
 
     @property
     def late(self) -> float:
@@ -136,6 +164,30 @@ def take_slot(pacing: Pacing) -> Slot:
         at = max(now, pace.next_slot)
         pace.next_slot = at + timedelta(seconds=pacing.interval)
         pace.save(update_fields=["next_slot"])
+    return Slot(at=at, wait=max((at - now).total_seconds(), 0.0))
+
+
+def send_permit(pacing: Pacing) -> Slot:
+    """The second stage, just before the request: when to send, and how
+    long to wait for it, so that this request comes at least ``send_gap``
+    after the last one let through (one statement, on the database's
+    clock). Usually no wait: the slots are wider; there is one when the
+    request before came late."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(SEND_PERMIT_SQL, {"key": pacing.key, "gap": pacing.send_gap})
+            at, now = cursor.fetchone()
+        return Slot(at=at, wait=max((at - now).total_seconds(), 0.0))
+    with transaction.atomic():
+        now = timezone.now()
+        pace, _ = DialerPace.objects.select_for_update().get_or_create(
+            key=pacing.key, defaults={"next_slot": now}
+        )
+        at = now
+        if pace.last_send is not None:
+            at = max(now, pace.last_send + timedelta(seconds=pacing.send_gap))
+        pace.last_send = at
+        pace.save(update_fields=["last_send"])
     return Slot(at=at, wait=max((at - now).total_seconds(), 0.0))
 
 

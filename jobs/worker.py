@@ -812,8 +812,28 @@ class CallWorker:
         return found
 
     # --- calls (call threads) ----------------------------------------------
+    def _wait_to_send(self) -> None:
+        """A paced dialer's second stage, in the thread about to send: wait
+        for the send permit (jobs/pacing.py), so a request that came late
+        pushes the next one back. If the database cannot be asked, the
+        request goes: its slot paced it already."""
+        limits = self.limits
+        if limits is None or not limits.paced:
+            return
+        try:
+            wait = pacing.send_permit(limits).wait
+        except DB_ERRORS as exc:
+            logger.warning(
+                "send permit unavailable: sending at the slot",
+                extra={"action": "pacing.permit_error", "error": str(exc)[:200]},
+            )
+            return
+        if wait > 0:
+            time.sleep(wait)
+
     def _place(self, call: Call) -> CallHandle | None:
         try:
+            self._wait_to_send()
             return self.dialer.place_call(call.job)
         except Exception as exc:
             logger.exception(

@@ -166,6 +166,9 @@ class TwilioDialer(Dialer):
         self.sleep = sleep
         self.http = BaseUrlHttpClient(api_base_url, timeout=http_timeout)
         self.client = Client(account_sid, auth_token, http_client=self.http)
+        # Load the Calls API's modules now (tens of ms), not during the first
+        # create, which a paced worker sends at its slot (jobs/pacing.py).
+        _ = self.client.calls
 
     @classmethod
     def from_settings(cls) -> TwilioDialer:
@@ -271,14 +274,14 @@ class TwilioDialer(Dialer):
         raise CallNotPlaced(f"Twilio did not take the call: {last}")
 
     def wait_for_slot(self) -> None:
-        """Before a create that retries one: a send slot of its own (the
+        """Before a create that retries one: a send permit of its own (the
         worker waited for the first create's, jobs/pacing.py), so retries
         count against the account's rate too."""
         if self.pacing is None or not self.pacing.paced:
             return
         from jobs import pacing
 
-        self.sleep(pacing.take_slot(self.pacing).wait)
+        self.sleep(pacing.send_permit(self.pacing).wait)
 
     def find_call(self, job: Job, *, since: Any) -> str:
         """The call this attempt placed, if the provider has one; "" if not.

@@ -177,6 +177,8 @@ def test_worker_pace__a_claimed_job_is_dialled_at_its_slot_not_before(account):
     worker.stop()
     worker.stop()  # hang up at once
     worker.run()
+    # The thread that placed the call took the send permit first.
+    assert DialerPace.objects.get().last_send is not None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -235,3 +237,44 @@ def test_worker_stop__jobs_waiting_for_a_slot_are_released_not_dialled(account):
     )
     assert statuses == {JobStatus.PENDING}
     assert not CallAttempt.objects.exists()
+
+
+@pytest.mark.django_db
+def test_send_permit__a_request_right_after_another_waits_the_gap():
+    pace = limits(calls_per_second=1, guard_seconds=0.1)
+    first = pacing.send_permit(pace)
+    second = pacing.send_permit(pace)
+
+    assert first.wait == 0
+    assert second.at == first.at + timedelta(seconds=pace.send_gap)
+    assert DialerPace.objects.get(key="test:acct").last_send == second.at
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_send_permit__threads_are_let_through_a_gap_apart():
+    pace = limits(calls_per_second=50, guard_seconds=0.0)
+    taken: list = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def take() -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                permit = pacing.send_permit(pace)
+                with lock:
+                    taken.append(permit.at)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    taken.sort()
+    assert len(taken) == 40
+    assert min((b - a).total_seconds() for a, b in itertools.pairwise(taken)) >= (
+        0.02 - 1e-6
+    )
