@@ -27,6 +27,7 @@ SECTIONS = {
     "export": "bench.export",
     "counts": "bench.counts",
     "windows": "bench.windows",
+    "pacing": "bench.pacing",
 }
 
 

@@ -49,8 +49,15 @@ class Server:
     of competing process by process with the workers.
     """
 
-    def __init__(self, workers: int = 2, *, own_session: bool = False):
-        self.port = free_port()
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        own_session: bool = False,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [
@@ -68,7 +75,7 @@ class Server:
                 "warning",
             ],
             cwd=ROOT,
-            env=_server_env(),
+            env={**_server_env(), **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=own_session,

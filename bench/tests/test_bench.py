@@ -184,3 +184,13 @@ def test_docs__writes_one_runs_figures_between_the_markers(tmp_path):
     assert (
         "| 4 control plane | PATCH pause p99 | 42.0 ms | p99 <= 50 ms | pass |" in text
     )
+
+
+def test_pacing_max_in_window__counts_a_sliding_half_open_second():
+    from bench.pacing import max_in_window
+
+    # Six requests 0.2 s apart: [0, 1) holds five; the sixth is at 1.0.
+    assert max_in_window([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]) == 5
+    # A late one crowds the next second: 0.25 .. 1.2 holds six.
+    assert max_in_window([0.0, 0.25, 0.4, 0.6, 0.8, 1.0, 1.2]) == 6
+    assert max_in_window([]) == 0
