@@ -31,6 +31,7 @@ from callcenter.exceptions import (
     BatchDeletedError,
     BatchPausedByStaffError,
 )
+from jobs import transitions
 from jobs.breaker import validate_breaker
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
@@ -386,24 +387,6 @@ def batch_cancel_jobs(
     return total
 
 
-_CANCEL_CHUNK_SQL = """
-WITH chunk AS (
-    SELECT id FROM jobs_job
-    WHERE batch_id = %(batch)s AND status = %(status)s AND id > %(after)s
-    ORDER BY id
-    LIMIT %(limit)s
-), cancelled AS (
-    UPDATE jobs_job AS j
-    SET status = 'cancelled', cancel_reason = %(reason)s,
-        finished_at = now(), updated_at = now()
-    FROM chunk
-    WHERE j.id = chunk.id AND j.status = %(status)s
-    RETURNING j.id
-)
-SELECT (SELECT max(id) FROM chunk), (SELECT count(*) FROM cancelled)
-"""
-
-
 def _cancel_chunks_pg(
     batch: Batch,
     statuses: list[str],
@@ -417,7 +400,7 @@ def _cancel_chunks_pg(
     for status in sorted(set(statuses)):
         after = 0
         while True:
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic():
                 if guard is not None and not guard():
                     return
                 # The sweep is idempotent and the flip before it was a durable
@@ -425,18 +408,13 @@ def _cancel_chunks_pg(
                 # leaves jobs no claim can take (cancel_inactive_batch_jobs
                 # finishes them). Not waiting for each chunk's WAL flush keeps
                 # the sweep out of the claimers' commit queue.
-                cursor.execute("SET LOCAL synchronous_commit = off")
-                cursor.execute(
-                    _CANCEL_CHUNK_SQL,
-                    {
-                        "batch": batch.pk,
-                        "status": status,
-                        "after": after,
-                        "limit": chunk,
-                        "reason": reason,
-                    },
+                last_id, cancelled = transitions.sweep_cancel_chunk(
+                    batch_id=batch.pk,
+                    status=status,
+                    after=after,
+                    limit=chunk,
+                    reason=reason,
                 )
-                last_id, cancelled = cursor.fetchone()
             if last_id is None:
                 break
             after = last_id
@@ -454,11 +432,15 @@ def _cancel_chunks_orm(
         with transaction.atomic():
             if guard is not None and not guard():
                 return
-            cancelled = Job.objects.filter(id__in=ids, status__in=statuses).update(
-                status=JobStatus.CANCELLED,
-                cancel_reason=reason,
-                finished_at=timezone.now(),
-                updated_at=timezone.now(),
+            cancelled = transitions.update(
+                "sweep_cancel",
+                id__in=ids,
+                from_statuses=statuses,
+                values={
+                    "cancel_reason": reason,
+                    "finished_at": timezone.now(),
+                    "updated_at": timezone.now(),
+                },
             )
         yield cancelled
 

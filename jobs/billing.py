@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from django.db.models.functions import Now
 
-from jobs.models import Job, JobStatus
+from jobs import transitions
+from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -128,21 +129,21 @@ def suspend_job(job: Job, *, worker_id: str, token: str = "") -> bool:
 
     Conditional on the worker still holding it; returns whether it did.
     """
-    updated = Job.objects.filter(
+    updated = transitions.update(
+        "suspend",
         pk=job.pk,
-        status=JobStatus.IN_PROGRESS,
         claimed_by=worker_id,
         claim_token=token,
         dialed_at__isnull=True,
-    ).update(
-        status=JobStatus.SUSPENDED,
-        claimed_by="",
-        claimed_at=None,
-        lease_expires_at=None,
-        updated_at=Now(),
+        values={
+            "claimed_by": "",
+            "claimed_at": None,
+            "lease_expires_at": None,
+            "updated_at": Now(),
+        },
     )
     if updated:
-        job.status = JobStatus.SUSPENDED
+        transitions.reflect(job, "suspend")
         logger.info(
             "job suspended: account cannot pay",
             extra={

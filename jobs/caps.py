@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from jobs import transitions
 from jobs.models import CallAttempt, Job, JobStatus
 from jobs.rules import Defer, Reason
 
@@ -159,54 +161,6 @@ allowed AS (
    ORDER BY h.phone_number, h.id
 )"""
 
-# Where each job the mark skipped goes: the later of "the number is free"
-# (if it is in a call, or was taken by another job of the same mark) and
-# "the frequency cap lets it through" (when the oldest of the counted dials
-# leaves the 24-hour window).
-DEFER_SQL = """
-WITH blocked AS (
-  SELECT j.id,
-         GREATEST(
-           CASE WHEN EXISTS (
-                  SELECT 1 FROM jobs_job f
-                   WHERE f.phone_number = j.phone_number
-                     AND f.status = 'in_progress' AND f.dialed_at IS NOT NULL)
-                THEN now() + make_interval(secs => %(busy)s) END,
-           (SELECT c.started_at + interval '24 hours'
-              FROM jobs_callattempt c
-             WHERE c.account_pk = j.account_id
-               AND c.phone_number = j.phone_number
-               AND c.started_at > now() - interval '24 hours'
-             ORDER BY c.started_at DESC
-            OFFSET a.max_calls_per_number_per_24h - 1 LIMIT 1)
-         ) AS until,
-         EXISTS (
-           SELECT 1 FROM jobs_job f
-            WHERE f.phone_number = j.phone_number
-              AND f.status = 'in_progress' AND f.dialed_at IS NOT NULL) AS in_call
-    FROM jobs_job j
-    JOIN accounts_account a ON a.id = j.account_id
-   WHERE j.id = ANY(%(ids)s::bigint[])
-     AND j.status = 'in_progress'
-     AND j.claimed_by = %(worker_id)s
-     AND j.claim_token = %(token)s
-     AND j.dialed_at IS NULL
-     FOR UPDATE OF j
-)
-UPDATE jobs_job
-   SET status = 'scheduled',
-       scheduled_at = COALESCE(blocked.until, now() + make_interval(secs => %(busy)s)),
-       claimed_by = '',
-       claim_token = '',
-       claimed_at = NULL,
-       lease_expires_at = NULL,
-       updated_at = now()
-  FROM blocked
- WHERE jobs_job.id = blocked.id
-RETURNING jobs_job.id, jobs_job.scheduled_at, blocked.in_call
-"""
-
-
 def is_number_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` is the database refusing a second call to a number."""
     return ONE_CALL_PER_NUMBER in str(exc)
@@ -227,18 +181,14 @@ def defer_blocked(
     if not jobs:
         return {}
     ids = [job.pk for job in jobs]
+    rows: list[tuple[Any, ...]]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                DEFER_SQL,
-                {
-                    "ids": ids,
-                    "worker_id": worker_id,
-                    "token": token,
-                    "busy": NUMBER_BUSY_RETRY.total_seconds(),
-                },
-            )
-            rows = cursor.fetchall()
+        rows = transitions.defer_blocked(
+            ids=ids,
+            worker_id=worker_id,
+            token=token,
+            busy_seconds=NUMBER_BUSY_RETRY.total_seconds(),
+        )
     else:
         rows = _defer_orm(jobs, worker_id=worker_id, token=token)
     verdicts: dict[int, Defer] = {}
@@ -273,7 +223,7 @@ def defer_blocked(
     )
     for job in jobs:
         if job.pk in verdicts:
-            job.status = JobStatus.SCHEDULED
+            transitions.reflect(job, "defer")
             job.scheduled_at = verdicts[job.pk].until
     return verdicts
 
@@ -288,20 +238,20 @@ def _defer_orm(
             frequency_cap_until(job) or timezone.now(),
             timezone.now() + NUMBER_BUSY_RETRY,
         )
-        if Job.objects.filter(
+        if transitions.update(
+            "defer",
             pk=job.pk,
-            status=JobStatus.IN_PROGRESS,
             claimed_by=worker_id,
             claim_token=token,
             dialed_at__isnull=True,
-        ).update(
-            status=JobStatus.SCHEDULED,
-            scheduled_at=until,
-            claimed_by="",
-            claim_token="",
-            claimed_at=None,
-            lease_expires_at=None,
-            updated_at=Now(),
+            values={
+                "scheduled_at": until,
+                "claimed_by": "",
+                "claim_token": "",
+                "claimed_at": None,
+                "lease_expires_at": None,
+                "updated_at": Now(),
+            },
         ):
             deferred.append((job.pk, until, in_call))
     return deferred

@@ -2,8 +2,9 @@
 
 On PostgreSQL the claim is ``select_for_update(skip_locked=True)`` over jobs
 whose batch is active (``batch__is_active``) or that have no batch, written as
-one raw statement so that it can lock the *batch* rows too and walk the
-partial indexes lazily:
+one raw statement (``transitions.CLAIM_SQL``, beside every other write of a
+job's status) so that it can lock the *batch* rows too and walk the partial
+indexes lazily:
 
 * one-off jobs (no batch) come first, by job priority then age, through
   ``job_claim_nobatch_idx``;
@@ -44,7 +45,6 @@ done in an IMMEDIATE transaction, and read back by its claim token.
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import timedelta
 
@@ -55,102 +55,12 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from callcenter import metrics
-from callcenter.prepared import fetch_prepared
+from jobs import transitions
 from jobs.caps import caps_room_orm
 from jobs.models import Job, JobStatus
 from jobs.notify import notify_jobs_available
 
 logger = logging.getLogger(__name__)
-
-CLAIM_SQL = """
-WITH async_commit AS (
-  -- This statement's own transaction commits without waiting for its WAL
-  -- flush; see "The claim's commit" above. And it changes no job count:
-  -- pending and in_progress share a count bucket, so the count trigger is
-  -- told to skip this statement (batches/job_counts.py).
-  SELECT set_config('synchronous_commit', 'off', true),
-         set_config('callcenter.counts_unchanged', 'on', true)
-),
-picked AS (
-  SELECT u.id
-    FROM (
-      SELECT o.id
-        FROM (
-          SELECT j.id
-            FROM jobs_job j
-            JOIN accounts_account a ON a.id = j.account_id
-           WHERE j.batch_id IS NULL AND j.status = 'pending'
-             -- The account's concurrency cap (jobs/caps.py).
-             AND (a.max_concurrent_calls IS NULL
-                  OR callcenter_cap_room(NULL, NULL, a.id,
-                                         a.max_concurrent_calls, 1) > 0)
-           ORDER BY j.priority DESC, j.id
-           LIMIT %(n)s
-             FOR UPDATE OF j SKIP LOCKED
-        ) o
-      UNION ALL
-      SELECT jj.id
-        FROM (
-          SELECT b.id,
-                 -- The batch's and the account's concurrency caps: how many
-                 -- jobs this claim may take (jobs/caps.py).
-                 CASE WHEN b.max_concurrent_calls IS NULL
-                           AND a.max_concurrent_calls IS NULL THEN %(n)s
-                      ELSE callcenter_cap_room(b.id, b.max_concurrent_calls,
-                                               a.id, a.max_concurrent_calls,
-                                               %(n)s)
-                 END AS room
-            FROM batches_batch b
-            JOIN accounts_account a ON a.id = b.account_id
-           WHERE b.is_active AND b.completed_at IS NULL
-             -- Lock only batches that have work: an active batch whose
-             -- jobs are all running or waiting for a retry costs one probe.
-             AND EXISTS (SELECT 1 FROM jobs_job p
-                          WHERE p.batch_id = b.id AND p.status = 'pending')
-           ORDER BY b.priority DESC, b.id
-             FOR SHARE OF b SKIP LOCKED
-        ) ab
-        CROSS JOIN LATERAL (
-          SELECT j.id
-            FROM jobs_job j
-           WHERE j.batch_id = ab.id AND j.status = 'pending'
-           ORDER BY j.priority DESC, j.id
-           LIMIT LEAST(%(n)s, ab.room)
-             FOR UPDATE SKIP LOCKED
-        ) jj
-    ) u
-   LIMIT %(n)s
-)
-UPDATE jobs_job
-   SET status = 'in_progress',
-       claimed_by = %(worker_id)s,
-       claim_token = %(token)s,
-       claimed_at = now(),
-       lease_expires_at = now() + make_interval(secs => %(lease)s),
-       dialed_at = NULL,
-       call_id = '',
-       updated_at = now()
-  FROM picked, async_commit
- WHERE jobs_job.id = picked.id
-RETURNING jobs_job.*
-"""
-
-PROMOTE_SQL = """
-WITH due AS (
-  SELECT id
-    FROM jobs_job
-   WHERE status = 'scheduled' AND scheduled_at <= now()
-   ORDER BY scheduled_at
-   LIMIT %(n)s
-     FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs_job
-   SET status = 'pending', updated_at = now()
-  FROM due
- WHERE jobs_job.id = due.id
-RETURNING jobs_job.id
-"""
-
 
 def _lease(lease_seconds: int | None) -> int:
     return int(lease_seconds or settings.JOB_LEASE_SECONDS)
@@ -186,39 +96,16 @@ def claim_jobs(
             )
         metrics.JOBS_CLAIMED.inc(len(jobs))
         return jobs
-    # The limit is written into the text, not bound: with ``LIMIT $1`` a
-    # generic plan cannot know the limit is small and sorts every pending job
-    # of the batch (30x slower). So there is one prepared claim per limit.
-    limit = int(limit)
+    # The statement (jobs/transitions.py) is prepared once per limit.
     with metrics.CLAIM_SECONDS.time():
-        rows = fetch_prepared(
-            f"callcenter_claim_{limit}",
-            _claim_sql(limit),
-            {"worker_id": worker_id, "token": token, "lease": _lease(lease_seconds)},
+        claimed = transitions.claim(
+            limit=limit,
+            worker_id=worker_id,
+            token=token,
+            lease=_lease(lease_seconds),
         )
-    metrics.JOBS_CLAIMED.inc(len(rows))
-    return [_job_from_row(row) for row in rows]
-
-
-@functools.cache
-def _claim_sql(limit: int) -> str:
-    return CLAIM_SQL.replace("%(n)s", str(limit)).replace(
-        "RETURNING jobs_job.*", _RETURNING
-    )
-
-
-_FIELDS = list(Job._meta.concrete_fields)
-_ATTNAMES = [f.attname for f in _FIELDS]
-# Named columns, in the fields' order: the table's column order may differ.
-_RETURNING = "RETURNING " + ", ".join(f'jobs_job."{f.column}"' for f in _FIELDS)
-_CONVERTED = [(i, f) for i, f in enumerate(_FIELDS) if hasattr(f, "from_db_value")]
-
-
-def _job_from_row(row: tuple[object, ...]) -> Job:
-    values = list(row)
-    for i, f in _CONVERTED:
-        values[i] = f.from_db_value(values[i], None, connection)
-    return Job.from_db(connection.alias, _ATTNAMES, values)
+    metrics.JOBS_CLAIMED.inc(len(claimed))
+    return claimed
 
 
 def claimable_jobs() -> Q:
@@ -257,15 +144,19 @@ def _claim_jobs_conditional_update(
             )
         if not ids:
             return []
-        Job.objects.filter(claimable_jobs(), id__in=ids).update(
-            status=JobStatus.IN_PROGRESS,
-            claimed_by=worker_id,
-            claim_token=token,
-            claimed_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            dialed_at=None,
-            call_id="",
-            updated_at=now,
+        transitions.update(
+            "claim",
+            claimable_jobs(),
+            id__in=ids,
+            values={
+                "claimed_by": worker_id,
+                "claim_token": token,
+                "claimed_at": now,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "dialed_at": None,
+                "call_id": "",
+                "updated_at": now,
+            },
         )
         return list(
             Job.objects.filter(
@@ -293,13 +184,11 @@ def promote_due_jobs(*, limit: int = 1000) -> int:
             )
             if not ids:
                 return 0
-            return Job.objects.filter(id__in=ids, status=JobStatus.SCHEDULED).update(
-                status=JobStatus.PENDING, updated_at=Now()
+            return transitions.update(
+                "promote", id__in=ids, values={"updated_at": Now()}
             )
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(PROMOTE_SQL, {"n": limit})
-            promoted = cursor.rowcount
+        promoted = transitions.promote_due(limit=limit)
         if promoted:
             notify_jobs_available()
     return promoted

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountEvent
 from callcenter.actor import Actor
+from jobs import transitions
 from jobs.models import (
     NON_TERMINAL_STATUSES,
     DncEntry,
@@ -186,12 +187,15 @@ def dnc_cancel_open_jobs(
             return []
         now = timezone.now()
         before = {job.pk: job.status for job in jobs}
-        Job.objects.filter(pk__in=before).update(
-            status=JobStatus.CANCELLED,
-            stop_code=code,
-            cancel_reason=reason[:255],
-            finished_at=now,
-            updated_at=now,
+        transitions.update(
+            "cancel",
+            pk__in=before,
+            values={
+                "stop_code": code,
+                "cancel_reason": reason[:255],
+                "finished_at": now,
+                "updated_at": now,
+            },
         )
         JobEvent.objects.bulk_create(
             [
@@ -211,7 +215,7 @@ def dnc_cancel_open_jobs(
             ]
         )
         for job in jobs:
-            job.status = JobStatus.CANCELLED
+            transitions.reflect(job, "cancel")
         send_jobs_finished_on_commit([(job, None) for job in jobs])
     return [job.pk for job in jobs]
 

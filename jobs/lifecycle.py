@@ -32,8 +32,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from callcenter import metrics
-from callcenter.prepared import fetch_prepared
-from jobs import breaker
+from jobs import breaker, transitions
 from jobs.dialers.base import CallResult, CallStatus, Dialer, Outcome
 from jobs.history import call_record_add_call
 from jobs.models import CallAttempt, Job, JobStatus
@@ -361,10 +360,12 @@ def _record_one(
         )
         before = job.status
         if held:
-            fields += _apply_outcome(
+            op, more = _apply_outcome(
                 job, result=result, interrupted=interrupted, now=now
             )
-        job.save(update_fields=fields)
+            transitions.save(job, op, fields=[*fields, *more])
+        else:
+            job.save(update_fields=fields)
         _attempt_ended(end, now=now)
         if held and job.is_terminal:
             _finished(job, result.outcome)
@@ -399,50 +400,6 @@ def _attempt_ended(end: CallEnd, *, now: datetime) -> None:
     )
 
 
-RECORD_SUCCESS_SQL = """
-WITH done AS (
-UPDATE jobs_job
-   SET attempt_log = jobs_job.attempt_log || jsonb_build_array(
-           i.entry::jsonb || jsonb_build_object('attempt', jobs_job.attempts)),
-       result = i.result::jsonb || jsonb_build_object('attempt', jobs_job.attempts),
-       call_id = CASE WHEN i.call_id <> '' THEN i.call_id ELSE jobs_job.call_id END,
-       status = 'completed',
-       lease_expires_at = NULL,
-       finished_at = %(now)s,
-       last_error = '',
-       updated_at = %(now)s
-  FROM unnest(%(ids)s::bigint[], %(entries)s::text[], %(results)s::text[],
-              %(call_ids)s::text[], %(seen)s::text[], %(dialed)s::timestamptz[],
-              %(outcomes)s::text[])
-       AS i(id, entry, result, call_id, seen, dialed_at, outcome)
- WHERE jobs_job.id = i.id
-   AND jobs_job.status = 'in_progress'
-   AND jobs_job.claimed_by = %(worker_id)s
-   AND jobs_job.claim_token = %(token)s
-   AND jobs_job.dialed_at = i.dialed_at
-   AND NOT jobs_job.attempt_log @> i.seen::jsonb
-   -- A voicemail that the batch's retry policy retries takes the general path.
-   AND (i.outcome <> 'voicemail' OR jobs_job.batch_id IS NULL OR NOT EXISTS (
-         SELECT 1 FROM batches_batch b
-          WHERE b.id = jobs_job.batch_id
-            AND b.retry_policy @> '{{"voicemail": {{"retry": true}}}}'))
-RETURNING {columns}
-), attempt AS (
-UPDATE jobs_callattempt
-   SET outcome = a.outcome, ended_at = %(now)s, duration_seconds = a.duration,
-       provider_call_id = CASE WHEN a.call_id <> '' THEN left(a.call_id, 64)
-                               ELSE jobs_callattempt.provider_call_id END
-  FROM unnest(%(ids)s::bigint[], %(attempt_tokens)s::text[], %(outcomes)s::text[],
-              %(durations)s::float8[], %(call_ids)s::text[])
-       AS a(id, token, outcome, duration, call_id)
- WHERE jobs_callattempt.token = a.token
-   AND jobs_callattempt.ended_at IS NULL
-   AND a.id IN (SELECT id FROM done)
-)
-SELECT * FROM done
-"""
-
-
 def _record_successes(
     ended: list[CallEnd], *, worker_id: str, token: str, now: datetime
 ) -> dict[int, str]:
@@ -453,8 +410,6 @@ def _record_successes(
     the calls of a round. Jobs it does not return (not held, or the attempt
     already recorded) are left to the general path, which handles those.
     """
-    from jobs.claim import _RETURNING, _job_from_row
-
     entries, results, seen = [], [], []
     for end in ended:
         entry = _attempt_entry(end, worker_id=worker_id, ended_at=now)
@@ -477,14 +432,12 @@ def _record_successes(
         "worker_id": worker_id,
         "token": token,
     }
-    sql = RECORD_SUCCESS_SQL.format(columns=_RETURNING.removeprefix("RETURNING "))
     # One statement: autocommit makes it its own transaction, with no BEGIN
     # and COMMIT round trips; jobs_finished is sent once it has committed.
-    rows = fetch_prepared("callcenter_record_successes", sql, params)
+    completed = transitions.complete_successes(params)
     outcomes = {end.job_id: end.result.outcome for end in ended}
     finished: list[tuple[Job, str | None]] = []
-    for row in rows:
-        job = _job_from_row(row)
+    for job in completed:
         finished.append((job, outcomes[job.pk]))
         _log_call_ended(
             job,
@@ -498,45 +451,52 @@ def _record_successes(
 
 def _apply_outcome(
     job: Job, *, result: CallResult, interrupted: str, now: datetime
-) -> list[str]:
+) -> tuple[str, list[str]]:
+    """Which transition the outcome makes (jobs/transitions.py) and the
+    fields it sets on ``job`` beside the status."""
     outcome = result.outcome
     job.lease_expires_at = None
-    fields = ["status", "lease_expires_at", "finished_at", "last_error"]
+    fields = ["lease_expires_at", "finished_at", "last_error"]
     retry = None
     if not interrupted and outcome != Outcome.ANSWERED:
         retry = retry_at(
             job, outcome=outcome, never_connected=result.never_connected, now=now
         )
     if interrupted and outcome in SUCCESS_OUTCOMES:
-        job.status = JobStatus.FAILED
+        op = "fail"
         job.last_error = interrupted
     elif retry is not None and job.attempts < job.max_attempts:
-        job.status = JobStatus.SCHEDULED
         job.scheduled_at = retry
         job.last_error = result.error or outcome
         job.claimed_by = ""
         job.claimed_at = None
         job.dialed_at = None
         job.finished_at = None
-        return [*fields, "scheduled_at", "claimed_by", "claimed_at", "dialed_at"]
+        return "retry", [
+            *fields,
+            "scheduled_at",
+            "claimed_by",
+            "claimed_at",
+            "dialed_at",
+        ]
     elif outcome in SUCCESS_OUTCOMES:
         # Answered, or a voicemail the policy does not retry (or with no
         # attempt left): a message was left.
-        job.status = JobStatus.COMPLETED
+        op = "complete"
         job.last_error = ""
     elif outcome == Outcome.ERROR and not result.never_connected:
         # The crash policy's rule for a live worker: a call that may have
         # connected is never dialled again on a guess.
-        job.status = JobStatus.FAILED
+        op = "fail"
         job.last_error = f"{ERROR_AFTER_DIAL}: {result.error or outcome}"
     elif retry is not None:
-        job.status = JobStatus.FAILED
+        op = "fail"
         job.last_error = f"{outcome}: attempts exhausted ({job.attempts})"
     else:
-        job.status = JobStatus.FAILED
+        op = "fail"
         job.last_error = result.error or outcome
     job.finished_at = now
-    return fields
+    return op, fields
 
 
 def release_orphans(*, worker_id: str, token: str, keep_ids: Iterable[int]) -> int:
@@ -562,13 +522,16 @@ def release_orphans(*, worker_id: str, token: str, keep_ids: Iterable[int]) -> i
         dialled = Job.objects.filter(id__in=ids, dialed_at__isnull=False).update(
             attempts=F("attempts") - 1
         )
-        count = Job.objects.filter(id__in=ids).update(
-            status=JobStatus.PENDING,
-            claimed_by="",
-            claimed_at=None,
-            lease_expires_at=None,
-            dialed_at=None,
-            updated_at=Now(),
+        count = transitions.update(
+            "release",
+            id__in=ids,
+            values={
+                "claimed_by": "",
+                "claimed_at": None,
+                "lease_expires_at": None,
+                "dialed_at": None,
+                "updated_at": Now(),
+            },
         )
         notify_jobs_available()
     _log(
@@ -632,12 +595,15 @@ def recover_expired_leases(
             .values_list("id", flat=True)[:limit]
         )
         if ids:
-            recovered += Job.objects.filter(id__in=ids).update(
-                status=JobStatus.PENDING,
-                claimed_by="",
-                claimed_at=None,
-                lease_expires_at=None,
-                updated_at=Now(),
+            recovered += transitions.update(
+                "release",
+                id__in=ids,
+                values={
+                    "claimed_by": "",
+                    "claimed_at": None,
+                    "lease_expires_at": None,
+                    "updated_at": Now(),
+                },
             )
             notify_jobs_available()
             _log(
@@ -715,7 +681,7 @@ def _recover_dialled(job_id: int, *, call_id: str, status: str, recoverer: str) 
         job.attempt_log = [*(job.attempt_log or []), entry]
         job.lease_expires_at = None
         if status == CallStatus.NEVER_CONNECTED:
-            job.status = JobStatus.PENDING
+            op = "release"
             job.attempts = max(job.attempts - 1, 0)
             job.claimed_by = ""
             job.claimed_at = None
@@ -723,12 +689,13 @@ def _recover_dialled(job_id: int, *, call_id: str, status: str, recoverer: str) 
             policy = "dialled,never connected->pending"
             notify_jobs_available()
         else:
-            job.status = JobStatus.FAILED
+            op = "fail"
             job.last_error = WORKER_LOST
             job.finished_at = now
             policy = "dialled->failed"
+        transitions.save(job, op)
+        if op == "fail":
             _finished(job, None)
-        job.save()
     _log(
         "expired lease of a dialled job resolved",
         action="job.lease_recovered",

@@ -1,13 +1,16 @@
-"""Job transitions that people trigger (cancel, requeue).
+"""Job transitions that people trigger (cancel, requeue), the dial gate's
+refusals and deferrals, and the credits' hold and restore.
 
-The worker's own transitions (claim, dial, finish, lease recovery) live next
-to the claim in jobs/worker code; they follow the same rules: conditional
-updates that check the current status, and an audit of who did what.
+The worker's own transitions (claim, dial, finish, lease recovery) live in
+jobs/claim.py and jobs/lifecycle.py; they follow the same rules: conditional
+updates that check the current status, and an audit of who did what. Every
+write of the status itself goes through jobs/transitions.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +22,7 @@ from accounts.credits import account_balance_below
 from batches.models import Batch
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
+from jobs import transitions
 from jobs.history import RETENTION_PURGE, call_records_keep
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available
@@ -82,11 +86,10 @@ def job_cancel(*, job: Job, actor: Actor, reason: str = MANUAL_CANCEL_REASON) ->
                 f"Job {locked.pk} is already {locked.status} and cannot be cancelled."
             )
         before = locked.status
-        locked.status = JobStatus.CANCELLED
         locked.cancel_reason = reason[:255]
         locked.finished_at = timezone.now()
-        locked.save(
-            update_fields=["status", "cancel_reason", "finished_at", "updated_at"]
+        transitions.save(
+            locked, "cancel", fields=["cancel_reason", "finished_at", "updated_at"]
         )
         job_record(
             locked,
@@ -141,7 +144,6 @@ def job_refuse_dial(
         locked = _held_and_marked(job, worker_id, token)
         if locked is None:
             return False
-        locked.status = JobStatus.CANCELLED
         locked.cancel_reason = f"Not dialled: {reason}"[:255]
         locked.stop_code = code[:32]
         locked.finished_at = timezone.now()
@@ -149,9 +151,10 @@ def job_refuse_dial(
         locked.dialed_at = None
         locked.started_at = job.started_at  # as before the mark
         locked.lease_expires_at = None
-        locked.save(
-            update_fields=[
-                "status",
+        transitions.save(
+            locked,
+            "refuse",
+            fields=[
                 "cancel_reason",
                 "stop_code",
                 "finished_at",
@@ -181,7 +184,7 @@ def job_refuse_dial(
             cost=0,
             note=f"not dialled: {code or 'refused by a dialing rule'}",
         )
-    job.status = locked.status
+    transitions.reflect(job, "refuse")
     job.cancel_reason = locked.cancel_reason
     return True
 
@@ -204,7 +207,6 @@ def job_defer_dial(
         locked = _held_and_marked(job, worker_id, token)
         if locked is None:
             return False
-        locked.status = JobStatus.SCHEDULED
         locked.scheduled_at = until
         locked.attempts = max(locked.attempts - 1, 0)
         locked.dialed_at = None
@@ -213,9 +215,10 @@ def job_defer_dial(
         locked.claim_token = ""
         locked.claimed_at = None
         locked.lease_expires_at = None
-        locked.save(
-            update_fields=[
-                "status",
+        transitions.save(
+            locked,
+            "defer",
+            fields=[
                 "scheduled_at",
                 "attempts",
                 "dialed_at",
@@ -238,7 +241,7 @@ def job_defer_dial(
             },
             reason=reason,
         )
-    job.status = locked.status
+    transitions.reflect(job, "defer")
     return True
 
 
@@ -287,7 +290,6 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
                 f"Job {locked.pk} belongs to a {batch.state} batch."
             )
         before = locked.status
-        locked.status = JobStatus.PENDING
         if before == JobStatus.FAILED:
             locked.max_attempts = locked.attempts + max(1, locked.max_attempts)
         locked.finished_at = None
@@ -296,7 +298,7 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
         locked.claimed_at = None
         locked.lease_expires_at = None
         locked.dialed_at = None
-        locked.save()
+        transitions.save(locked, "requeue")
         if batch is not None:
             # A batch marked completed must be claimable again.
             Batch.all_objects.filter(pk=batch.pk, completed_at__isnull=False).update(
@@ -359,12 +361,22 @@ def jobs_suspend_for_credits(
     """Suspend the account's pending and scheduled jobs, one committed chunk
     at a time. Each chunk re-reads the balance under a share lock first and
     stops as soon as credits have arrived."""
-    return _move_for_credits(
-        account_id=account_id,
-        from_statuses=["pending", "scheduled"],
-        while_balance_below=while_balance_below,
-        chunk_size=chunk_size,
-    )
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    held = transitions.TRANSITIONS["hold_for_credits"].sources
+    total = 0
+    while True:
+        with transaction.atomic():
+            if not account_balance_below(account_id, while_balance_below):
+                break
+            ids = _chunk(account_id, held, chunk)
+            if not ids:
+                break
+            total += transitions.update(
+                "hold_for_credits",
+                id__in=ids,
+                values={"updated_at": timezone.now()},
+            )
+    return total
 
 
 def jobs_restore_after_credits(
@@ -372,55 +384,40 @@ def jobs_restore_after_credits(
 ) -> int:
     """Return the account's suspended jobs to the queue (to ``scheduled`` if
     their time has not come), one committed chunk at a time."""
-    return _move_for_credits(
-        account_id=account_id, from_statuses=["suspended"], chunk_size=chunk_size
-    )
+    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = _chunk(account_id, [JobStatus.SUSPENDED], chunk)
+            if not ids:
+                break
+            now = timezone.now()
+            # A job whose time has not come goes back to waiting for it.
+            total += transitions.update(
+                "restore_scheduled",
+                id__in=ids,
+                scheduled_at__gt=now,
+                values={"updated_at": now},
+            )
+            total += transitions.update(
+                "restore", id__in=ids, values={"updated_at": now}
+            )
+            notify_jobs_available()
+    return total
 
 
 def accounts_with_suspended_jobs() -> set[int]:
     return set(
-        Job.objects.filter(status="suspended")
+        Job.objects.filter(status=JobStatus.SUSPENDED)
         .order_by()
         .values_list("account_id", flat=True)
         .distinct()
     )
 
 
-def _move_for_credits(
-    *,
-    account_id: int,
-    from_statuses: list[str],
-    while_balance_below: int | None = None,
-    chunk_size: int | None = None,
-) -> int:
-    chunk = chunk_size or settings.JOB_SWEEP_CHUNK_SIZE
-    restoring = from_statuses == ["suspended"]
-    total = 0
-    while True:
-        with transaction.atomic():
-            if while_balance_below is not None and not account_balance_below(
-                account_id, while_balance_below
-            ):
-                break
-            ids = list(
-                Job.objects.filter(account_id=account_id, status__in=from_statuses)
-                .order_by()
-                .values_list("id", flat=True)[:chunk]
-            )
-            if not ids:
-                break
-            if restoring:
-                now = timezone.now()
-                held = Job.objects.filter(id__in=ids, status="suspended")
-                # A job whose time has not come goes back to waiting for it.
-                total += held.filter(scheduled_at__gt=now).update(
-                    status="scheduled", updated_at=now
-                )
-                total += held.update(status="pending", updated_at=now)
-
-                notify_jobs_available()
-            else:
-                total += Job.objects.filter(
-                    id__in=ids, status__in=from_statuses
-                ).update(status="suspended", updated_at=timezone.now())
-    return total
+def _chunk(account_id: int, statuses: Iterable[str], chunk: int) -> list[int]:
+    return list(
+        Job.objects.filter(account_id=account_id, status__in=list(statuses))
+        .order_by()
+        .values_list("id", flat=True)[:chunk]
+    )
