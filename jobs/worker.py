@@ -302,9 +302,10 @@ class CallWorker:
         # An asynchronous dialer's requests (place, hang up) run on a small
         # pool: a call in flight holds no thread (docs/telephony.md).
         self.placer: concurrent.futures.ThreadPoolExecutor | None = None
+        self.place_threads = settings.WORKER_PLACE_THREADS
         if dialer.asynchronous:
             self.placer = concurrent.futures.ThreadPoolExecutor(
-                max_workers=settings.WORKER_PLACE_THREADS,
+                max_workers=self.place_threads,
                 thread_name_prefix="place",
             )
         self.background = Background(self.worker_id)
@@ -827,9 +828,28 @@ class CallWorker:
                 "send permit unavailable: sending at the slot",
                 extra={"action": "pacing.permit_error", "error": str(exc)[:200]},
             )
+            # This thread's connection: a fresh one for the next permit.
+            with contextlib.suppress(Exception):
+                connections["default"].close()
             return
         if wait > 0:
             time.sleep(wait)
+
+    def _close_placer_connections(self) -> None:
+        """Close the database connections the request threads opened (send
+        permits, lookups): one task per thread, held at a barrier until
+        every thread has one, so each thread runs exactly one."""
+        assert self.placer is not None
+        threads = self.place_threads
+        barrier = threading.Barrier(threads, timeout=HANGUP_GRACE_SECONDS)
+
+        def close() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+            connections.close_all()
+
+        for _ in range(threads):
+            self.placer.submit(close)
 
     def _place(self, call: Call) -> CallHandle | None:
         try:
@@ -1082,6 +1102,7 @@ class CallWorker:
                     keep_ids=list(self.calls),
                 )
         if self.placer is not None:
+            self._close_placer_connections()
             self.placer.shutdown(wait=True, cancel_futures=False)
         self.dialer.close()
         metrics.CALLS_IN_FLIGHT.set(len(self.calls))

@@ -18,10 +18,14 @@ from batches.tests.factories import BatchFactory
 from callcenter.actor import Actor
 from jobs import pacing
 from jobs.claim import claim_jobs
+from jobs.dialers.http import HttpDialer
 from jobs.dialers.simulated import SimulatedDialer
 from jobs.lifecycle import mark_dialed
 from jobs.models import CallAttempt, DialerPace, Job, JobEvent, JobStatus
+from jobs.services import job_cancel
 from jobs.tests.factories import JobFactory
+from jobs.tests.fake_twilio import ANSWERED
+from jobs.tests.test_twilio import fake, run_worker, twilio  # noqa: F401
 from jobs.worker import CallWorker
 
 ACTOR = Actor.system("tests")
@@ -278,3 +282,62 @@ def test_send_permit__threads_are_let_through_a_gap_apart():
     assert min((b - a).total_seconds() for a, b in itertools.pairwise(taken)) >= (
         0.02 - 1e-6
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_renew__a_waiting_job_cancelled_is_dropped_not_dialled(account):
+    job = JobFactory(account=account)
+    worker = paced_worker(cps=0.5)
+    pacing.take_slot(worker.dialer.pacing)
+    worker.claim()
+    worker.pace()
+
+    job_cancel(job=Job.objects.get(pk=job.pk), actor=ACTOR)
+    worker.next_renew = 0.0
+    worker.renew()
+
+    assert not worker.waiting
+    assert not worker.calls
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_http_dialer__paced_only_when_its_settings_ask(settings):
+    settings.HTTP_DIALER_URL = "https://agent.example.com/calls"
+    settings.HTTP_DIALER_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    settings.PUBLIC_BASE_URL = "https://cc.example.com"
+    assert HttpDialer.from_settings().pacing is None
+
+    settings.HTTP_DIALER_CALLS_PER_SECOND = 3
+    settings.HTTP_DIALER_MAX_CONCURRENT_CALLS = 2
+    limits = HttpDialer.from_settings().pacing
+
+    assert limits == pacing.Pacing(
+        key="http:https://agent.example.com/calls",
+        dialer="http",
+        calls_per_second=3,
+        max_concurrent=2,
+        guard_seconds=settings.DIALER_PACING_GUARD_SECONDS,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twilio_create_retried_after_429__each_try_takes_a_send_permit(
+    settings,
+    twilio,  # noqa: F811
+    account,
+    monkeypatch,
+):
+    settings.TWILIO_CALLS_PER_SECOND = 1000
+    twilio.create_faults = [429, 429]
+    twilio.script = ANSWERED
+    JobFactory(account=account)
+    permits = []
+    real = pacing.send_permit
+    monkeypatch.setattr(
+        pacing, "send_permit", lambda limits: permits.append(1) or real(limits)
+    )
+
+    run_worker()
+
+    assert len(twilio.creates) == 3
+    assert len(permits) == 3  # the first create's, then one per retry
