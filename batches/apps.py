@@ -17,10 +17,11 @@ class BatchesConfig(AppConfig):
             complete_batch_on_resume,
             complete_batches_on_jobs_finished,
             pause_batch_on_breaker_tripped,
+            reopen_batch_on_new_work,
         )
         from batches.signals import batch_transitioned
         from callcenter.schedules import ensure_schedules
-        from jobs.signals import breaker_tripped, jobs_finished
+        from jobs.signals import batch_got_work, breaker_tripped, jobs_finished
 
         post_migrate.connect(
             ensure_schedules, sender=self, dispatch_uid="callcenter.schedules"
@@ -30,6 +31,9 @@ class BatchesConfig(AppConfig):
         )
         batch_transitioned.connect(
             complete_batch_on_resume, dispatch_uid="batches.complete_on_resume"
+        )
+        batch_got_work.connect(
+            reopen_batch_on_new_work, dispatch_uid="batches.reopen_on_new_work"
         )
         accounts_signals.credits_ran_out.connect(
             receivers.pause_batches_on_credits_ran_out,

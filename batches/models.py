@@ -214,6 +214,7 @@ class BatchEvent(models.Model):
         DELETED = "deleted", _("Deleted")
         COMPLETED = "completed", _("Completed")
         JOBS_CANCELLED = "jobs_cancelled", _("Jobs cancelled")
+        REOPENED = "reopened", _("Reopened")
 
     # SET_NULL and the copied public id keep the record after the batch row
     # itself is removed (a hard delete from a shell, or retention).

@@ -11,6 +11,7 @@ from batches.services import (
     accounts_with_credit_paused_batches,
     batch_complete_if_done,
     batch_pause,
+    batch_reopen,
     batches_pause_for_credits,
     batches_resume_for_credits,
 )
@@ -56,6 +57,14 @@ def complete_batch_on_resume(
             "batch completion check failed",
             extra={"action": "batch.complete_check", "batch_id": batch.batch_id},
         )
+
+
+def reopen_batch_on_new_work(
+    sender: Any, batch_id: int, actor: Actor, reason: str, **kwargs: Any
+) -> None:
+    """jobs.signals.batch_got_work, in the transaction that added the work:
+    a completed batch is reopened there, so its new jobs can be claimed."""
+    batch_reopen(batch_id=batch_id, actor=actor, reason=reason)
 
 
 # --- Credits (accounts.signals): batches pause and resume under the account's lock

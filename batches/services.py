@@ -755,6 +755,27 @@ def batch_complete_if_done(*, batch_id: int, actor: Actor | None = None) -> bool
     return True
 
 
+def batch_reopen(*, batch_id: int, actor: Actor, reason: str = "") -> bool:
+    """A completed batch got new work (jobs imported, a job requeued): make
+    it claimable again, audited (``reopened``). Runs in the caller's
+    transaction, the one that adds the work. One conditional UPDATE decides:
+    a batch that is not completed (the usual case) costs that statement and
+    nothing else. Returns whether it reopened the batch."""
+    if not Batch.all_objects.filter(pk=batch_id, completed_at__isnull=False).update(
+        completed_at=None
+    ):
+        return False
+    batch = Batch.all_objects.get(pk=batch_id)
+    _record(
+        batch,
+        action=BatchEvent.Action.REOPENED,
+        actor=actor,
+        changes={"completed": [True, False]},
+        reason=reason,
+    )
+    return True
+
+
 def batches_reconcile_completions() -> int:
     """Complete the batches whose completion was missed (a worker that died
     between its commit and the check, jobs finished by a bulk sweep).

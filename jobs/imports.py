@@ -60,6 +60,7 @@ from jobs.rules.windows import (
     recipient_of,
     validate_timezone,
 )
+from jobs.signals import send_batch_got_work
 
 logger = logging.getLogger(__name__)
 
@@ -605,8 +606,8 @@ def jobs_import(
             if not result.created and not result.errors:
                 raise ImportFormatError("There are no rows to import.")
             # New work: a batch marked completed must become claimable again.
-            Batch.all_objects.filter(pk=current.pk, completed_at__isnull=False).update(
-                completed_at=None
+            send_batch_got_work(
+                batch_id=current.pk, actor=actor, reason="jobs were imported"
             )
             if result.pending:
                 notify_jobs_available()

@@ -19,14 +19,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.credits import account_balance_below
-from batches.models import Batch
 from callcenter.actor import Actor
 from callcenter.exceptions import DomainError
 from jobs import transitions
 from jobs.history import RETENTION_PURGE, call_records_keep
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 from jobs.notify import notify_jobs_available
-from jobs.signals import send_jobs_finished_on_commit
+from jobs.signals import send_batch_got_work, send_jobs_finished_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -301,8 +300,8 @@ def job_requeue(*, job: Job, actor: Actor) -> Job:
         transitions.save(locked, "requeue")
         if batch is not None:
             # A batch marked completed must be claimable again.
-            Batch.all_objects.filter(pk=batch.pk, completed_at__isnull=False).update(
-                completed_at=None
+            send_batch_got_work(
+                batch_id=batch.pk, actor=actor, reason="a job was requeued"
             )
         job_record(
             locked,

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.dispatch import Signal
 
 if TYPE_CHECKING:
+    from callcenter.actor import Actor
     from jobs.models import Job
 
 # Sent with: finished, a list of (job, outcome) pairs, outcome a str or None.
@@ -21,6 +22,19 @@ jobs_finished = Signal()
 # ``ratio`` of a batch's last ``window`` ended calls failed (jobs/breaker.py),
 # after the failing outcome has committed. The batches app pauses the batch.
 breaker_tripped = Signal()
+
+# Sent with batch_id, actor and reason, inside the transaction that gave the
+# batch new work (jobs imported, a job requeued), before it commits: a batch
+# marked completed must become claimable again in that same transaction. The
+# batches app reopens it (batches.services.batch_reopen, audited).
+batch_got_work = Signal()
+
+
+def send_batch_got_work(*, batch_id: int, actor: Actor, reason: str) -> None:
+    """Announce new work in ``batch_id`` (in the caller's transaction)."""
+    from jobs.models import Job
+
+    batch_got_work.send(sender=Job, batch_id=batch_id, actor=actor, reason=reason)
 
 
 def send_jobs_finished_on_commit(finished: list[tuple[Job, str | None]]) -> None:

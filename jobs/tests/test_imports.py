@@ -100,6 +100,20 @@ def test_jobs_import__past_scheduled_at_is_pending():
     assert Job.objects.get().status == JobStatus.PENDING
 
 
+def test_jobs_import__reopens_a_completed_batch_audited():
+    from django.utils import timezone
+
+    from batches.models import BatchEvent
+
+    batch = BatchFactory(completed_at=timezone.now())
+    rows = rows_from_json([{"phone_number": "+14155550100"}])
+    jobs_import(batch=batch, rows=rows, actor=ACTOR)
+    batch.refresh_from_db()
+    assert batch.completed_at is None
+    event = BatchEvent.objects.get(batch=batch, action="reopened")
+    assert (event.source, event.reason) == ("system", "jobs were imported")
+
+
 def test_rows_from_csv__numbers_rows_by_line_and_skips_blank_lines():
     rows = list(
         rows_from_csv(b"phone_number,name\n+14155550100,Ana\n\n+14155550101,Luis\n")

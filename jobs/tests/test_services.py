@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from batches import services as batch_services
+from batches.models import BatchEvent
 from batches.tests.factories import BatchFactory
 from jobs import services
 from jobs.models import JobEvent, JobStatus
@@ -51,6 +52,17 @@ def test_job_requeue__reopens_a_completed_batch(api_actor):
     services.job_requeue(job=job, actor=api_actor)
     batch.refresh_from_db()
     assert batch.completed_at is None
+    # Audited, with who requeued the job as the actor.
+    event = BatchEvent.objects.get(batch=batch, action="reopened")
+    assert event.actor == api_actor.user
+    assert event.reason == "a job was requeued"
+
+
+def test_job_requeue__a_batch_not_completed_records_no_reopening(api_actor):
+    batch = BatchFactory()
+    job = JobFactory(batch=batch, status=JobStatus.FAILED)
+    services.job_requeue(job=job, actor=api_actor)
+    assert not BatchEvent.objects.filter(batch=batch, action="reopened").exists()
 
 
 def test_job_requeue__refuses_pending_and_cancelled_batch_jobs(api_actor):
