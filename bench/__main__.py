@@ -28,6 +28,7 @@ SECTIONS = {
     "counts": "bench.counts",
     "windows": "bench.windows",
     "pacing": "bench.pacing",
+    "simulation": "bench.simulation",
 }
 
 

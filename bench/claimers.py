@@ -469,10 +469,14 @@ def drain(
     options: dict[str, Any] | None = None,
     quota: int = 0,
     seconds: float = 0,
+    until_empty: bool = True,
 ) -> Run:
     """Run N claimers until the queue is empty, each has done `quota` jobs, or
-    `seconds` have passed, whichever comes first."""
-    pool = Pool(kind, n, limit=limit, options=options, quota=quota)
+    `seconds` have passed, whichever comes first. With ``until_empty`` off a
+    claimer that finds nothing tries again (as a worker does) until the
+    time is up: a claim that a capped batch's lock turned away is not the
+    end of the queue."""
+    pool = Pool(kind, n, limit=limit, options=options, quota=quota, drain=until_empty)
     pool.go()
     if seconds:
         deadline = time.monotonic() + seconds

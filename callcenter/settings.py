@@ -381,6 +381,9 @@ SIMULATED_SEED = env_str("SIMULATED_SEED")
 # A path: simulated calls do not end before this file exists. Lets a test
 # hold calls in progress for as long as it needs them, then release them.
 SIMULATED_HOLD_FILE = env_str("SIMULATED_HOLD_FILE")
+# A path: one JSON line per simulated call placed and ended (the dialer's own
+# record, which the call-safety simulation checks).
+SIMULATED_DIAL_LOG = env_str("SIMULATED_DIAL_LOG")
 SIMULATED_OPT_OUT_NUMBERS = [
     n.strip() for n in env_str("SIMULATED_OPT_OUT_NUMBERS").split(",") if n.strip()
 ]

@@ -4,12 +4,16 @@ Configured by SIMULATED_CALL_SECONDS (``3`` or a range ``1-5``),
 SIMULATED_OUTCOMES (``answered=0.7,busy=0.1,...``, weights), SIMULATED_SEED
 (an integer: the same seed gives the same sequence of durations and outcomes)
 and SIMULATED_HOLD_FILE (a path: no call ends before that file exists, so a
-test can act while it knows calls are in progress, then release them).
+test can act while it knows calls are in progress, then release them) and
+SIMULATED_DIAL_LOG (a path: the dialer appends one JSON line per call placed
+and per call ended, with the wall clock, the number, the job and the
+worker's pid; the call-safety simulation checks the calls from it).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import threading
@@ -105,7 +109,13 @@ class SimulatedDialer(Dialer):
         hold_file: str = "",
         opt_out_numbers: frozenset[str] = frozenset(),
         callbacks: bool = False,
+        dial_log: str = "",
     ) -> None:
+        self._dial_log = (
+            os.open(dial_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if dial_log
+            else None
+        )
         # Numbers whose answered calls report an opt-out.
         self.opt_out_numbers = opt_out_numbers
         self._opt_outs: set[str] = set()
@@ -132,7 +142,17 @@ class SimulatedDialer(Dialer):
             hold_file=settings.SIMULATED_HOLD_FILE,
             opt_out_numbers=frozenset(settings.SIMULATED_OPT_OUT_NUMBERS),
             callbacks=settings.SIMULATED_COMPLETION == "callback",
+            dial_log=settings.SIMULATED_DIAL_LOG,
         )
+
+    def _log(self, event: str, call_id: str, **fields: object) -> None:
+        """One line, one write on an O_APPEND descriptor: whole lines even
+        with several worker processes on one file, and nothing buffered
+        that a kill -9 could lose."""
+        if self._dial_log is None:
+            return
+        line = {"event": event, "at": time.time(), "call": call_id, "pid": os.getpid()}
+        os.write(self._dial_log, (json.dumps({**line, **fields}) + "\n").encode())
 
     def draw(self) -> tuple[float, str]:
         """The next (duration, outcome); deterministic in call order when seeded."""
@@ -157,8 +177,9 @@ class SimulatedDialer(Dialer):
         end = self._finish_when_released if self.hold_file else self._finish
         timer = threading.Timer(duration, end, args=(call_id,))
         timer.daemon = True
+        phone = job.phone_number if job is not None else ""
+        self._log("dial", call_id, number=phone, job=getattr(job, "pk", None))
         with self._lock:
-            phone = job.phone_number if job is not None else ""
             if phone in self.opt_out_numbers and outcome == Outcome.ANSWERED:
                 self._opt_outs.add(call_id)
             self._calls[call_id] = (timer, started, outcome, handle)
@@ -184,6 +205,7 @@ class SimulatedDialer(Dialer):
             entry = self._calls.pop(call_id, None)
         if entry:
             _timer, started, outcome, handle = entry
+            self._log("end", call_id, outcome=outcome)
             result = self._result(outcome, started, hung_up=False)
             with self._lock:
                 result.opt_out = call_id in self._opt_outs
@@ -227,6 +249,7 @@ class SimulatedDialer(Dialer):
         if entry:
             timer, started, outcome, _handle = entry
             timer.cancel()
+            self._log("end", handle.call_id, outcome="hung_up")
             self._end(handle, self._result(outcome, started, hung_up=True))
 
     def call_status(self, call_id: str) -> str:
