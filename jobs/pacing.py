@@ -66,6 +66,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from jobs import transitions
 from jobs.models import CallAttempt, DialerPace, Job, JobStatus
 from jobs.rules import Defer
 
@@ -244,20 +245,20 @@ def defer_for_capacity(
     )
     verdicts: dict[int, Defer] = {}
     for job in jobs:
-        if Job.objects.filter(
+        if transitions.update(
+            "defer",
+            values={
+                "scheduled_at": until,
+                "claimed_by": "",
+                "claim_token": "",
+                "claimed_at": None,
+                "lease_expires_at": None,
+                "updated_at": Now(),
+            },
             pk=job.pk,
-            status=JobStatus.IN_PROGRESS,
             claimed_by=worker_id,
             claim_token=token,
             dialed_at__isnull=True,
-        ).update(
-            status=JobStatus.SCHEDULED,
-            scheduled_at=until,
-            claimed_by="",
-            claim_token="",
-            claimed_at=None,
-            lease_expires_at=None,
-            updated_at=Now(),
         ):
             verdicts[job.pk] = verdict
     actor = Actor.worker(worker_id)
@@ -280,7 +281,7 @@ def defer_for_capacity(
     )
     for job in jobs:
         if job.pk in verdicts:
-            job.status = JobStatus.SCHEDULED
+            transitions.reflect(job, "defer")
             job.scheduled_at = until
     return verdicts
 

@@ -38,7 +38,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from callcenter.prepared import fetch_prepared
-from jobs import caps, pacing, rules
+from jobs import caps, pacing, rules, transitions
 from jobs.models import CallAttempt, Job, JobStatus
 from jobs.rules import Defer, GateContext, Refuse
 from jobs.rules.sqlvalues import timestamp
@@ -288,13 +288,16 @@ def _release_paused(jobs: list[Job], *, worker_id: str, token: str) -> set[int]:
     # Locked first: the sweep of a cancelled batch may be cancelling them.
     ids = set(held.select_for_update(of=("self",)).values_list("id", flat=True))
     if ids:
-        Job.objects.filter(id__in=ids, status=JobStatus.IN_PROGRESS).update(
-            status=JobStatus.PENDING,
-            claimed_by="",
-            claim_token="",
-            claimed_at=None,
-            lease_expires_at=None,
-            updated_at=Now(),
+        transitions.update(
+            "release",
+            values={
+                "claimed_by": "",
+                "claim_token": "",
+                "claimed_at": None,
+                "lease_expires_at": None,
+                "updated_at": Now(),
+            },
+            id__in=ids,
         )
     return ids
 
