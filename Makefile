@@ -56,15 +56,7 @@ SQLITE_TESTS := accounts/tests/test_credits.py accounts/tests/test_credits_exten
   jobs/tests/test_record_call_fast.py jobs/tests/test_pacing.py
 test-sqlite: dev-deps messages
 	@mkdir -p test-artifacts
-	DATABASE_URL=sqlite:///$(CURDIR)/test-artifacts/sqlite.sqlite3 $(BIN)/pytest $(SQLITE_TESTS) \
-	  $(SQLITE_DESELECT)
-
-# Tests left out of this run for a reason that is not SQLite's, each to be
-# fixed and removed from here: this one depends on the real time of day (its
-# job is dialled at the real clock, and the calling window defers it outside
-# US-Pacific working hours), so it fails on PostgreSQL then as well.
-SQLITE_DESELECT := \
-  --deselect jobs/tests/test_lifecycle.py::test_record_call__a_retry_waits_for_the_next_window_opening
+	DATABASE_URL=sqlite:///$(CURDIR)/test-artifacts/sqlite.sqlite3 $(BIN)/pytest $(SQLITE_TESTS)
 
 lint: dev-deps
 	$(BIN)/ruff check .

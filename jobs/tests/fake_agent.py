@@ -30,9 +30,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
+import time_machine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from callcenter import standard_webhooks
+
+# The library's own tolerance (five minutes).
+TIMESTAMP_TOLERANCE = 5 * 60
 
 ANSWERED: list[tuple[str, dict[str, Any]]] = [
     ("queued", {}),
@@ -50,11 +54,30 @@ ANSWERED: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+class _EitherClockWebhook(Webhook):
+    """The library's verification, its timestamp check made against either
+    clock a caller may sign with: a worker subprocess keeps the machine's
+    real clock while a session under TEST_CLOCK moves this process's (the
+    library reads ``datetime.now()``, which the session's clock moves)."""
+
+    def _Webhook__verify_timestamp(self, timestamp_header: str) -> datetime:
+        try:
+            stamp = int(timestamp_header)
+        except ValueError:
+            raise WebhookVerificationError("Invalid Signature Headers") from None
+        clocks = [time.time()]
+        if time_machine.escape_hatch.is_travelling():
+            clocks.append(time_machine.escape_hatch.time.time())
+        if not any(abs(now - stamp) <= TIMESTAMP_TOLERANCE for now in clocks):
+            raise WebhookVerificationError("Message timestamp too old or too new")
+        return datetime.fromtimestamp(stamp, UTC)
+
+
 class FakeAgentPlatform:
     def __init__(self, secret: str) -> None:
         self.secret = secret
         # The reference library wants the spec's alphabet; ours reads both.
-        self.webhook = Webhook(standard_webhooks.standard_secret(secret))
+        self.webhook = _EitherClockWebhook(standard_webhooks.standard_secret(secret))
         self.lock = threading.Lock()
         # Every request received: (path, headers, body bytes, accepted?).
         self.requests: list[tuple[str, dict[str, str], bytes, bool]] = []

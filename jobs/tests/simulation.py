@@ -139,22 +139,29 @@ def db_now() -> datetime:
 
 
 def _numbers(rng: random.Random, count: int) -> list[str]:
+    """``count`` valid numbers, taken from each prefix in turn (a prefix
+    whose numbers run out is left out)."""
     found: list[str] = []
     seen: set[str] = set()
-    while len(found) < count:
-        prefix, digits = NUMBER_PREFIXES[len(found) % len(NUMBER_PREFIXES)]
+    live = list(NUMBER_PREFIXES)
+    turn = 0
+    while len(found) < count and live:
+        prefix, digits = live[turn % len(live)]
         first = "2" if prefix.startswith("+1") else ""
-        tail = first + "".join(
-            rng.choice("0123456789") for _ in range(digits - len(first))
-        )
-        e164 = prefix + tail
-        if e164 in seen:
-            continue
-        parsed = phonenumbers.parse(e164)
-        if not phonenumbers.is_valid_number(parsed):
-            continue
-        seen.add(e164)
-        found.append(e164)
+        for _ in range(200):
+            tail = first + "".join(
+                rng.choice("0123456789") for _ in range(digits - len(first))
+            )
+            e164 = prefix + tail
+            if e164 not in seen and phonenumbers.is_valid_number(
+                phonenumbers.parse(e164)
+            ):
+                seen.add(e164)
+                found.append(e164)
+                turn += 1
+                break
+        else:
+            live.remove((prefix, digits))
     return found
 
 
