@@ -29,6 +29,7 @@ SECTIONS = {
     "windows": "bench.windows",
     "pacing": "bench.pacing",
     "simulation": "bench.simulation",
+    "callbacks": "bench.callbacks",
 }
 
 

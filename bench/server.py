@@ -30,13 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _server_env() -> dict[str, str]:
+def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The bench's own environment, with a throttle that never trips: every
     request still pays for the throttle's shared-cache write, but the bench
     measures the API, not the rate limit (one token sends thousands of
     requests a minute, far above the default API_THROTTLE_RATE)."""
     env = os.environ.copy()
     env.setdefault("API_THROTTLE_RATE", "1000000/min")
+    env.update(extra or {})
     return env
 
 
@@ -47,6 +48,11 @@ class Server:
     starts a service: where the kernel shares the CPU between sessions
     (autogroup) or services (cgroups), the web then gets its own share instead
     of competing process by process with the workers.
+
+    `production_config` runs it with callcenter/gunicorn.conf.py, exactly as
+    Procfile.production does (its worker count, 2 per core + 1, and its
+    access log), bound to a loopback port; `env` is added to its
+    environment.
     """
 
     def __init__(
@@ -55,15 +61,16 @@ class Server:
         *,
         own_session: bool = False,
         port: int | None = None,
+        production_config: bool = False,
         env: dict[str, str] | None = None,
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
+        if production_config:
+            args = ["--config", str(ROOT / "callcenter" / "gunicorn.conf.py")]
+            env = {"GUNICORN_BIND": f"127.0.0.1:{self.port}", **(env or {})}
+        else:
+            args = [
                 "callcenter.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",
@@ -73,9 +80,11 @@ class Server:
                 "300",
                 "--log-level",
                 "warning",
-            ],
+            ]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", *args],
             cwd=ROOT,
-            env={**_server_env(), **(env or {})},
+            env=_server_env(env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=own_session,

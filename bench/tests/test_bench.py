@@ -194,3 +194,42 @@ def test_pacing_max_in_window__counts_a_sliding_half_open_second():
     # A late one crowds the next second: 0.25 .. 1.2 holds six.
     assert max_in_window([0.0, 0.25, 0.4, 0.6, 0.8, 1.0, 1.2]) == 6
     assert max_in_window([]) == 0
+
+
+def _send_raw(client, raw: bytes):
+    """One of the load generator's prepared requests, through Django's test
+    client (the same path, headers and body)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    request_line, *lines = head.decode().split("\r\n")
+    _method, path, _version = request_line.split(" ")
+    headers = dict(line.split(": ", 1) for line in lines)
+    content_type = headers.pop("Content-Type")
+    for name in ("Host", "Connection", "Content-Length"):
+        headers.pop(name)
+    return client.post(path, data=body, content_type=content_type, headers=headers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_callbacks__the_signed_plan_is_accepted_and_ends_every_attempt(
+    client, settings
+):
+    """The callbacks section's requests, built and signed as the providers
+    do, pass the views' signature checks and move every attempt and job as
+    their events say."""
+    from bench import callbacks
+    from callcenter.standard_webhooks import generate_secret
+
+    secret = generate_secret()
+    for name, value in callbacks.server_env(secret).items():
+        setattr(settings, name, value)
+    attempts = callbacks.put_in_flight(40, slug="smoke-callbacks")
+    lanes = callbacks.build_lanes(attempts, host="testserver", secret=secret, lanes=3)
+
+    statuses = [_send_raw(client, raw).status_code for lane in lanes for _, raw in lane]
+
+    assert len(attempts["twilio"]) == len(attempts["http"]) == 20
+    # 18 answered attempts of 3 events and 2 unanswered of 2, per provider.
+    assert statuses == [200] * (2 * (18 * 3 + 2 * 2))
+    facts = callbacks.check_outcome(attempts)
+    assert facts["correct"] == 1, facts
+    assert facts["retrying_jobs"] == 4
