@@ -30,6 +30,7 @@ SECTIONS = {
     "pacing": "bench.pacing",
     "simulation": "bench.simulation",
     "callbacks": "bench.callbacks",
+    "inflight": "bench.inflight",
 }
 
 

@@ -233,3 +233,38 @@ def test_callbacks__the_signed_plan_is_accepted_and_ends_every_attempt(
     facts = callbacks.check_outcome(attempts)
     assert facts["correct"] == 1, facts
     assert facts["retrying_jobs"] == 4
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_inflight__a_real_twilio_worker_holds_its_calls_in_flight(monkeypatch):
+    """The calls-in-flight section's measure: a run_call_worker --dialer
+    twilio subprocess against the fake Twilio process, sampled once every
+    call is in flight."""
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from bench import inflight
+
+    monkeypatch.setenv("DATABASE_URL", _url(connection.settings_dict))
+    monkeypatch.setattr(inflight, "SAMPLE_SECONDS", 0.6)
+    monkeypatch.setattr(inflight, "WAIT_SECONDS", 30.0)
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_twilio_server", inflight.SID, inflight.AUTH],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = fake.stdout.readline().strip()
+        result = inflight.measure(5, url)
+    finally:
+        fake.stdin.close()
+        fake.wait(timeout=10)
+
+    assert result["in_flight_min"] == 5
+    assert [s["in_flight"] for s in result["samples"]] == [5] * len(result["samples"])
+    assert 0 < result["threads"] <= inflight.MAX_THREADS
+    assert result["rss_kib"] > 10_000
