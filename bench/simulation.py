@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bench import datagen
 from bench.context import Context
 
 SECTION = "12 simulation"
@@ -31,6 +32,10 @@ def run(ctx: Context) -> None:
         os.environ.get("BENCH_SIMULATION_SECONDS") or (20 if ctx.quick else 120)
     )
     seed = seed_from_env()
+    # Its workers claim from every active batch, so the batches the sections
+    # before it leave behind would be dialled too (and counted as dials with
+    # no attempt of the simulation's): start from no jobs at all.
+    datagen.truncate_jobs()
     with tempfile.TemporaryDirectory(prefix="bench-simulation-") as tmp:
         world = World(
             Config(

@@ -710,8 +710,15 @@ class World:
                 "phone_number",
                 "started_at",
                 "ended_at",
+                "job__finished_at",
             )
         ]
+        for row in attempts:
+            # A call lost with its worker is failed by recovery, which ends
+            # the job but leaves the attempt's ended_at empty: it ended no
+            # later than its job.
+            row["ended_at"] = row["ended_at"] or row.pop("job__finished_at")
+            row.pop("job__finished_at", None)
         dials = []
         if self.dial_log.exists():
             for line in self.dial_log.read_text().splitlines():
