@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import resource
 import secrets
 import subprocess
 import sys
@@ -266,6 +267,33 @@ def build_lanes(
 # --- a trial ------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/PID/stat (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(master: int) -> dict[str, list[int]]:
+    """gunicorn's workers, and the PostgreSQL backends of the bench database
+    other than the bench's own connection."""
+    try:
+        with open(f"/proc/{master}/task/{master}/children") as fh:
+            workers = [int(p) for p in fh.read().split()]
+    except OSError:
+        workers = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        backends = [int(row[0]) for row in cursor.fetchall()]
+    return {"web": workers, "postgresql": backends}
+
+
 def fire(plan_lanes: list[list[tuple[str, bytes]]], port: int) -> list[list[Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as tmp:
         plan = Path(tmp) / "plan.pickle"
@@ -369,15 +397,27 @@ def run(ctx: Context) -> None:
                 attempts, host=host, secret=secret, lanes=CALLBACK_LANES
             )
             load = [round(x, 2) for x in os.getloadavg()]
+            pids = server_pids(srv.proc.pid)
+            cpu0 = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()}
+            gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             samples = fire(lanes, srv.port)
             wall = time.perf_counter() - t0
+            gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = {k: sum(map(cpu_seconds, v)) - cpu0[k] for k, v in pids.items()}
+            cpu["load generator"] = (gen1.ru_utime + gen1.ru_stime) - (
+                gen0.ru_utime + gen0.ru_stime
+            )
             trial = {
                 "rep": rep,
                 "loadavg_before": load,
                 "wall_seconds": wall,
                 **summarise(samples),
                 **check_outcome(attempts),
+                # CPU spent per callback (ms), whatever else the machine ran.
+                "cpu_ms_per_callback": {
+                    k: 1000 * v / len(samples) for k, v in cpu.items()
+                },
             }
             trials.append(trial)
             print(
@@ -396,6 +436,11 @@ def run(ctx: Context) -> None:
     correct = all(t["correct"] for t in trials)
     rate, p99 = median(rates), median(p99s)
     kinds = trials[-1]["p99_by_kind_ms"]
+    cpu_ms = {
+        k: median([t["cpu_ms_per_callback"][k] for t in trials])
+        for k in trials[0]["cpu_ms_per_callback"]
+    }
+    cores = os.cpu_count() or 1
     ctx.report.add(
         SECTION,
         f"signed provider callbacks accepted per second, gunicorn"
@@ -424,4 +469,16 @@ def run(ctx: Context) -> None:
         key="callbacks:p99",
         note=f"p50 {median(p50s):.1f} ms; last trial p99 by kind: "
         + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()),
+    )
+    total_ms = sum(cpu_ms.values())
+    ctx.report.add(
+        SECTION,
+        "CPU per callback: gunicorn workers + their PostgreSQL backends + the"
+        " load generator",
+        total_ms,
+        "ms",
+        key="callbacks:cpu",
+        note=", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items())
+        + f"; what {cores} idle cores could then serve:"
+        f" {cores * 1000 / total_ms:,.0f}/s (independent of the load average)",
     )
