@@ -14,7 +14,6 @@ from jobs.dialers.base import (
     CallStatus,
     Dialer,
     Outcome,
-    Unanswered,
 )
 
 _REGISTRY: dict[str, Callable[[], Dialer]] = {}
@@ -61,7 +60,6 @@ __all__ = [
     "CallStatus",
     "Dialer",
     "Outcome",
-    "Unanswered",
     "get_dialer",
     "register",
 ]

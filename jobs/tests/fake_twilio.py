@@ -305,11 +305,7 @@ class FakeTwilio:
                     return
                 wanted = params.get("Status", [""])[0]
                 final = ""
-                if wanted == "canceled" and status in (
-                    "queued",
-                    "initiated",
-                    "ringing",
-                ):
+                if wanted == "canceled" and status in ("queued", "ringing"):
                     final = "canceled"
                 elif wanted == "completed" and status in RUNNING:
                     final = "completed" if status == "in-progress" else "canceled"
