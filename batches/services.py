@@ -35,7 +35,7 @@ from jobs import transitions
 from jobs.breaker import validate_breaker
 from jobs.history import BATCH_DELETED_WITH_JOBS, call_records_keep
 from jobs.models import CANCELLABLE_STATUSES, Job, JobStatus
-from jobs.notify import notify_jobs_available
+from jobs.notify import notify_batch_stopped, notify_jobs_available
 from jobs.rules.retries import parse_policy
 from jobs.rules.windows import Window
 
@@ -529,6 +529,8 @@ def batch_cancel_flip(*, batch: Batch, actor: Actor, reason: str) -> Batch:
                 ),
                 reason=reason,
             )
+        # At the commit, the workers hang up the batch's unanswered calls.
+        notify_batch_stopped(locked.pk)
     _sync(batch, locked)
     return locked
 
@@ -602,6 +604,7 @@ def batch_delete_flip(*, batch: Batch, actor: Actor, delete_jobs: bool) -> Batch
                 "delete_jobs": delete_jobs,
             },
         )
+        notify_batch_stopped(locked.pk)
     _sync(batch, locked)
     return locked
 

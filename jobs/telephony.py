@@ -14,11 +14,13 @@ completion and webhooks as a call that ended in the worker
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from callcenter.actor import Actor
@@ -32,6 +34,11 @@ logger = logging.getLogger(__name__)
 # back (a "ringing" delivered after "in-progress" is stored and ignored).
 PROGRESS_RANK = {"": 0, "queued": 1, "initiated": 2, "ringing": 3, "in-progress": 4}
 MAX_EVENTS = 50
+# Why a call of a batch cancelled or deleted was hung up, or left to finish.
+BATCH_CANCELLED_HANGUP = "batch cancelled"
+BATCH_DELETED_HANGUP = "batch deleted"
+NOT_ANSWERED = "not answered yet: hung up"
+ANSWERED = "answered: left to finish"
 
 
 class Applied:
@@ -190,3 +197,42 @@ def attempt_hangup_requested(*, token: str, reason: str) -> None:
     CallAttempt.objects.filter(token=token, hangup_requested_at__isnull=True).update(
         hangup_requested_at=timezone.now(), hangup_reason=reason[:255]
     )
+
+
+def attempt_left_to_finish(*, token: str, reason: str) -> None:
+    """Record on the attempt that its call was answered when its batch was
+    cancelled or deleted, and so left to finish: ``hangup_reason`` says so,
+    ``hangup_requested_at`` stays empty (no hang-up was requested)."""
+    CallAttempt.objects.filter(
+        token=token, hangup_requested_at__isnull=True, hangup_reason=""
+    ).update(hangup_reason=reason[:255])
+
+
+def attempt_answered(token: str) -> bool:
+    """Whether the attempt's events say its call was answered."""
+    return (
+        CallAttempt.objects.filter(token=token)
+        .filter(Q(answered_at__isnull=False) | Q(provider_status="in-progress"))
+        .exists()
+    )
+
+
+def stopped_batches(batch_pks: Iterable[int | None]) -> dict[int, str]:
+    """Which of these batches were cancelled or deleted: each one's reason
+    for hanging up its calls. (Read by table name: jobs sits below batches.)"""
+    pks = sorted({pk for pk in batch_pks if pk is not None})
+    if not pks:
+        return {}
+    marks = ", ".join(["%s"] * len(pks))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, deleted_at IS NOT NULL FROM batches_batch"
+            f" WHERE id IN ({marks})"
+            " AND (cancelled_at IS NOT NULL OR deleted_at IS NOT NULL)",
+            pks,
+        )
+        rows = cursor.fetchall()
+    return {
+        int(pk): BATCH_DELETED_HANGUP if deleted else BATCH_CANCELLED_HANGUP
+        for pk, deleted in rows
+    }

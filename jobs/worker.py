@@ -53,9 +53,10 @@ from jobs.dialers.base import (
     CallStatus,
     Dialer,
     Outcome,
+    Unanswered,
 )
 from jobs.models import Job
-from jobs.notify import CHANNEL
+from jobs.notify import BATCH_STOPPED_CHANNEL, CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ class Call:
     call_id: str = ""
     call_id_saved: bool = False
     hangup_reason: str = ""
+    # The hang-up of a batch cancel or delete: only if not answered yet.
+    unanswered_only: bool = False
     result: CallResult | None = None
     recorded: bool = False
     opted_out: bool = False
@@ -154,7 +157,8 @@ def listen_params() -> dict[str, Any]:
 
 
 class Listener(threading.Thread):
-    """LISTEN on the jobs channel and poke the worker's inbox on each NOTIFY."""
+    """LISTEN on the jobs channel and poke the worker's inbox on each NOTIFY;
+    pass on the batches cancelled or deleted (their calls are hung up)."""
 
     def __init__(self, inbox: queue.Queue[tuple[str, Any]], worker_id: str) -> None:
         super().__init__(name="listen", daemon=True)
@@ -170,12 +174,16 @@ class Listener(threading.Thread):
             try:
                 with psycopg.connect(**listen_params()) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {BATCH_STOPPED_CHANNEL}")
                     # Something may have become claimable while we were away.
                     self.inbox.put(("notify", None))
                     backoff = 0.5
                     while not self.stopped.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.inbox.put(("notify", None))
+                        for note in conn.notifies(timeout=0.5, stop_after=1):
+                            if note.channel != BATCH_STOPPED_CHANNEL:
+                                self.inbox.put(("notify", None))
+                            elif note.payload.isdigit():
+                                self.inbox.put(("batch_stopped", int(note.payload)))
             except psycopg.Error as exc:
                 logger.warning(
                     "listen connection lost; polling until it is back",
@@ -324,6 +332,8 @@ class CallWorker:
         # lease expiry, and whether the error has been logged.
         self.other_leases: dict[str, datetime] = {}
         self.reported_tokens: set[str] = set()
+        # Batches cancelled or deleted (LISTEN) whose calls are to be hung up.
+        self.stopped_batches: set[int] = set()
         self.wake = True
         self.idle = False
         self.last_claim_empty = False
@@ -360,9 +370,11 @@ class CallWorker:
         except queue.Empty:
             return False
         while True:
-            kind, _call = item
+            kind, payload = item
             if kind == "notify":
                 self.wake = True
+            elif kind == "batch_stopped":
+                self.stopped_batches.add(payload)
             try:
                 item = self.inbox.get_nowait()
             except queue.Empty:
@@ -458,22 +470,67 @@ class CallWorker:
             )
             lost = {job_id for job_id in lost if job_id in self.calls}
         lost = self._ended_by_callback(lost)
+        # A batch cancel or delete hangs up only the calls not answered yet,
+        # whether its notification woke this worker or not.
+        stopped = telephony.stopped_batches(
+            self.calls[job_id].job.batch_id for job_id in lost
+        )
         for job_id in lost:
             call = self.calls[job_id]
+            batch_reason = stopped.get(call.job.batch_id or 0)  # 0: no batch
             self._log(
                 logging.INFO,
                 "job no longer held: hanging up",
                 action="job.hangup",
                 job_id=job_id,
                 batch_id=call.job.batch_id,
-                reason=HANGUP_NOT_HELD,
+                reason=batch_reason or HANGUP_NOT_HELD,
             )
-            self.hang_up(call, HANGUP_NOT_HELD)
+            if batch_reason:
+                self.hang_up(call, batch_reason, unanswered_only=True)
+            else:
+                self.hang_up(call, HANGUP_NOT_HELD)
             if call.handle is not None and self.dialer.asynchronous:
                 # Its final callback ends the attempt; nothing waits for it.
                 del self.calls[job_id]
                 self.wake = True
         return bool(lost)
+
+    def hang_up_stopped(self) -> bool:
+        """Hang up the calls of batches just cancelled or deleted that are
+        not answered yet, as soon as their notification arrives (not at the
+        next lease renewal); answered calls are left to finish. Returns
+        whether any call was concerned."""
+        if not self.stopped_batches:
+            return False
+        pks, self.stopped_batches = self.stopped_batches, set()
+        mine = [
+            call
+            for call in self.calls.values()
+            if call.job.batch_id in pks
+            and call.result is None
+            and not call.hangup_reason
+        ]
+        if not mine:
+            return False
+        # The notification is a hint: the batch row says.
+        stopped = telephony.stopped_batches(call.job.batch_id for call in mine)
+        found = False
+        for call in mine:
+            reason = stopped.get(call.job.batch_id or 0)
+            if reason is None:
+                continue
+            self._log(
+                logging.INFO,
+                "batch stopped: hanging up the call unless answered",
+                action="job.hangup_unanswered",
+                job_id=call.job.pk,
+                batch_id=call.job.batch_id,
+                reason=reason,
+            )
+            self.hang_up(call, reason, unanswered_only=True)
+            found = True
+        return found
 
     def _ended_by_callback(self, lost: set[int]) -> set[int]:
         """Drop the asynchronous calls among ``lost`` that ended by their
@@ -800,6 +857,7 @@ class CallWorker:
         if self.epoch is None:
             self.epoch = database_now()
         found = self.reconcile()
+        found |= self.hang_up_stopped()
         found |= self.save_call_ids()
         found |= self.finish_calls()
         found |= self.renew()
@@ -895,10 +953,10 @@ class CallWorker:
         with call.lock:
             call.handle = handle
             call.call_id = handle.call_id
-            hang = bool(call.hangup_reason)
+            hang = call.hangup_reason
         self.inbox.put(("placed", call))
         if hang:
-            self._hangup_handle(handle)
+            self._hangup_handle(handle, call, hang)
         try:
             result = self.dialer.wait(handle, settings.WORKER_MAX_CALL_SECONDS)
         except Exception as exc:
@@ -927,6 +985,9 @@ class CallWorker:
         self, handle: CallHandle, call: Call | None = None, reason: str = ""
     ) -> None:
         try:
+            if call is not None and call.unanswered_only:
+                self._hangup_unanswered(handle, call, reason)
+                return
             if call is not None and call.job.attempt_token:
                 telephony.attempt_hangup_requested(
                     token=call.job.attempt_token, reason=reason
@@ -935,11 +996,40 @@ class CallWorker:
         except Exception:
             logger.exception("hang-up failed", extra={"action": "job.hangup_error"})
 
-    def hang_up(self, call: Call, reason: str) -> None:
+    def _hangup_unanswered(self, handle: CallHandle, call: Call, reason: str) -> None:
+        """A batch cancel or delete: hang up unless answered; record which
+        on the attempt."""
+        token = call.job.attempt_token
+        answered = bool(token) and telephony.attempt_answered(token)
+        done = self.dialer.cancel_unanswered(handle, answered=answered)
+        self._log(
+            logging.INFO,
+            "call of a stopped batch: %s",
+            done,
+            action="job.hangup_unanswered_done",
+            job_id=call.job.pk,
+            batch_id=call.job.batch_id,
+            result=done,
+        )
+        if not token:
+            return
+        if done == Unanswered.HUNG_UP:
+            telephony.attempt_hangup_requested(
+                token=token, reason=f"{reason}; {telephony.NOT_ANSWERED}"
+            )
+        elif done == Unanswered.ANSWERED:
+            telephony.attempt_left_to_finish(
+                token=token, reason=f"{reason}; {telephony.ANSWERED}"
+            )
+
+    def hang_up(
+        self, call: Call, reason: str, *, unanswered_only: bool = False
+    ) -> None:
         with call.lock:
             if call.hangup_reason:
                 return
             call.hangup_reason = reason
+            call.unanswered_only = unanswered_only
             handle = call.handle
         if handle is None:
             return

@@ -14,6 +14,7 @@ from jobs.dialers.base import (
     CallStatus,
     Dialer,
     Outcome,
+    Unanswered,
 )
 
 _REGISTRY: dict[str, Callable[[], Dialer]] = {}
@@ -60,6 +61,7 @@ __all__ = [
     "CallStatus",
     "Dialer",
     "Outcome",
+    "Unanswered",
     "get_dialer",
     "register",
 ]

@@ -44,6 +44,14 @@ class CallStatus:
     UNKNOWN = "unknown"
 
 
+class Unanswered:
+    """What ``Dialer.cancel_unanswered`` did with a call."""
+
+    HUNG_UP = "hung_up"  # not answered yet: a hang-up was requested
+    ANSWERED = "answered"  # answered: left to finish
+    ENDED = "ended"  # over already: nothing to do
+
+
 class CallNotPlaced(Exception):
     """Raised by ``place_call`` when the provider certainly placed no call:
     it refused the request (a 429, a validation error) or nothing was sent.
@@ -145,6 +153,19 @@ class Dialer(ABC):
     @abstractmethod
     def hangup(self, handle: CallHandle) -> None:
         """End the call early. The handle still resolves, with what happened."""
+
+    def cancel_unanswered(self, handle: CallHandle, *, answered: bool) -> str:
+        """Hang the call up if it is not answered yet (queued or ringing);
+        leave an answered call to finish (a batch cancel or delete). Returns
+        what was done (``Unanswered``).
+
+        ``answered`` is what the product knows from the call's events; this
+        default trusts it. A dialer that can ask its provider decides on the
+        provider's word instead."""
+        if answered:
+            return Unanswered.ANSWERED
+        self.hangup(handle)
+        return Unanswered.HUNG_UP
 
     def call_status(self, call_id: str) -> str:
         """What the provider knows about a call; UNKNOWN unless it can tell."""

@@ -40,6 +40,7 @@ from jobs.dialers.base import (
     CallStatus,
     Dialer,
     Outcome,
+    Unanswered,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 RUNNING = frozenset({"queued", "initiated", "ringing", "in-progress"})
+UNANSWERED = frozenset({"queued", "initiated", "ringing"})
 TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 # Twilio error codes that mean the number itself cannot be called.
 INVALID_NUMBER_CODES = frozenset(
@@ -318,10 +320,26 @@ class TwilioDialer(Dialer):
         once it is in progress. A call already over is left alone."""
         call = self.client.calls(handle.call_id).fetch()
         status = str(call.status or "")
-        if status in ("queued", "initiated", "ringing"):
+        if status in UNANSWERED:
             self.client.calls(handle.call_id).update(status="canceled")
         elif status == "in-progress":
             self.client.calls(handle.call_id).update(status="completed")
+
+    def cancel_unanswered(self, handle: CallHandle, *, answered: bool) -> str:
+        """Status=canceled while the call is queued or ringing, on Twilio's
+        word rather than the callbacks received so far. Twilio applies
+        ``canceled`` only to a call not yet answered, so a call answered
+        between the fetch and the update is left to finish: the update's
+        reply says which."""
+        status = str(self.client.calls(handle.call_id).fetch().status or "")
+        if status in UNANSWERED:
+            call = self.client.calls(handle.call_id).update(status="canceled")
+            status = str(call.status or "")
+            if status in UNANSWERED or status == "canceled":
+                return Unanswered.HUNG_UP
+        if status == "in-progress":
+            return Unanswered.ANSWERED
+        return Unanswered.ENDED
 
     def fetch(self, call_id: str) -> dict[str, str] | None:
         """The call as Twilio has it (status, answered_by, duration); None

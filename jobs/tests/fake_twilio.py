@@ -305,7 +305,11 @@ class FakeTwilio:
                     return
                 wanted = params.get("Status", [""])[0]
                 final = ""
-                if wanted == "canceled" and status in ("queued", "ringing"):
+                if wanted == "canceled" and status in (
+                    "queued",
+                    "initiated",
+                    "ringing",
+                ):
                     final = "canceled"
                 elif wanted == "completed" and status in RUNNING:
                     final = "completed" if status == "in-progress" else "canceled"

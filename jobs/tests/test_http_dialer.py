@@ -505,3 +505,39 @@ def test_secret_rotation__requests_signed_with_both_callbacks_accepted_under_eit
 
     settings.HTTP_DIALER_SECRET = new  # the old one dropped
     assert agent.send(attempt_id, "ringing") == 403
+
+
+def test_batch_cancel__the_platform_hangs_up_the_ringing_call_not_the_answered_one(
+    agent, account, settings
+):
+    """The HTTP platform cannot be asked whether a call was answered: the
+    attempt's events say, and an answered call is left to finish."""
+    from batches.services import batch_cancel
+    from jobs.telephony import ANSWERED as LEFT
+    from jobs.telephony import NOT_ANSWERED
+
+    settings.HTTP_DIALER_HANGUP_URL = f"{agent.base_url}/hangup"
+    batch = BatchFactory(account=account)
+    ringing, answered = JobFactory.create_batch(2, batch=batch)
+    worker = CallWorker(dialer=dialer(), worker_id="w1", listen=False, concurrency=2)
+    worker.claim()
+    worker.placer.shutdown(wait=True)  # placed
+    worker.drain_inbox()
+    worker.save_call_ids()
+    ring_id = agent.attempt_of(ringing.phone_number)
+    answer_id = agent.attempt_of(answered.phone_number)
+    agent.send(ring_id, "ringing")
+    agent.send(answer_id, "in-progress", answered_by="human")
+
+    batch_cancel(batch=batch, actor=Actor.system("tests"))
+    worker.placer = None  # the hang-ups run inline in this test
+    worker.next_renew = 0
+    worker.renew()
+
+    assert [h["attempt_id"] for h in agent.hangups] == [ring_id]
+    assert CallAttempt.objects.get(token=ring_id).hangup_reason == (
+        f"batch cancelled; {NOT_ANSWERED}"
+    )
+    left = CallAttempt.objects.get(token=answer_id)
+    assert left.hangup_requested_at is None
+    assert left.hangup_reason == f"batch cancelled; {LEFT}"
