@@ -549,15 +549,23 @@ def test_workers__concurrent_calls_never_overspend_then_resume_after_top_up(
     )
     assert spent == 11 - balance(account)
     completed = Job.objects.filter(status=JobStatus.COMPLETED).count()
-    # Five calls fit in 11 credits at 2 each; the sixth could not be reserved.
-    assert completed == 5
-    assert balance(account) == 1
+    # At most five calls fit in 11 credits at 2 each, and each one is paid
+    # for. Fewer when the pause for credits commits between a job's
+    # reservation and its dial mark: the pause is exact, so that job is
+    # released (back to pending in its paused batch) and its reservation
+    # refunded. Which jobs that hits depends on the threads' timing.
+    assert 1 <= completed <= 5
+    assert balance(account) == 11 - 2 * completed
     ledger = list(
         CreditEntry.objects.order_by("id").values_list("balance_after", flat=True)
     )
     assert min(ledger) >= 0
-    assert Job.objects.filter(status=JobStatus.SUSPENDED).count() == 34 - completed
-    assert not Job.objects.filter(status__in=["pending", "in_progress"]).exists()
+    suspended = Job.objects.filter(status=JobStatus.SUSPENDED).count()
+    released = Job.objects.filter(
+        status=JobStatus.PENDING, batch__is_active=False
+    ).count()
+    assert suspended + released == 34 - completed
+    assert not Job.objects.filter(status=JobStatus.IN_PROGRESS).exists()
     for batch in batches:
         batch.refresh_from_db()
         assert (batch.is_active, batch.pause_source, batch.pause_reason) == (
@@ -568,12 +576,12 @@ def test_workers__concurrent_calls_never_overspend_then_resume_after_top_up(
 
     result = credits.credits_add(account=account, amount=1000, actor=ADMIN)
     assert sorted(result.resumed_batches) == sorted(b.batch_id for b in batches)
-    assert result.unsuspended_jobs == 29
+    assert result.unsuspended_jobs == suspended
 
     assert _run_workers(4, concurrency=3) == []
 
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 34
-    assert balance(account) == 1001 - 29 * 2
+    assert balance(account) == 11 + 1000 - 34 * 2
     for batch in batches:
         batch.refresh_from_db()
         assert batch.state == Batch.State.COMPLETED

@@ -84,9 +84,16 @@ def test_worker_processes__never_overspend_suspend_and_resume_on_top_up(
     run_workers(3, tmp_path, 1)
 
     account.refresh_from_db()
-    assert account.credits == 1
-    assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 4
-    assert Job.objects.filter(status=JobStatus.SUSPENDED).count() == 26
+    completed = Job.objects.filter(status=JobStatus.COMPLETED).count()
+    # At most four calls fit, each paid for; fewer when the pause for credits
+    # commits between a job's reservation and its dial mark (the pause is
+    # exact: that job is released to its paused batch and refunded).
+    assert 1 <= completed <= 4
+    assert account.credits == 9 - 2 * completed
+    waiting = Job.objects.filter(status=JobStatus.SUSPENDED).count() + (
+        Job.objects.filter(status=JobStatus.PENDING, batch__is_active=False).count()
+    )
+    assert waiting == 30 - completed
     assert min(CreditEntry.objects.values_list("balance_after", flat=True)) >= 0
     assert all(
         (b.is_active, b.pause_source, b.pause_reason) == (False, "system", "no credits")
@@ -97,7 +104,7 @@ def test_worker_processes__never_overspend_suspend_and_resume_on_top_up(
     run_workers(3, tmp_path, 2)
 
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 30
-    assert Account.objects.get(pk=account.pk).credits == 101 - 26 * 2
+    assert Account.objects.get(pk=account.pk).credits == 9 + 100 - 30 * 2
     assert all(
         b.state == Batch.State.COMPLETED for b in Batch.objects.filter(account=account)
     )
